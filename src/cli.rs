@@ -1,0 +1,32 @@
+//! Command-line interface. Every flag can also be set through the environment variable named in
+//! its help.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::predict::PredictArgs;
+use crate::trainer::TrainArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mlengine",
+    version,
+    about = "Train the census Wide & Deep model, export it as ONNX, and serve it online and in batch"
+)]
+pub struct Cli {
+    /// Path of libonnxruntime.so (default: the project's .ort folder, see scripts/install-onnxruntime.sh).
+    #[arg(long, global = true, env = "ORT_DYLIB_PATH")]
+    pub ort_library: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train the census Wide & Deep model and export it to <job-dir>/export/Servo/<timestamp>.
+    Train(TrainArgs),
+    /// Predict locally from JSON instances, as `gcloud ml-engine local predict`.
+    Predict(PredictArgs),
+}

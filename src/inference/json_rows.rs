@@ -1,0 +1,339 @@
+//! Decoding of JSON instances (the row format of Cloud ML Engine and TF Serving: one JSON value
+//! per instance, an object keyed by input name when the model has several inputs) into batch
+//! tensors, and encoding of output tensors back into one JSON object per instance. Shared by the
+//! local `predict` command, batch prediction and the REST adapters.
+
+use serde_json::{Map, Value};
+
+use super::error::{InferenceError, InferenceResult};
+use super::tensor::{DType, Signature, Tensor, TensorData, TensorSpec};
+
+/// Decodes `instances` into one tensor per model input (signature order), batch dimension first.
+pub fn decode_instances(signature: &Signature, instances: &[Value]) -> InferenceResult<Vec<Tensor>> {
+    if instances.is_empty() {
+        return Err(InferenceError::invalid("'instances' is empty: send at least one instance"));
+    }
+    let mut columns: Vec<Column> = signature
+        .inputs
+        .iter()
+        .map(|spec| Column::new(spec, instances.len()))
+        .collect();
+    let single = signature.inputs.len() == 1;
+    for (i, instance) in instances.iter().enumerate() {
+        match instance {
+            Value::Object(obj) if !(single && is_b64(obj)) => {
+                for key in obj.keys() {
+                    if signature.input(key).is_none() {
+                        return Err(InferenceError::invalid(format!(
+                            "instance {i}: unknown input '{key}'; the model's inputs are {}",
+                            names(signature)
+                        )));
+                    }
+                }
+                for (spec, column) in signature.inputs.iter().zip(columns.iter_mut()) {
+                    let value = obj.get(&spec.name).ok_or_else(|| {
+                        InferenceError::invalid(format!(
+                            "instance {i}: missing input '{}'",
+                            spec.name
+                        ))
+                    })?;
+                    column.push(value, i)?;
+                }
+            }
+            value if single => columns[0].push(value, i)?,
+            _ => {
+                return Err(InferenceError::invalid(format!(
+                    "instance {i}: expected a JSON object keyed by input name ({})",
+                    names(signature)
+                )))
+            }
+        }
+    }
+    Ok(columns.into_iter().map(|c| c.finish(instances.len())).collect())
+}
+
+fn names(signature: &Signature) -> String {
+    signature
+        .inputs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn is_b64(obj: &Map<String, Value>) -> bool {
+    obj.len() == 1 && obj.contains_key("b64")
+}
+
+/// One input's values across instances.
+struct Column<'s> {
+    spec: &'s TensorSpec,
+    data: TensorData,
+    /// Shape of one instance's value, fixed by the first instance.
+    element_shape: Option<Vec<usize>>,
+}
+
+impl<'s> Column<'s> {
+    fn new(spec: &'s TensorSpec, instances: usize) -> Self {
+        let per: usize = spec.shape.iter().skip(1).map(|d| (*d).max(1) as usize).product();
+        Column {
+            spec,
+            data: TensorData::with_capacity(spec.dtype, instances * per),
+            element_shape: None,
+        }
+    }
+
+    fn push(&mut self, value: &Value, instance: usize) -> InferenceResult<()> {
+        let name = &self.spec.name;
+        let ctx = |msg: String| InferenceError::invalid(format!("instance {instance}: input '{name}': {msg}"));
+        let mut shape = Vec::new();
+        shape_of(value, &mut shape).map_err(ctx)?;
+        let expected_rank = self.spec.shape.len().saturating_sub(1);
+        if shape.len() != expected_rank {
+            return Err(ctx(format!(
+                "expected {} per instance, got {}",
+                rank_words(expected_rank),
+                rank_words(shape.len())
+            )));
+        }
+        for (d, (&got, &want)) in shape.iter().zip(self.spec.shape.iter().skip(1)).enumerate() {
+            if want >= 0 && got as i64 != want {
+                return Err(ctx(format!("dimension {} has size {got}, the model expects {want}", d + 1)));
+            }
+        }
+        match &self.element_shape {
+            Some(first) if *first != shape => {
+                return Err(ctx(format!(
+                    "shape {shape:?} differs from instance 0's {first:?}; instances must have equal shapes"
+                )))
+            }
+            Some(_) => {}
+            None => self.element_shape = Some(shape),
+        }
+        append(value, &mut self.data).map_err(ctx)
+    }
+
+    fn finish(self, instances: usize) -> Tensor {
+        let mut shape = vec![instances];
+        shape.extend(self.element_shape.unwrap_or_default());
+        Tensor::new(shape, self.data)
+    }
+}
+
+fn rank_words(rank: usize) -> String {
+    match rank {
+        0 => "a scalar".to_string(),
+        1 => "a list".to_string(),
+        n => format!("a {n}-level nested list"),
+    }
+}
+
+/// The shape of a nested JSON list; ragged lists are an error.
+fn shape_of(value: &Value, shape: &mut Vec<usize>) -> Result<(), String> {
+    if let Value::Array(items) = value {
+        shape.push(items.len());
+        let mut inner: Option<Vec<usize>> = None;
+        for item in items {
+            let mut s = Vec::new();
+            shape_of(item, &mut s)?;
+            match &inner {
+                Some(prev) if *prev != s => return Err("ragged nested list".to_string()),
+                Some(_) => {}
+                None => inner = Some(s),
+            }
+        }
+        shape.extend(inner.unwrap_or_default());
+    }
+    Ok(())
+}
+
+fn describe(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() > 40 {
+        format!("{}...", &text[..text.floor_char_boundary(40)])
+    } else {
+        text
+    }
+}
+
+/// Appends the leaves of `value` (already shape-checked) to `data`, converting to its type.
+fn append(value: &Value, data: &mut TensorData) -> Result<(), String> {
+    if let Value::Array(items) = value {
+        for item in items {
+            append(item, data)?;
+        }
+        return Ok(());
+    }
+    let dtype = data.dtype();
+    macro_rules! int {
+        ($v:expr, $t:ty) => {{
+            let x = integer(value, dtype)?;
+            let y = <$t>::try_from(x).map_err(|_| format!("{x} is out of range for {dtype}"))?;
+            $v.push(y)
+        }};
+    }
+    match data {
+        TensorData::Bool(v) => v.push(value.as_bool().ok_or_else(|| format!("expected a boolean, got {}", describe(value)))?),
+        TensorData::U8(v) => int!(v, u8),
+        TensorData::U16(v) => int!(v, u16),
+        TensorData::U32(v) => int!(v, u32),
+        TensorData::U64(v) => int!(v, u64),
+        TensorData::I8(v) => int!(v, i8),
+        TensorData::I16(v) => int!(v, i16),
+        TensorData::I32(v) => int!(v, i32),
+        TensorData::I64(v) => int!(v, i64),
+        TensorData::F32(v) => v.push(float(value, dtype)? as f32),
+        TensorData::F64(v) => v.push(float(value, dtype)?),
+        TensorData::String(v) => match value {
+            Value::String(s) => {
+                if s.contains('\0') {
+                    return Err("string contains a NUL byte".to_string());
+                }
+                v.push(s.clone())
+            }
+            other => return Err(format!("expected a string, got {}", describe(other))),
+        },
+    }
+    Ok(())
+}
+
+/// An integer from a JSON number; integral floats such as `25.0` are accepted.
+fn integer(value: &Value, dtype: DType) -> Result<i128, String> {
+    match value {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Ok(i as i128)
+            } else if let Some(u) = n.as_u64() {
+                Ok(u as i128)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.3e18 {
+                    Ok(f as i128)
+                } else {
+                    Err(format!("expected an integer ({dtype}), got {n}"))
+                }
+            }
+        }
+        other => Err(format!("expected an integer ({dtype}), got {}", describe(other))),
+    }
+}
+
+fn float(value: &Value, dtype: DType) -> Result<f64, String> {
+    match value {
+        Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number")),
+        other => Err(format!("expected a number ({dtype}), got {}", describe(other))),
+    }
+}
+
+/// One JSON object per instance with every output (or those named in `only`), as Cloud ML Engine
+/// answers: an output of shape `[N]` gives a scalar, `[N, k]` a list, and so on.
+pub fn encode_predictions(outputs: &[(String, Tensor)]) -> InferenceResult<Vec<Value>> {
+    let n = outputs
+        .first()
+        .and_then(|(_, t)| t.shape.first().copied())
+        .unwrap_or(0);
+    let mut rows: Vec<Map<String, Value>> = (0..n).map(|_| Map::new()).collect();
+    for (name, tensor) in outputs {
+        if tensor.shape.first() != Some(&n) {
+            return Err(InferenceError::internal(format!(
+                "output '{name}' has batch size {:?}, expected {n}",
+                tensor.shape.first()
+            )));
+        }
+        let per: usize = tensor.shape[1..].iter().product();
+        for (i, row) in rows.iter_mut().enumerate() {
+            let flat = (i * per..(i + 1) * per).map(|j| element(&tensor.data, j));
+            row.insert(name.clone(), nest(&tensor.shape[1..], &mut flat.collect::<Vec<_>>().into_iter()));
+        }
+    }
+    Ok(rows.into_iter().map(Value::Object).collect())
+}
+
+fn nest(shape: &[usize], items: &mut impl Iterator<Item = Value>) -> Value {
+    match shape.split_first() {
+        None => items.next().unwrap_or(Value::Null),
+        Some((&d, rest)) => Value::Array((0..d).map(|_| nest(rest, items)).collect()),
+    }
+}
+
+/// A JSON value of element `i`; floats print as the double nearest the stored value, as
+/// TensorFlow's JSON encoder does.
+pub fn element(data: &TensorData, i: usize) -> Value {
+    match data {
+        TensorData::Bool(v) => Value::from(v[i]),
+        TensorData::U8(v) => Value::from(v[i]),
+        TensorData::U16(v) => Value::from(v[i]),
+        TensorData::U32(v) => Value::from(v[i]),
+        TensorData::U64(v) => Value::from(v[i]),
+        TensorData::I8(v) => Value::from(v[i]),
+        TensorData::I16(v) => Value::from(v[i]),
+        TensorData::I32(v) => Value::from(v[i]),
+        TensorData::I64(v) => Value::from(v[i]),
+        TensorData::F32(v) => Value::from(v[i] as f64),
+        TensorData::F64(v) => Value::from(v[i]),
+        TensorData::String(v) => Value::from(v[i].clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sig() -> Signature {
+        Signature {
+            inputs: vec![
+                TensorSpec { name: "age".into(), dtype: DType::I64, shape: vec![-1] },
+                TensorSpec { name: "job".into(), dtype: DType::String, shape: vec![-1] },
+                TensorSpec { name: "v".into(), dtype: DType::F32, shape: vec![-1, 2] },
+            ],
+            outputs: vec![],
+        }
+    }
+
+    #[test]
+    fn decodes_objects_and_integral_floats() {
+        let t = decode_instances(
+            &sig(),
+            &[json!({"age": 25, "job": " x", "v": [1, 2.5]}), json!({"age": 30.0, "job": "y", "v": [0, 0]})],
+        )
+        .unwrap();
+        assert_eq!(t[0], Tensor::new(vec![2], TensorData::I64(vec![25, 30])));
+        assert_eq!(t[1].data, TensorData::String(vec![" x".into(), "y".into()]));
+        assert_eq!(t[2].shape, vec![2, 2]);
+    }
+
+    #[test]
+    fn errors_name_instance_and_input() {
+        let cases = [
+            (json!([{"age": 1, "job": "a", "v": [1, 2]}, {"job": "a", "v": [1, 2]}]), "instance 1: missing input 'age'"),
+            (json!([{"age": 1, "job": "a", "v": [1, 2], "zzz": 1}]), "instance 0: unknown input 'zzz'"),
+            (json!([{"age": "x", "job": "a", "v": [1, 2]}]), "instance 0: input 'age': expected an integer"),
+            (json!([{"age": 2.5, "job": "a", "v": [1, 2]}]), "expected an integer (int64), got 2.5"),
+            (json!([{"age": 1, "job": 3, "v": [1, 2]}]), "input 'job': expected a string"),
+            (json!([{"age": [1], "job": "a", "v": [1, 2]}]), "input 'age': expected a scalar per instance, got a list"),
+            (json!([{"age": 1, "job": "a", "v": [1, 2, 3]}]), "dimension 1 has size 3"),
+            (json!([{"age": 1, "job": "a\u{0}b", "v": [1, 2]}]), "NUL byte"),
+            (json!([{"age": 1, "job": "a", "v": [[1], 2]}]), "ragged"),
+            (json!([]), "'instances' is empty"),
+            (json!([5]), "instance 0: expected a JSON object"),
+        ];
+        for (instances, want) in cases {
+            let arr = instances.as_array().unwrap().clone();
+            let err = decode_instances(&sig(), &arr).unwrap_err();
+            assert!(err.message.contains(want), "{} !~ {want}", err.message);
+            assert_eq!(err.kind.http_status(), 400);
+        }
+    }
+
+    #[test]
+    fn encodes_one_object_per_instance() {
+        let outputs = vec![
+            ("p".to_string(), Tensor::new(vec![2, 2], TensorData::F32(vec![0.25, 0.75, 0.5, 0.5]))),
+            ("c".to_string(), Tensor::new(vec![2], TensorData::I64(vec![1, 0]))),
+        ];
+        let rows = encode_predictions(&outputs).unwrap();
+        assert_eq!(rows[0], json!({"p": [0.25, 0.75], "c": 1}));
+        assert_eq!(rows[1], json!({"p": [0.5, 0.5], "c": 0}));
+    }
+}

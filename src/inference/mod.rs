@@ -1,0 +1,9 @@
+//! The protocol-neutral inference core: tensors, signatures, errors and the JSON row codec that
+//! every adapter shares.
+
+pub mod error;
+pub mod json_rows;
+pub mod tensor;
+
+pub use error::{ErrorKind, InferenceError, InferenceResult};
+pub use tensor::{DType, Signature, Tensor, TensorData, TensorSpec};

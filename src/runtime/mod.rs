@@ -1,0 +1,6 @@
+//! ONNX Runtime: the shared library, sessions and the conversion of tensors.
+
+pub mod library;
+pub mod session;
+
+pub use session::{load_model, ModelSession, SessionConfig};

@@ -1,0 +1,175 @@
+//! An ONNX Runtime session with its signature, and the conversion between the inference core's
+//! tensors and ONNX Runtime values. `ort::Session::run` takes `&mut self`, so a `ModelSession` is
+//! owned by one thread at a time.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
+
+use crate::inference::error::{InferenceError, InferenceResult};
+use crate::inference::tensor::{DType, Signature, Tensor, TensorData, TensorSpec};
+
+/// Settings of one session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    /// ONNX Runtime intra-op threads of this session.
+    pub intra_threads: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { intra_threads: 1 }
+    }
+}
+
+pub struct ModelSession {
+    session: Session,
+    signature: Signature,
+}
+
+fn build(env: &ort::environment::Environment, path: &Path, config: SessionConfig) -> ort::Result<Session> {
+    Session::builder(env)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)?
+        .with_intra_threads(config.intra_threads)?
+        .with_inter_threads(1)?
+        .commit_from_file(path)
+}
+
+impl ModelSession {
+    pub fn load(env: &ort::environment::Environment, path: &Path, config: SessionConfig) -> Result<Self> {
+        let session = build(env, path, config).map_err(|e| anyhow!("cannot load {}: {e}", path.display()))?;
+        let inputs = session.inputs().iter().map(|o| spec(o.name(), o.dtype())).collect::<Result<_>>()?;
+        let outputs = session.outputs().iter().map(|o| spec(o.name(), o.dtype())).collect::<Result<_>>()?;
+        Ok(ModelSession {
+            session,
+            signature: Signature { inputs, outputs },
+        })
+    }
+
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    /// Runs the model on one tensor per input (signature order) and returns the requested outputs
+    /// (all when `outputs` is empty), in signature order.
+    pub fn run(&mut self, inputs: &[Tensor], outputs: &[usize]) -> InferenceResult<Vec<(String, Tensor)>> {
+        if inputs.len() != self.signature.inputs.len() {
+            return Err(InferenceError::internal(format!(
+                "{} input tensors for {} model inputs",
+                inputs.len(),
+                self.signature.inputs.len()
+            )));
+        }
+        let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
+        for (spec, tensor) in self.signature.inputs.iter().zip(inputs) {
+            let value = to_ort(tensor).map_err(|e| {
+                InferenceError::invalid(format!("input '{}': {e}", spec.name))
+            })?;
+            values.push((spec.name.clone(), value));
+        }
+        let result = self
+            .session
+            .run(values)
+            .map_err(|e| InferenceError::internal(format!("model execution failed: {e}")))?;
+        let wanted: Vec<usize> = if outputs.is_empty() {
+            (0..self.signature.outputs.len()).collect()
+        } else {
+            outputs.to_vec()
+        };
+        let mut out = Vec::with_capacity(wanted.len());
+        for i in wanted {
+            let name = &self.signature.outputs[i].name;
+            let value = result
+                .get(name.as_str())
+                .ok_or_else(|| InferenceError::internal(format!("the model produced no output '{name}'")))?;
+            out.push((name.clone(), from_ort(value).map_err(|e| InferenceError::internal(format!("output '{name}': {e}")))?));
+        }
+        Ok(out)
+    }
+}
+
+fn spec(name: &str, ty: &ValueType) -> Result<TensorSpec> {
+    match ty {
+        ValueType::Tensor { ty, shape, .. } => Ok(TensorSpec {
+            name: name.to_string(),
+            dtype: dtype(*ty).ok_or_else(|| anyhow!("input or output '{name}' has unsupported element type {ty:?}"))?,
+            shape: shape.iter().copied().collect(),
+        }),
+        other => bail!("input or output '{name}' is not a tensor ({other:?})"),
+    }
+}
+
+fn dtype(t: TensorElementType) -> Option<DType> {
+    Some(match t {
+        TensorElementType::Bool => DType::Bool,
+        TensorElementType::Uint8 => DType::U8,
+        TensorElementType::Uint16 => DType::U16,
+        TensorElementType::Uint32 => DType::U32,
+        TensorElementType::Uint64 => DType::U64,
+        TensorElementType::Int8 => DType::I8,
+        TensorElementType::Int16 => DType::I16,
+        TensorElementType::Int32 => DType::I32,
+        TensorElementType::Int64 => DType::I64,
+        TensorElementType::Float32 => DType::F32,
+        TensorElementType::Float64 => DType::F64,
+        TensorElementType::String => DType::String,
+        _ => return None,
+    })
+}
+
+fn to_ort(t: &Tensor) -> ort::Result<DynValue> {
+    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+    Ok(match &t.data {
+        TensorData::Bool(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+        TensorData::U8(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+        TensorData::U16(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+        TensorData::U32(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+        TensorData::U64(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+        TensorData::I8(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+        TensorData::I16(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+        TensorData::I32(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+        TensorData::I64(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+        TensorData::F32(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+        TensorData::F64(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+        TensorData::String(v) => OrtTensor::from_string_array((shape, &v[..]))?.into_dyn(),
+    })
+}
+
+fn from_ort(value: &DynValue) -> ort::Result<Tensor> {
+    let ValueType::Tensor { ty, .. } = value.dtype() else {
+        return Err(ort::Error::new("not a tensor"));
+    };
+    macro_rules! prim {
+        ($t:ty, $variant:ident) => {{
+            let (shape, data) = value.try_extract_tensor::<$t>()?;
+            (shape.iter().map(|&d| d as usize).collect::<Vec<_>>(), TensorData::$variant(data.to_vec()))
+        }};
+    }
+    let (shape, data) = match ty {
+        TensorElementType::Bool => prim!(bool, Bool),
+        TensorElementType::Uint8 => prim!(u8, U8),
+        TensorElementType::Uint16 => prim!(u16, U16),
+        TensorElementType::Uint32 => prim!(u32, U32),
+        TensorElementType::Uint64 => prim!(u64, U64),
+        TensorElementType::Int8 => prim!(i8, I8),
+        TensorElementType::Int16 => prim!(i16, I16),
+        TensorElementType::Int32 => prim!(i32, I32),
+        TensorElementType::Int64 => prim!(i64, I64),
+        TensorElementType::Float32 => prim!(f32, F32),
+        TensorElementType::Float64 => prim!(f64, F64),
+        TensorElementType::String => {
+            let (shape, data) = value.try_extract_strings()?;
+            (shape.iter().map(|&d| d as usize).collect(), TensorData::String(data))
+        }
+        other => return Err(ort::Error::new(format!("unsupported output type {other:?}"))),
+    };
+    Ok(Tensor::new(shape, data))
+}
+
+/// Loads a model file on the default environment: for one-off use (local predict, tests).
+pub fn load_model(path: &Path, ort_library: Option<&Path>, config: SessionConfig) -> Result<ModelSession> {
+    let env = super::library::environment(ort_library, false)?;
+    ModelSession::load(env, path, config)
+}

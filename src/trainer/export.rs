@@ -1,0 +1,105 @@
+//! Export of a trained model as a servable version: `<job-dir>/export/Servo/<unix-seconds>/` with
+//! `model.onnx` and `model.json`, built in a hidden temporary directory and renamed into place so a
+//! server polling `export/Servo` never sees half a version.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use super::args::TrainArgs;
+use super::metrics::EvalMetrics;
+use crate::census::features::LOG_SCALED;
+use crate::census::model::WideDeepWeights;
+use crate::census::schema::{CATEGORICAL, INPUTS, NUMERIC};
+use crate::census::FeatureSpec;
+use crate::onnx::{builder, census_graph};
+use crate::storage::publish_dir;
+
+pub const MODEL_FILE: &str = "model.onnx";
+pub const METADATA_FILE: &str = "model.json";
+
+/// The ONNX bytes of a model; the same spec and weights always give the same bytes.
+pub fn onnx_bytes(spec: &FeatureSpec, weights: &WideDeepWeights) -> Result<Vec<u8>> {
+    let doc = "Census income Wide & Deep classifier (mlengine). Inputs: raw census features; \
+               outputs: probabilities [P(<=50K), P(>50K)], logits, classes, logistic.";
+    builder::to_bytes(&census_graph::build(spec, weights, doc))
+}
+
+/// The metadata written beside `model.onnx`.
+pub fn metadata(
+    spec: &FeatureSpec,
+    args: &TrainArgs,
+    metrics: &EvalMetrics,
+    created: u64,
+) -> Value {
+    let inputs: Vec<Value> = INPUTS
+        .iter()
+        .map(|name| {
+            let dtype = if CATEGORICAL.contains(name) { "string" } else { "int64" };
+            json!({"name": name, "dtype": dtype, "shape": [-1]})
+        })
+        .collect();
+    let vocabularies: serde_json::Map<String, Value> = CATEGORICAL
+        .iter()
+        .zip(&spec.vocabularies)
+        .map(|(name, vocab)| (name.to_string(), json!(vocab)))
+        .collect();
+    let numeric: serde_json::Map<String, Value> = NUMERIC
+        .iter()
+        .enumerate()
+        .map(|(j, name)| {
+            (
+                name.to_string(),
+                json!({"mean": spec.numeric_mean[j], "std": spec.numeric_std[j], "log1p": LOG_SCALED[j]}),
+            )
+        })
+        .collect();
+    json!({
+        "format": "mlengine/census-wide-deep/v1",
+        "created_unix_seconds": created,
+        "producer": format!("mlengine {}", env!("CARGO_PKG_VERSION")),
+        "signature": {
+            "name": "serving_default",
+            "inputs": inputs,
+            "outputs": [
+                {"name": "probabilities", "dtype": "float32", "shape": [-1, 2]},
+                {"name": "logits", "dtype": "float32", "shape": [-1, 1]},
+                {"name": "classes", "dtype": "int64", "shape": [-1]},
+                {"name": "logistic", "dtype": "float32", "shape": [-1, 1]},
+            ],
+        },
+        "out_of_vocabulary_id": 0,
+        "vocabularies": vocabularies,
+        "numeric": numeric,
+        "training": args,
+        "eval_metrics": metrics,
+    })
+}
+
+/// Publishes a version under `<job-dir>/export/Servo/` and returns its directory.
+pub fn export(
+    job_dir: &Path,
+    spec: &FeatureSpec,
+    weights: &WideDeepWeights,
+    args: &TrainArgs,
+    metrics: &EvalMetrics,
+) -> Result<PathBuf> {
+    let onnx = onnx_bytes(spec, weights)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let base = job_dir.join("export").join("Servo");
+    publish_dir(
+        &base,
+        |attempt| (now + attempt as u64).to_string(),
+        |dir| {
+            std::fs::write(dir.join(MODEL_FILE), &onnx)?;
+            let meta = metadata(spec, args, metrics, now);
+            std::fs::write(dir.join(METADATA_FILE), serde_json::to_vec_pretty(&meta)?)?;
+            Ok(())
+        },
+    )
+}
