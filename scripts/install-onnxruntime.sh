@@ -10,15 +10,11 @@ VERSION=1.31.1
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 if [[ "${1:-}" == "--gpu" ]]; then
-  package=onnxruntime_gpu
   pip_name=onnxruntime-gpu
-  wheel="onnxruntime_gpu-${VERSION}-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl"
-  sha256="${MLENGINE_ORT_GPU_SHA256:-}"
+  sha256=e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6
   dest="$root/.ort/gpu/lib"
 else
-  package=onnxruntime
   pip_name=onnxruntime
-  wheel="onnxruntime-${VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
   sha256=5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f
   dest="$root/.ort/cpu/lib"
 fi
@@ -34,16 +30,11 @@ command -v "$python" >/dev/null 2>&1 || python=python3
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "install-onnxruntime: fetching $pip_name==$VERSION from PyPI" >&2
-if [[ -n "$sha256" ]]; then
-  echo "$pip_name==$VERSION --hash=sha256:$sha256" > "$work/requirements.txt"
-  "$python" -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
-    --python-version 3.11 --platform manylinux_2_28_x86_64 --implementation cp \
-    -r "$work/requirements.txt" -d "$work"
-else
-  "$python" -m pip download --quiet --no-deps --only-binary=:all: \
-    --python-version 3.11 --platform manylinux_2_28_x86_64 --implementation cp \
-    "$pip_name==$VERSION" -d "$work"
-fi
+# The wheel is pinned by version and hash (the cp311 manylinux_2_28 x86_64 build).
+echo "$pip_name==$VERSION --hash=sha256:$sha256" > "$work/requirements.txt"
+"$python" -m pip download --quiet --no-deps --only-binary=:all: --require-hashes \
+  --python-version 3.11 --platform manylinux_2_28_x86_64 --implementation cp \
+  -r "$work/requirements.txt" -d "$work"
 whl="$(ls "$work"/*.whl | head -n 1)"
 "$python" - "$whl" "$work/x" <<'PY'
 import sys, zipfile

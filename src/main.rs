@@ -7,10 +7,12 @@ use mlengine::cli::{Cli, Command};
 
 fn init_logging(verbose: bool) {
     let default = if verbose { "debug" } else { "info" };
-    let filter = EnvFilter::try_from_env("MLENGINE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("MLENGINE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }
@@ -35,7 +37,12 @@ fn main() -> ExitCode {
             init_logging(args.verbose_logging);
             mlengine::trainer::run(args).map(|outcome| {
                 mlengine::trainer::print_metrics(&outcome.metrics);
-                println!("Exported model to {}", outcome.export_dir.display());
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "Exported model to {}",
+                    outcome.export_dir.display()
+                );
             })
         }
         Command::Predict(args) => {

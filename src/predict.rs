@@ -30,8 +30,12 @@ pub fn run(args: &PredictArgs, ort_library: Option<&Path>) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let text = std::fs::read_to_string(&args.json_instances)
-        .with_context(|| format!("cannot read --json-instances {}", args.json_instances.display()))?;
+    let text = std::fs::read_to_string(&args.json_instances).with_context(|| {
+        format!(
+            "cannot read --json-instances {}",
+            args.json_instances.display()
+        )
+    })?;
     let name = args.json_instances.display().to_string();
     let mut instances = Vec::new();
     let mut lines = Vec::new();
@@ -51,7 +55,10 @@ pub fn run(args: &PredictArgs, ort_library: Option<&Path>) -> Result<()> {
     let mut session = load_model(&model, ort_library, SessionConfig::default())?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    for (chunk, chunk_lines) in instances.chunks(args.batch_size).zip(lines.chunks(args.batch_size)) {
+    for (chunk, chunk_lines) in instances
+        .chunks(args.batch_size)
+        .zip(lines.chunks(args.batch_size))
+    {
         // Decode line by line first, so an error names the file line rather than a chunk index.
         for (instance, line) in chunk.iter().zip(chunk_lines) {
             if let Err(e) = decode_instances(session.signature(), std::slice::from_ref(instance)) {
@@ -59,8 +66,11 @@ pub fn run(args: &PredictArgs, ort_library: Option<&Path>) -> Result<()> {
                 bail!("{name}:{line}: {msg}");
             }
         }
-        let inputs = decode_instances(session.signature(), chunk).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        let outputs = session.run(&inputs, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let inputs = decode_instances(session.signature(), chunk)
+            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let outputs = session
+            .run(&inputs, &[])
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         for prediction in encode_predictions(&outputs).map_err(|e| anyhow::anyhow!("{e}"))? {
             writeln!(out, "{prediction}")?;
         }

@@ -137,7 +137,10 @@ mod tests {
 
         let text = "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, United-States, maybe\n";
         let err = format!("{:#}", parse("h.csv", text).unwrap_err());
-        assert!(err.contains("h.csv:1") && err.contains("income_bracket"), "{err}");
+        assert!(
+            err.contains("h.csv:1") && err.contains("income_bracket"),
+            "{err}"
+        );
     }
 
     #[test]

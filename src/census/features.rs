@@ -220,7 +220,10 @@ mod tests {
         assert_eq!(enc.dense.len(), 300 * NUMERIC.len());
         // Standardised columns have mean ~0.
         for j in 0..NUMERIC.len() {
-            let mean: f32 = (0..300).map(|i| enc.dense[i * NUMERIC.len() + j]).sum::<f32>() / 300.0;
+            let mean: f32 = (0..300)
+                .map(|i| enc.dense[i * NUMERIC.len() + j])
+                .sum::<f32>()
+                / 300.0;
             assert!(mean.abs() < 1e-3, "column {j} mean {mean}");
         }
     }

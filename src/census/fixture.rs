@@ -62,7 +62,11 @@ pub fn rows(n: usize, seed: u64) -> Vec<CensusRow> {
             let score = (education_num as f64 - 10.0) * 0.5
                 + (hours as f64 - 40.0) * 0.05
                 + if capital_gain > 0 { 2.0 } else { 0.0 }
-                + if marital == "Married-civ-spouse" { 1.5 } else { -1.0 }
+                + if marital == "Married-civ-spouse" {
+                    1.5
+                } else {
+                    -1.0
+                }
                 + rng.random_range(-1.5..1.5);
             CensusRow {
                 categorical: [
@@ -104,8 +108,9 @@ pub fn to_uci_csv(rows: &[CensusRow], test_form: bool) -> String {
                 }
                 name => match CATEGORICAL.iter().position(|c| *c == name) {
                     Some(c) => row.categorical[c].clone(),
-                    None => row.numeric[super::schema::numeric_index(name).unwrap_or(0)]
-                        .to_string(),
+                    None => {
+                        row.numeric[super::schema::numeric_index(name).unwrap_or(0)].to_string()
+                    }
                 },
             })
             .collect();

@@ -9,9 +9,14 @@ use super::error::{InferenceError, InferenceResult};
 use super::tensor::{DType, Signature, Tensor, TensorData, TensorSpec};
 
 /// Decodes `instances` into one tensor per model input (signature order), batch dimension first.
-pub fn decode_instances(signature: &Signature, instances: &[Value]) -> InferenceResult<Vec<Tensor>> {
+pub fn decode_instances(
+    signature: &Signature,
+    instances: &[Value],
+) -> InferenceResult<Vec<Tensor>> {
     if instances.is_empty() {
-        return Err(InferenceError::invalid("'instances' is empty: send at least one instance"));
+        return Err(InferenceError::invalid(
+            "'instances' is empty: send at least one instance",
+        ));
     }
     let mut columns: Vec<Column> = signature
         .inputs
@@ -49,7 +54,10 @@ pub fn decode_instances(signature: &Signature, instances: &[Value]) -> Inference
             }
         }
     }
-    Ok(columns.into_iter().map(|c| c.finish(instances.len())).collect())
+    Ok(columns
+        .into_iter()
+        .map(|c| c.finish(instances.len()))
+        .collect())
 }
 
 fn names(signature: &Signature) -> String {
@@ -75,7 +83,12 @@ struct Column<'s> {
 
 impl<'s> Column<'s> {
     fn new(spec: &'s TensorSpec, instances: usize) -> Self {
-        let per: usize = spec.shape.iter().skip(1).map(|d| (*d).max(1) as usize).product();
+        let per: usize = spec
+            .shape
+            .iter()
+            .skip(1)
+            .map(|d| (*d).max(1) as usize)
+            .product();
         Column {
             spec,
             data: TensorData::with_capacity(spec.dtype, instances * per),
@@ -85,7 +98,9 @@ impl<'s> Column<'s> {
 
     fn push(&mut self, value: &Value, instance: usize) -> InferenceResult<()> {
         let name = &self.spec.name;
-        let ctx = |msg: String| InferenceError::invalid(format!("instance {instance}: input '{name}': {msg}"));
+        let ctx = |msg: String| {
+            InferenceError::invalid(format!("instance {instance}: input '{name}': {msg}"))
+        };
         let mut shape = Vec::new();
         shape_of(value, &mut shape).map_err(ctx)?;
         let expected_rank = self.spec.shape.len().saturating_sub(1);
@@ -98,7 +113,10 @@ impl<'s> Column<'s> {
         }
         for (d, (&got, &want)) in shape.iter().zip(self.spec.shape.iter().skip(1)).enumerate() {
             if want >= 0 && got as i64 != want {
-                return Err(ctx(format!("dimension {} has size {got}, the model expects {want}", d + 1)));
+                return Err(ctx(format!(
+                    "dimension {} has size {got}, the model expects {want}",
+                    d + 1
+                )));
             }
         }
         match &self.element_shape {
@@ -173,7 +191,11 @@ fn append(value: &Value, data: &mut TensorData) -> Result<(), String> {
         }};
     }
     match data {
-        TensorData::Bool(v) => v.push(value.as_bool().ok_or_else(|| format!("expected a boolean, got {}", describe(value)))?),
+        TensorData::Bool(v) => v.push(
+            value
+                .as_bool()
+                .ok_or_else(|| format!("expected a boolean, got {}", describe(value)))?,
+        ),
         TensorData::U8(v) => int!(v, u8),
         TensorData::U16(v) => int!(v, u16),
         TensorData::U32(v) => int!(v, u32),
@@ -214,14 +236,20 @@ fn integer(value: &Value, dtype: DType) -> Result<i128, String> {
                 }
             }
         }
-        other => Err(format!("expected an integer ({dtype}), got {}", describe(other))),
+        other => Err(format!(
+            "expected an integer ({dtype}), got {}",
+            describe(other)
+        )),
     }
 }
 
 fn float(value: &Value, dtype: DType) -> Result<f64, String> {
     match value {
         Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number")),
-        other => Err(format!("expected a number ({dtype}), got {}", describe(other))),
+        other => Err(format!(
+            "expected a number ({dtype}), got {}",
+            describe(other)
+        )),
     }
 }
 
@@ -243,7 +271,13 @@ pub fn encode_predictions(outputs: &[(String, Tensor)]) -> InferenceResult<Vec<V
         let per: usize = tensor.shape[1..].iter().product();
         for (i, row) in rows.iter_mut().enumerate() {
             let flat = (i * per..(i + 1) * per).map(|j| element(&tensor.data, j));
-            row.insert(name.clone(), nest(&tensor.shape[1..], &mut flat.collect::<Vec<_>>().into_iter()));
+            row.insert(
+                name.clone(),
+                nest(
+                    &tensor.shape[1..],
+                    &mut flat.collect::<Vec<_>>().into_iter(),
+                ),
+            );
         }
     }
     Ok(rows.into_iter().map(Value::Object).collect())
@@ -283,9 +317,21 @@ mod tests {
     fn sig() -> Signature {
         Signature {
             inputs: vec![
-                TensorSpec { name: "age".into(), dtype: DType::I64, shape: vec![-1] },
-                TensorSpec { name: "job".into(), dtype: DType::String, shape: vec![-1] },
-                TensorSpec { name: "v".into(), dtype: DType::F32, shape: vec![-1, 2] },
+                TensorSpec {
+                    name: "age".into(),
+                    dtype: DType::I64,
+                    shape: vec![-1],
+                },
+                TensorSpec {
+                    name: "job".into(),
+                    dtype: DType::String,
+                    shape: vec![-1],
+                },
+                TensorSpec {
+                    name: "v".into(),
+                    dtype: DType::F32,
+                    shape: vec![-1, 2],
+                },
             ],
             outputs: vec![],
         }
@@ -295,7 +341,10 @@ mod tests {
     fn decodes_objects_and_integral_floats() {
         let t = decode_instances(
             &sig(),
-            &[json!({"age": 25, "job": " x", "v": [1, 2.5]}), json!({"age": 30.0, "job": "y", "v": [0, 0]})],
+            &[
+                json!({"age": 25, "job": " x", "v": [1, 2.5]}),
+                json!({"age": 30.0, "job": "y", "v": [0, 0]}),
+            ],
         )
         .unwrap();
         assert_eq!(t[0], Tensor::new(vec![2], TensorData::I64(vec![25, 30])));
@@ -306,14 +355,38 @@ mod tests {
     #[test]
     fn errors_name_instance_and_input() {
         let cases = [
-            (json!([{"age": 1, "job": "a", "v": [1, 2]}, {"job": "a", "v": [1, 2]}]), "instance 1: missing input 'age'"),
-            (json!([{"age": 1, "job": "a", "v": [1, 2], "zzz": 1}]), "instance 0: unknown input 'zzz'"),
-            (json!([{"age": "x", "job": "a", "v": [1, 2]}]), "instance 0: input 'age': expected an integer"),
-            (json!([{"age": 2.5, "job": "a", "v": [1, 2]}]), "expected an integer (int64), got 2.5"),
-            (json!([{"age": 1, "job": 3, "v": [1, 2]}]), "input 'job': expected a string"),
-            (json!([{"age": [1], "job": "a", "v": [1, 2]}]), "input 'age': expected a scalar per instance, got a list"),
-            (json!([{"age": 1, "job": "a", "v": [1, 2, 3]}]), "dimension 1 has size 3"),
-            (json!([{"age": 1, "job": "a\u{0}b", "v": [1, 2]}]), "NUL byte"),
+            (
+                json!([{"age": 1, "job": "a", "v": [1, 2]}, {"job": "a", "v": [1, 2]}]),
+                "instance 1: missing input 'age'",
+            ),
+            (
+                json!([{"age": 1, "job": "a", "v": [1, 2], "zzz": 1}]),
+                "instance 0: unknown input 'zzz'",
+            ),
+            (
+                json!([{"age": "x", "job": "a", "v": [1, 2]}]),
+                "instance 0: input 'age': expected an integer",
+            ),
+            (
+                json!([{"age": 2.5, "job": "a", "v": [1, 2]}]),
+                "expected an integer (int64), got 2.5",
+            ),
+            (
+                json!([{"age": 1, "job": 3, "v": [1, 2]}]),
+                "input 'job': expected a string",
+            ),
+            (
+                json!([{"age": [1], "job": "a", "v": [1, 2]}]),
+                "input 'age': expected a scalar per instance, got a list",
+            ),
+            (
+                json!([{"age": 1, "job": "a", "v": [1, 2, 3]}]),
+                "dimension 1 has size 3",
+            ),
+            (
+                json!([{"age": 1, "job": "a\u{0}b", "v": [1, 2]}]),
+                "NUL byte",
+            ),
             (json!([{"age": 1, "job": "a", "v": [[1], 2]}]), "ragged"),
             (json!([]), "'instances' is empty"),
             (json!([5]), "instance 0: expected a JSON object"),
@@ -329,8 +402,14 @@ mod tests {
     #[test]
     fn encodes_one_object_per_instance() {
         let outputs = vec![
-            ("p".to_string(), Tensor::new(vec![2, 2], TensorData::F32(vec![0.25, 0.75, 0.5, 0.5]))),
-            ("c".to_string(), Tensor::new(vec![2], TensorData::I64(vec![1, 0]))),
+            (
+                "p".to_string(),
+                Tensor::new(vec![2, 2], TensorData::F32(vec![0.25, 0.75, 0.5, 0.5])),
+            ),
+            (
+                "c".to_string(),
+                Tensor::new(vec![2], TensorData::I64(vec![1, 0])),
+            ),
         ];
         let rows = encode_predictions(&outputs).unwrap();
         assert_eq!(rows[0], json!({"p": [0.25, 0.75], "c": 1}));

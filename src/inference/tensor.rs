@@ -41,7 +41,14 @@ impl DType {
     pub fn is_integer(self) -> bool {
         matches!(
             self,
-            DType::U8 | DType::U16 | DType::U32 | DType::U64 | DType::I8 | DType::I16 | DType::I32 | DType::I64
+            DType::U8
+                | DType::U16
+                | DType::U32
+                | DType::U64
+                | DType::I8
+                | DType::I16
+                | DType::I32
+                | DType::I64
         )
     }
 
@@ -169,6 +176,9 @@ impl Signature {
     }
 
     pub fn output(&self, name: &str) -> Option<(usize, &TensorSpec)> {
-        self.outputs.iter().enumerate().find(|(_, s)| s.name == name)
+        self.outputs
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name == name)
     }
 }

@@ -53,7 +53,11 @@ fn categorical_ids(g: &mut GraphBuilder, spec: &FeatureSpec) -> Vec<String> {
     let empty = g.const_str("empty_string", &[1, 1], &[""]);
     let one_dim = g.const_i64("one_dim", &[1], vec![1]);
     let batch_shape = g.op("Shape", &[CATEGORICAL[0]], vec![]);
-    let pad_shape = g.op("Concat", &[&batch_shape, &one_dim], vec![("axis", Attr::Int(0))]);
+    let pad_shape = g.op(
+        "Concat",
+        &[&batch_shape, &one_dim],
+        vec![("axis", Attr::Int(0))],
+    );
     // One empty token per row so that an all-blank column still has a first token.
     let pad = g.op("Expand", &[&empty, &pad_shape], vec![]);
     CATEGORICAL
@@ -74,7 +78,10 @@ fn categorical_ids(g: &mut GraphBuilder, spec: &FeatureSpec) -> Vec<String> {
                 &[&looked_up],
                 vec![
                     ("keys_strings", Attr::Strings(vocab.clone())),
-                    ("values_int64s", Attr::Ints((1..=vocab.len() as i64).collect())),
+                    (
+                        "values_int64s",
+                        Attr::Ints((1..=vocab.len() as i64).collect()),
+                    ),
                     ("default_int64", Attr::Int(0)),
                 ],
             );
@@ -93,7 +100,11 @@ fn numeric_features(g: &mut GraphBuilder, spec: &FeatureSpec) -> String {
         .collect();
     let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
     let stacked = g.op("Concat", &refs, vec![("axis", Attr::Int(1))]);
-    let x = g.op("Cast", &[&stacked], vec![("to", Attr::Int(DataType::FLOAT as i64))]);
+    let x = g.op(
+        "Cast",
+        &[&stacked],
+        vec![("to", Attr::Int(DataType::FLOAT as i64))],
+    );
     let zero = g.const_f32("zero_f32", &[], vec![0.0]);
     let one = g.const_f32("one_f32", &[], vec![1.0]);
     let clipped = g.op("Max", &[&x, &zero], vec![]);
@@ -112,15 +123,27 @@ fn numeric_features(g: &mut GraphBuilder, spec: &FeatureSpec) -> String {
 fn age_buckets(g: &mut GraphBuilder) -> String {
     let axis1 = g.const_i64("bucket_axis", &[1], vec![1]);
     let age = g.op("Unsqueeze", &["age", &axis1], vec![]);
-    let age = g.op("Cast", &[&age], vec![("to", Attr::Int(DataType::FLOAT as i64))]);
+    let age = g.op(
+        "Cast",
+        &[&age],
+        vec![("to", Attr::Int(DataType::FLOAT as i64))],
+    );
     let bounds = g.const_f32(
         "age_boundaries",
         &[1, AGE_BOUNDARIES.len() as i64],
         AGE_BOUNDARIES.to_vec(),
     );
     let above = g.op("GreaterOrEqual", &[&age, &bounds], vec![]);
-    let above = g.op("Cast", &[&above], vec![("to", Attr::Int(DataType::INT64 as i64))]);
-    g.op("ReduceSum", &[&above, &axis1], vec![("keepdims", Attr::Int(0))])
+    let above = g.op(
+        "Cast",
+        &[&above],
+        vec![("to", Attr::Int(DataType::INT64 as i64))],
+    );
+    g.op(
+        "ReduceSum",
+        &[&above, &axis1],
+        vec![("keepdims", Attr::Int(0))],
+    )
 }
 
 /// Stacks `[batch]` id columns into `[batch, k]` and adds each column's table offset.
@@ -178,7 +201,11 @@ fn wide_logit(
     let table = g.const_f32("wide_weights", &[total as i64], weights.wide.clone());
     let picked = g.op("Gather", &[&table, &wide_ids], vec![("axis", Attr::Int(0))]);
     let axis1 = g.const_i64("wide_sum_axis", &[1], vec![1]);
-    g.op("ReduceSum", &[&picked, &axis1], vec![("keepdims", Attr::Int(1))])
+    g.op(
+        "ReduceSum",
+        &[&picked, &axis1],
+        vec![("keepdims", Attr::Int(1))],
+    )
 }
 
 fn deep_logit(
@@ -193,7 +220,11 @@ fn deep_logit(
     let emb_ids = offset_ids(g, "embedding", ids, &offsets);
     let table = g.const_f32("embeddings", &[rows as i64, e], weights.embeddings.clone());
     let looked_up = g.op("Gather", &[&table, &emb_ids], vec![("axis", Attr::Int(0))]);
-    let flat_shape = g.const_i64("embedding_flat_shape", &[2], vec![-1, CATEGORICAL.len() as i64 * e]);
+    let flat_shape = g.const_i64(
+        "embedding_flat_shape",
+        &[2],
+        vec![-1, CATEGORICAL.len() as i64 * e],
+    );
     let flat = g.op("Reshape", &[&looked_up, &flat_shape], vec![]);
     let mut x = g.op("Concat", &[&flat, dense], vec![("axis", Attr::Int(1))]);
     for (i, layer) in weights.hidden.iter().enumerate() {
@@ -203,13 +234,22 @@ fn deep_logit(
     dense_layer(g, "logit", &weights.output, &x)
 }
 
-fn dense_layer(g: &mut GraphBuilder, name: &str, layer: &crate::census::model::Dense, x: &str) -> String {
+fn dense_layer(
+    g: &mut GraphBuilder,
+    name: &str,
+    layer: &crate::census::model::Dense,
+    x: &str,
+) -> String {
     let w = g.const_f32(
         &format!("{name}_weight"),
         &[layer.inputs as i64, layer.outputs as i64],
         layer.weight.clone(),
     );
-    let b = g.const_f32(&format!("{name}_bias"), &[layer.outputs as i64], layer.bias.clone());
+    let b = g.const_f32(
+        &format!("{name}_bias"),
+        &[layer.outputs as i64],
+        layer.bias.clone(),
+    );
     let y = g.op("MatMul", &[x, &w], vec![]);
     g.op("Add", &[&y, &b], vec![])
 }

@@ -11,7 +11,8 @@ pub const MODEL_FILE: &str = "model.onnx";
 /// an export still being written) are ignored.
 pub fn versions(base: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(base).with_context(|| format!("cannot list {}", base.display()))?;
+    let entries =
+        std::fs::read_dir(base).with_context(|| format!("cannot list {}", base.display()))?;
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
@@ -19,7 +20,9 @@ pub fn versions(base: &Path) -> Result<Vec<(u64, PathBuf)>> {
         if !name.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {
             continue;
         }
-        let Ok(version) = name.parse::<u64>() else { continue };
+        let Ok(version) = name.parse::<u64>() else {
+            continue;
+        };
         if entry.path().is_dir() {
             out.push((version, entry.path()));
         }
@@ -42,9 +45,17 @@ pub fn resolve_model_file(dir: &Path) -> Result<PathBuf> {
         bail!("--model-dir {} does not exist", dir.display());
     }
     let servo = dir.join("export").join("Servo");
-    let base = if servo.is_dir() { servo } else { dir.to_path_buf() };
+    let base = if servo.is_dir() {
+        servo
+    } else {
+        dir.to_path_buf()
+    };
     let versions = versions(&base)?;
-    match versions.iter().rev().find(|(_, p)| p.join(MODEL_FILE).is_file()) {
+    match versions
+        .iter()
+        .rev()
+        .find(|(_, p)| p.join(MODEL_FILE).is_file())
+    {
         Some((_, p)) => Ok(p.join(MODEL_FILE)),
         None => bail!(
             "--model-dir {} holds neither {MODEL_FILE} nor a numeric version directory with one",
@@ -65,10 +76,17 @@ mod tests {
         }
         std::fs::write(root.path().join("3").join(MODEL_FILE), b"x").unwrap();
         std::fs::write(root.path().join("1").join(MODEL_FILE), b"x").unwrap();
-        let found: Vec<u64> = versions(root.path()).unwrap().into_iter().map(|v| v.0).collect();
+        let found: Vec<u64> = versions(root.path())
+            .unwrap()
+            .into_iter()
+            .map(|v| v.0)
+            .collect();
         assert_eq!(found, vec![1, 3, 20]);
         // 20 has no model.onnx yet: 3 is the latest complete version.
-        assert_eq!(resolve_model_file(root.path()).unwrap(), root.path().join("3").join(MODEL_FILE));
+        assert_eq!(
+            resolve_model_file(root.path()).unwrap(),
+            root.path().join("3").join(MODEL_FILE)
+        );
         assert!(resolve_model_file(&root.path().join("nope")).is_err());
     }
 }

@@ -22,8 +22,14 @@ static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
 /// tree this binary was built from, beside the executable's build folder, and under the current
 /// directory.
 pub fn candidates(gpu: bool) -> Vec<PathBuf> {
-    let folder = if gpu { PROJECT_GPU_FOLDER } else { PROJECT_FOLDER };
-    let mut out = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join(folder).join(LIBRARY_FILE)];
+    let folder = if gpu {
+        PROJECT_GPU_FOLDER
+    } else {
+        PROJECT_FOLDER
+    };
+    let mut out = vec![Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(folder)
+        .join(LIBRARY_FILE)];
     if let Ok(exe) = std::env::current_exe() {
         for up in exe.ancestors().skip(1).take(4) {
             out.push(up.join(folder).join(LIBRARY_FILE));
@@ -70,7 +76,10 @@ pub fn environment(explicit: Option<&Path>, gpu: bool) -> Result<&'static Enviro
 
 fn resolve_explicit(p: &Path) -> PathBuf {
     if p.is_relative() && !p.exists() {
-        if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        if let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf))
+        {
             return dir.join(p);
         }
     }

@@ -29,7 +29,11 @@ pub struct ModelSession {
     signature: Signature,
 }
 
-fn build(env: &ort::environment::Environment, path: &Path, config: SessionConfig) -> ort::Result<Session> {
+fn build(
+    env: &ort::environment::Environment,
+    path: &Path,
+    config: SessionConfig,
+) -> ort::Result<Session> {
     Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(config.intra_threads)?
@@ -38,10 +42,23 @@ fn build(env: &ort::environment::Environment, path: &Path, config: SessionConfig
 }
 
 impl ModelSession {
-    pub fn load(env: &ort::environment::Environment, path: &Path, config: SessionConfig) -> Result<Self> {
-        let session = build(env, path, config).map_err(|e| anyhow!("cannot load {}: {e}", path.display()))?;
-        let inputs = session.inputs().iter().map(|o| spec(o.name(), o.dtype())).collect::<Result<_>>()?;
-        let outputs = session.outputs().iter().map(|o| spec(o.name(), o.dtype())).collect::<Result<_>>()?;
+    pub fn load(
+        env: &ort::environment::Environment,
+        path: &Path,
+        config: SessionConfig,
+    ) -> Result<Self> {
+        let session =
+            build(env, path, config).map_err(|e| anyhow!("cannot load {}: {e}", path.display()))?;
+        let inputs = session
+            .inputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect::<Result<_>>()?;
+        let outputs = session
+            .outputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect::<Result<_>>()?;
         Ok(ModelSession {
             session,
             signature: Signature { inputs, outputs },
@@ -54,7 +71,11 @@ impl ModelSession {
 
     /// Runs the model on one tensor per input (signature order) and returns the requested outputs
     /// (all when `outputs` is empty), in signature order.
-    pub fn run(&mut self, inputs: &[Tensor], outputs: &[usize]) -> InferenceResult<Vec<(String, Tensor)>> {
+    pub fn run(
+        &mut self,
+        inputs: &[Tensor],
+        outputs: &[usize],
+    ) -> InferenceResult<Vec<(String, Tensor)>> {
         if inputs.len() != self.signature.inputs.len() {
             return Err(InferenceError::internal(format!(
                 "{} input tensors for {} model inputs",
@@ -64,9 +85,8 @@ impl ModelSession {
         }
         let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
         for (spec, tensor) in self.signature.inputs.iter().zip(inputs) {
-            let value = to_ort(tensor).map_err(|e| {
-                InferenceError::invalid(format!("input '{}': {e}", spec.name))
-            })?;
+            let value = to_ort(tensor)
+                .map_err(|e| InferenceError::invalid(format!("input '{}': {e}", spec.name)))?;
             values.push((spec.name.clone(), value));
         }
         let result = self
@@ -81,10 +101,14 @@ impl ModelSession {
         let mut out = Vec::with_capacity(wanted.len());
         for i in wanted {
             let name = &self.signature.outputs[i].name;
-            let value = result
-                .get(name.as_str())
-                .ok_or_else(|| InferenceError::internal(format!("the model produced no output '{name}'")))?;
-            out.push((name.clone(), from_ort(value).map_err(|e| InferenceError::internal(format!("output '{name}': {e}")))?));
+            let value = result.get(name.as_str()).ok_or_else(|| {
+                InferenceError::internal(format!("the model produced no output '{name}'"))
+            })?;
+            out.push((
+                name.clone(),
+                from_ort(value)
+                    .map_err(|e| InferenceError::internal(format!("output '{name}': {e}")))?,
+            ));
         }
         Ok(out)
     }
@@ -94,7 +118,9 @@ fn spec(name: &str, ty: &ValueType) -> Result<TensorSpec> {
     match ty {
         ValueType::Tensor { ty, shape, .. } => Ok(TensorSpec {
             name: name.to_string(),
-            dtype: dtype(*ty).ok_or_else(|| anyhow!("input or output '{name}' has unsupported element type {ty:?}"))?,
+            dtype: dtype(*ty).ok_or_else(|| {
+                anyhow!("input or output '{name}' has unsupported element type {ty:?}")
+            })?,
             shape: shape.iter().copied().collect(),
         }),
         other => bail!("input or output '{name}' is not a tensor ({other:?})"),
@@ -144,7 +170,10 @@ fn from_ort(value: &DynValue) -> ort::Result<Tensor> {
     macro_rules! prim {
         ($t:ty, $variant:ident) => {{
             let (shape, data) = value.try_extract_tensor::<$t>()?;
-            (shape.iter().map(|&d| d as usize).collect::<Vec<_>>(), TensorData::$variant(data.to_vec()))
+            (
+                shape.iter().map(|&d| d as usize).collect::<Vec<_>>(),
+                TensorData::$variant(data.to_vec()),
+            )
         }};
     }
     let (shape, data) = match ty {
@@ -161,15 +190,26 @@ fn from_ort(value: &DynValue) -> ort::Result<Tensor> {
         TensorElementType::Float64 => prim!(f64, F64),
         TensorElementType::String => {
             let (shape, data) = value.try_extract_strings()?;
-            (shape.iter().map(|&d| d as usize).collect(), TensorData::String(data))
+            (
+                shape.iter().map(|&d| d as usize).collect(),
+                TensorData::String(data),
+            )
         }
-        other => return Err(ort::Error::new(format!("unsupported output type {other:?}"))),
+        other => {
+            return Err(ort::Error::new(format!(
+                "unsupported output type {other:?}"
+            )))
+        }
     };
     Ok(Tensor::new(shape, data))
 }
 
 /// Loads a model file on the default environment: for one-off use (local predict, tests).
-pub fn load_model(path: &Path, ort_library: Option<&Path>, config: SessionConfig) -> Result<ModelSession> {
+pub fn load_model(
+    path: &Path,
+    ort_library: Option<&Path>,
+    config: SessionConfig,
+) -> Result<ModelSession> {
     let env = super::library::environment(ort_library, false)?;
     ModelSession::load(env, path, config)
 }

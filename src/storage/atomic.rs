@@ -74,15 +74,23 @@ mod tests {
     fn publish_dir_skips_taken_names_and_cleans_up_failures() {
         let root = tempfile::tempdir().unwrap();
         fs::create_dir(root.path().join("100")).unwrap();
-        let out = publish_dir(root.path(), |i| (100 + i).to_string(), |d| {
-            fs::write(d.join("a"), b"x")?;
-            Ok(())
-        })
+        let out = publish_dir(
+            root.path(),
+            |i| (100 + i).to_string(),
+            |d| {
+                fs::write(d.join("a"), b"x")?;
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(out, root.path().join("101"));
         assert_eq!(fs::read(out.join("a")).unwrap(), b"x");
 
-        let err = publish_dir(root.path(), |i| (200 + i).to_string(), |_| anyhow::bail!("boom"));
+        let err = publish_dir(
+            root.path(),
+            |i| (200 + i).to_string(),
+            |_| anyhow::bail!("boom"),
+        );
         assert!(err.is_err());
         let names: Vec<String> = fs::read_dir(root.path())
             .unwrap()

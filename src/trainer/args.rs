@@ -81,10 +81,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 42, env = "MLENGINE_SEED")]
     pub seed: u64,
 
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam, env = "MLENGINE_OPTIMIZER")]
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adagrad, env = "MLENGINE_OPTIMIZER")]
     pub optimizer: OptimizerKind,
 
-    #[arg(long, default_value_t = 0.001, env = "MLENGINE_LEARNING_RATE")]
+    #[arg(long, default_value_t = 0.05, env = "MLENGINE_LEARNING_RATE")]
     pub learning_rate: f64,
 
     /// L2 regularisation strength applied to every weight.
@@ -124,10 +124,16 @@ impl TrainArgs {
             bail!("--save-checkpoints-steps and --log-step-count-steps must be at least 1");
         }
         if !(self.scale_factor.is_finite() && self.scale_factor > 0.0) {
-            bail!("--scale-factor must be a positive number, got {}", self.scale_factor);
+            bail!(
+                "--scale-factor must be a positive number, got {}",
+                self.scale_factor
+            );
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            bail!("--learning-rate must be a positive number, got {}", self.learning_rate);
+            bail!(
+                "--learning-rate must be a positive number, got {}",
+                self.learning_rate
+            );
         }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
             bail!("--l2 must be zero or positive, got {}", self.l2);
@@ -136,7 +142,11 @@ impl TrainArgs {
     }
 
     pub fn hidden_units(&self) -> Vec<usize> {
-        crate::census::schema::hidden_units(self.first_layer_size, self.num_layers, self.scale_factor)
+        crate::census::schema::hidden_units(
+            self.first_layer_size,
+            self.num_layers,
+            self.scale_factor,
+        )
     }
 
     pub fn optimizer_config(&self) -> OptimizerConfig {

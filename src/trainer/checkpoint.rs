@@ -79,10 +79,9 @@ pub fn save(
 fn read_index(job_dir: &Path) -> Result<Option<Index>> {
     let path = job_dir.join(INDEX);
     match fs::read(&path) {
-        Ok(bytes) => Ok(Some(
-            serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not a valid checkpoint index", path.display()))?,
-        )),
+        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+            format!("{} is not a valid checkpoint index", path.display())
+        })?)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -103,7 +102,12 @@ pub fn load_latest(job_dir: &Path) -> Result<Option<(CheckpointState, HashMap<St
 pub fn restore_network(job_dir: &Path) -> Result<(Network, CheckpointState)> {
     let (state, tensors) = load_latest(job_dir)?
         .with_context(|| format!("{} holds no checkpoint", job_dir.display()))?;
-    let network = Network::init(&state.spec, state.embedding_size, &state.hidden_units, state.seed)?;
+    let network = Network::init(
+        &state.spec,
+        state.embedding_size,
+        &state.hidden_units,
+        state.seed,
+    )?;
     network.load(&tensors)?;
     Ok((network, state))
 }

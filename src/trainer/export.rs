@@ -37,7 +37,11 @@ pub fn metadata(
     let inputs: Vec<Value> = INPUTS
         .iter()
         .map(|name| {
-            let dtype = if CATEGORICAL.contains(name) { "string" } else { "int64" };
+            let dtype = if CATEGORICAL.contains(name) {
+                "string"
+            } else {
+                "int64"
+            };
             json!({"name": name, "dtype": dtype, "shape": [-1]})
         })
         .collect();

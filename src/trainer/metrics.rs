@@ -137,7 +137,11 @@ mod tests {
     #[test]
     fn mixed_ranking_auc() {
         // Scores ranked: pos(0.9), neg(0.8), pos(0.7), neg(0.1): 3 of 4 pairs ordered.
-        let m = evaluate(&[0.9, 0.8, 0.7, 0.1].map(|p: f32| (p / (1.0 - p)).ln()), &[1.0, 0.0, 1.0, 0.0], 0);
+        let m = evaluate(
+            &[0.9, 0.8, 0.7, 0.1].map(|p: f32| (p / (1.0 - p)).ln()),
+            &[1.0, 0.0, 1.0, 0.0],
+            0,
+        );
         assert!((m.auc - 0.75).abs() < 1e-9, "{}", m.auc);
     }
 }

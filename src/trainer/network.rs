@@ -79,7 +79,8 @@ impl Network {
         let emb: Vec<f32> = (0..emb_rows * embedding_size)
             .map(|_| truncated_normal(&mut rng) * std)
             .collect();
-        let embeddings = Var::from_tensor(&Tensor::from_vec(emb, (emb_rows, embedding_size), &dev)?)?;
+        let embeddings =
+            Var::from_tensor(&Tensor::from_vec(emb, (emb_rows, embedding_size), &dev)?)?;
         let mut inputs = CATEGORICAL.len() * embedding_size + NUMERIC.len();
         let mut hidden = Vec::new();
         for &units in hidden_units {
@@ -147,7 +148,10 @@ impl Network {
             .reshape((n, CATEGORICAL.len() * self.embedding_size))?;
         let mut x = Tensor::cat(&[&emb, &batch.dense], 1)?;
         for (w, b) in &self.hidden {
-            x = x.matmul(w.as_tensor())?.broadcast_add(b.as_tensor())?.relu()?;
+            x = x
+                .matmul(w.as_tensor())?
+                .broadcast_add(b.as_tensor())?
+                .relu()?;
         }
         let deep = x
             .matmul(self.output.0.as_tensor())?
@@ -191,7 +195,8 @@ impl Network {
 /// Mean sigmoid cross-entropy of logits `[n,1]` against labels `[n,1]`, in the stable form
 /// `max(x, 0) - x y + ln(1 + exp(-|x|))`.
 pub fn sigmoid_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    let loss = ((logits.relu()? - (logits * labels)?)? + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
+    let loss = ((logits.relu()? - (logits * labels)?)?
+        + logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?;
     Ok(loss.mean_all()?)
 }
 

@@ -75,8 +75,8 @@ impl Optimizer {
                     let m = ((&slots[0] * c.beta1)? + (&grad * (1.0 - c.beta1))?)?;
                     let v = ((&slots[1] * c.beta2)? + (grad.sqr()? * (1.0 - c.beta2))?)?;
                     let t = self.step as i32;
-                    let lr = c.learning_rate * (1.0 - c.beta2.powi(t)).sqrt()
-                        / (1.0 - c.beta1.powi(t));
+                    let lr =
+                        c.learning_rate * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
                     let update = (&m * lr)?.div(&(v.sqrt()? + c.epsilon)?)?;
                     slots[0] = m;
                     slots[1] = v;

@@ -41,12 +41,15 @@ impl Progress {
         self.loss_count += 1;
         if let Some(bar) = &self.bar {
             bar.inc(1);
-            if global_step % 10 == 0 {
-                bar.set_message(format!("loss {:.4}", self.loss_sum / self.loss_count as f64));
+            if global_step.is_multiple_of(10) {
+                bar.set_message(format!(
+                    "loss {:.4}",
+                    self.loss_sum / self.loss_count as f64
+                ));
                 self.loss_sum = 0.0;
                 self.loss_count = 0;
             }
-        } else if global_step % self.every == 0 {
+        } else if global_step.is_multiple_of(self.every) {
             let secs = self.window_start.elapsed().as_secs_f64().max(1e-9);
             tracing::info!(
                 "loss = {:.5}, step = {} ({:.1} steps/s)",
