@@ -202,7 +202,11 @@ fn train_loop(
         progress.step(state.global_step, loss.to_scalar::<f32>()?);
 
         let finished = done(args, state);
-        if state.global_step.is_multiple_of(args.save_checkpoints_steps) || finished {
+        if state
+            .global_step
+            .is_multiple_of(args.save_checkpoints_steps)
+            || finished
+        {
             checkpoint::save(
                 &args.job_dir,
                 state,
