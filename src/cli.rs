@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::predict::PredictArgs;
+use crate::serve::ServeArgs;
 use crate::trainer::TrainArgs;
 
 #[derive(Debug, Parser)]
@@ -29,4 +30,6 @@ pub enum Command {
     Train(TrainArgs),
     /// Predict locally from JSON instances, as `gcloud ml-engine local predict`.
     Predict(PredictArgs),
+    /// Serve model versions over REST: Cloud ML Engine / Vertex, TensorFlow Serving and KServe v2.
+    Serve(ServeArgs),
 }

@@ -4,12 +4,15 @@
 //! protocol-neutral `inference` core, which runs ONNX Runtime sessions from `runtime` on the model
 //! versions that `repository` loads. `census`, `trainer` and `onnx` produce those models.
 
+pub mod api;
 pub mod census;
 pub mod cli;
 pub mod inference;
+pub mod observability;
 pub mod onnx;
 pub mod predict;
 pub mod repository;
 pub mod runtime;
+pub mod serve;
 pub mod storage;
 pub mod trainer;

@@ -45,6 +45,10 @@ fn main() -> ExitCode {
                 );
             })
         }
+        Command::Serve(args) => {
+            init_logging(false);
+            mlengine::serve::run(args, cli.ort_library.as_deref())
+        }
         Command::Predict(args) => {
             init_logging(false);
             mlengine::predict::run(args, cli.ort_library.as_deref())

@@ -68,7 +68,8 @@ def parse_args():
     p.add_argument("--jit-compile", choices=["true", "false", "auto"], default="false",
                    help="XLA-compile the train step (Keras' 'auto' means true on CPU)")
     p.add_argument("--steps-per-execution", type=int, default=1,
-                   help="train steps per tf.function call (Keras option; 1 = one call per batch)")
+                   help="train steps per tf.function call (Keras option; 1 = one call per batch, "
+                        "0 = one call per epoch)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=0,
                    help="intra/inter-op threads; 0 = TensorFlow's default (all cores)")
@@ -265,6 +266,7 @@ def main():
                 .prefetch(tf.data.AUTOTUNE))
     preprocess_seconds = time.perf_counter() - t
 
+    steps_per_execution = args.steps_per_execution or steps_per_epoch
     jit = {"true": True, "false": False, "auto": "auto"}[args.jit_compile]
     model = build_model(spec, args)
     model.compile(
@@ -272,7 +274,7 @@ def main():
                                            initial_accumulator_value=0.1, epsilon=0.0),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
         jit_compile=jit,
-        steps_per_execution=args.steps_per_execution,
+        steps_per_execution=steps_per_execution,
     )
 
     epoch_seconds = []
@@ -288,7 +290,8 @@ def main():
                   file=sys.stderr, flush=True)
 
     t = time.perf_counter()
-    history = model.fit(train_ds, epochs=args.num_epochs, verbose=0, callbacks=[EpochTimer()])
+    history = model.fit(train_ds, epochs=args.num_epochs, verbose=0, shuffle=False,
+                        callbacks=[EpochTimer()])
     train_seconds = time.perf_counter() - t
     steps = int(model.optimizer.iterations.numpy())
 
@@ -317,7 +320,7 @@ def main():
         "eval_rows": int(len(labels)),
         "parameters": int(model.count_params()),
         "jit_compile": bool(model.jit_compile),
-        "steps_per_execution": args.steps_per_execution,
+        "steps_per_execution": steps_per_execution,
         "threads": args.threads or os.cpu_count(),
         "versions": {
             "python": platform.python_version(),

@@ -60,7 +60,7 @@ pub fn decode_instances(
         .collect())
 }
 
-fn names(signature: &Signature) -> String {
+pub(crate) fn names(signature: &Signature) -> String {
     signature
         .inputs
         .iter()
@@ -69,7 +69,7 @@ fn names(signature: &Signature) -> String {
         .join(", ")
 }
 
-fn is_b64(obj: &Map<String, Value>) -> bool {
+pub(crate) fn is_b64(obj: &Map<String, Value>) -> bool {
     obj.len() == 1 && obj.contains_key("b64")
 }
 
@@ -147,7 +147,7 @@ fn rank_words(rank: usize) -> String {
 }
 
 /// The shape of a nested JSON list; ragged lists are an error.
-fn shape_of(value: &Value, shape: &mut Vec<usize>) -> Result<(), String> {
+pub(crate) fn shape_of(value: &Value, shape: &mut Vec<usize>) -> Result<(), String> {
     if let Value::Array(items) = value {
         shape.push(items.len());
         let mut inner: Option<Vec<usize>> = None;
@@ -175,7 +175,7 @@ fn describe(value: &Value) -> String {
 }
 
 /// Appends the leaves of `value` (already shape-checked) to `data`, converting to its type.
-fn append(value: &Value, data: &mut TensorData) -> Result<(), String> {
+pub(crate) fn append(value: &Value, data: &mut TensorData) -> Result<(), String> {
     if let Value::Array(items) = value {
         for item in items {
             append(item, data)?;
@@ -283,7 +283,7 @@ pub fn encode_predictions(outputs: &[(String, Tensor)]) -> InferenceResult<Vec<V
     Ok(rows.into_iter().map(Value::Object).collect())
 }
 
-fn nest(shape: &[usize], items: &mut impl Iterator<Item = Value>) -> Value {
+pub(crate) fn nest(shape: &[usize], items: &mut impl Iterator<Item = Value>) -> Value {
     match shape.split_first() {
         None => items.next().unwrap_or(Value::Null),
         Some((&d, rest)) => Value::Array((0..d).map(|_| nest(rest, items)).collect()),

@@ -2,7 +2,9 @@
 //! every adapter shares.
 
 pub mod error;
+pub mod json_columns;
 pub mod json_rows;
+pub mod service;
 pub mod tensor;
 
 pub use error::{ErrorKind, InferenceError, InferenceResult};

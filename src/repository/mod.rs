@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod policy;
+pub mod registry;
+
 use anyhow::{bail, Context, Result};
 
 pub const MODEL_FILE: &str = "model.onnx";

@@ -2,5 +2,6 @@
 
 pub mod library;
 pub mod session;
+pub mod worker;
 
 pub use session::{load_model, ModelSession, SessionConfig};

@@ -1,0 +1,4 @@
+//! Protocol adapters over the inference core. They decode, call `InferenceService`, encode:
+//! nothing else.
+
+pub mod rest;

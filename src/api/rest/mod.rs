@@ -1,0 +1,117 @@
+//! REST on one port (axum): Cloud ML Engine / Vertex and TensorFlow Serving under `/v1`, KServe v2
+//! under `/v2`, Prometheus metrics.
+
+mod kserve;
+mod v1;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+
+use crate::inference::error::{ErrorKind, InferenceError};
+use crate::inference::service::InferenceService;
+
+pub struct RestState {
+    pub service: Arc<InferenceService>,
+    pub max_body_bytes: usize,
+    /// False while starting and once shutdown begins.
+    pub accepting: AtomicBool,
+}
+
+impl RestState {
+    pub fn ready(&self) -> bool {
+        self.accepting.load(Ordering::Acquire) && self.service.registry.is_ready()
+    }
+}
+
+pub type Shared = Arc<RestState>;
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/monitoring/prometheus/metrics", get(metrics))
+        .route("/v2", get(kserve::server_metadata))
+        .route("/v2/health/live", get(kserve::live))
+        .route("/v2/health/ready", get(kserve::ready))
+        .route("/v2/models/{*rest}", any(kserve::models))
+        .route("/v1/{*rest}", any(v1::dispatch))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<Shared>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.service.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `{"error": "..."}` with the error's HTTP status.
+pub fn error_response(e: &InferenceError) -> Response {
+    json_response(
+        StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &serde_json::json!({ "error": e.message }),
+    )
+}
+
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// The request body, refused with 413 past the limit.
+pub async fn read_body(state: &RestState, req: Request) -> Result<Bytes, InferenceError> {
+    let limit = state.max_body_bytes;
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| {
+            InferenceError::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "request body is larger than the limit of {limit} bytes (--max-body-bytes)"
+                ),
+            )
+        })
+}
+
+/// Parses a JSON body; the error names the position.
+pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, InferenceError> {
+    serde_json::from_slice(body)
+        .map_err(|e| InferenceError::invalid(format!("malformed JSON in request body: {e}")))
+}
+
+/// Records one answered request.
+pub fn record(
+    state: &RestState,
+    model: &str,
+    version: &str,
+    api: &str,
+    status: u16,
+    start: Instant,
+) {
+    let m = &state.service.metrics;
+    m.requests
+        .with_label_values(&[model, version, api, "rest", &status.to_string()])
+        .inc();
+    m.request_duration
+        .with_label_values(&[model, api, "rest"])
+        .observe(start.elapsed().as_secs_f64());
+}
+
+pub fn empty(status: StatusCode) -> Response {
+    (status, Body::empty()).into_response()
+}

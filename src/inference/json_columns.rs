@@ -1,0 +1,87 @@
+//! TF Serving's columnar JSON format: `"inputs"` holds whole-batch tensors (an object keyed by
+//! input name, or the tensor itself for a single-input model) and the answer is `"outputs"`.
+
+use serde_json::Value;
+
+use super::error::{InferenceError, InferenceResult};
+use super::json_rows::{append, element, is_b64, names, nest, shape_of};
+use super::tensor::{Signature, Tensor, TensorData, TensorSpec};
+
+/// Decodes TF Serving's columnar `inputs`: an object of input name to a whole-batch tensor, or for
+/// a single-input model the tensor itself.
+pub fn decode_columnar(signature: &Signature, inputs: &Value) -> InferenceResult<Vec<Tensor>> {
+    let single = signature.inputs.len() == 1;
+    let named = match inputs {
+        Value::Object(obj) if !(single && is_b64(obj)) => obj,
+        value if single => {
+            return Ok(vec![decode_tensor(&signature.inputs[0], value)?]);
+        }
+        _ => {
+            return Err(InferenceError::invalid(format!(
+                "'inputs' must be an object keyed by input name ({})",
+                names(signature)
+            )))
+        }
+    };
+    for key in named.keys() {
+        if signature.input(key).is_none() {
+            return Err(InferenceError::invalid(format!(
+                "unknown input '{key}' in 'inputs'; the model's inputs are {}",
+                names(signature)
+            )));
+        }
+    }
+    let tensors = signature
+        .inputs
+        .iter()
+        .map(|spec| {
+            let value = named.get(&spec.name).ok_or_else(|| {
+                InferenceError::invalid(format!("missing input '{}' in 'inputs'", spec.name))
+            })?;
+            decode_tensor(spec, value)
+        })
+        .collect::<InferenceResult<Vec<Tensor>>>()?;
+    let batch: Vec<usize> = tensors
+        .iter()
+        .map(|t| t.shape.first().copied().unwrap_or(0))
+        .collect();
+    if batch.windows(2).any(|w| w[0] != w[1]) {
+        return Err(InferenceError::invalid(format!(
+            "ragged columnar input: the inputs have different batch sizes {batch:?}"
+        )));
+    }
+    Ok(tensors)
+}
+
+fn decode_tensor(spec: &TensorSpec, value: &Value) -> InferenceResult<Tensor> {
+    let ctx = |msg: String| InferenceError::invalid(format!("input '{}': {msg}", spec.name));
+    let mut shape = Vec::new();
+    shape_of(value, &mut shape).map_err(ctx)?;
+    if shape.len() != spec.shape.len() {
+        return Err(ctx(format!(
+            "expected rank {}, got rank {}",
+            spec.shape.len(),
+            shape.len()
+        )));
+    }
+    let mut data = TensorData::with_capacity(spec.dtype, shape.iter().product());
+    append(value, &mut data).map_err(ctx)?;
+    Ok(Tensor::new(shape, data))
+}
+
+/// TF Serving's columnar answer: one output gives its tensor, several an object of them.
+pub fn encode_columnar(outputs: &[(String, Tensor)]) -> Value {
+    let tensor = |t: &Tensor| {
+        let mut items = (0..t.data.len()).map(|i| element(&t.data, i));
+        nest(&t.shape, &mut items)
+    };
+    if let [(_, t)] = outputs {
+        return tensor(t);
+    }
+    Value::Object(
+        outputs
+            .iter()
+            .map(|(n, t)| (n.clone(), tensor(t)))
+            .collect(),
+    )
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics, named after the Prometheus guide (`mlengine_` prefix, base units, `_total`
+//! counters), with latency buckets fine enough for tens of microseconds.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Seconds, from 10 µs to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+    0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub inference_duration: HistogramVec,
+    pub batch_size: HistogramVec,
+    pub load_attempts: IntCounterVec,
+    pub load_failures: IntCounterVec,
+    pub available_versions: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "mlengine_requests_total",
+                "Requests answered, by model, version, API, protocol and HTTP-equivalent status.",
+            ),
+            &["model", "version", "api", "protocol", "status"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "mlengine_request_duration_seconds",
+                "Time from request decoded to response encoded.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["model", "api", "protocol"],
+        )?;
+        let inference_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "mlengine_inference_duration_seconds",
+                "Time spent queued and in ONNX Runtime per request.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["model", "version"],
+        )?;
+        let batch_size = HistogramVec::new(
+            HistogramOpts::new("mlengine_batch_size", "Instances per ONNX Runtime run.").buckets(
+                vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                ],
+            ),
+            &["model"],
+        )?;
+        let load_attempts = IntCounterVec::new(
+            Opts::new(
+                "mlengine_model_load_attempts_total",
+                "Model version loads attempted.",
+            ),
+            &["model"],
+        )?;
+        let load_failures = IntCounterVec::new(
+            Opts::new(
+                "mlengine_model_load_failures_total",
+                "Model version loads that failed.",
+            ),
+            &["model"],
+        )?;
+        let available_versions = IntGaugeVec::new(
+            Opts::new(
+                "mlengine_available_versions",
+                "Versions currently served per model.",
+            ),
+            &["model"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(inference_duration.clone()))?;
+        registry.register(Box::new(batch_size.clone()))?;
+        registry.register(Box::new(load_attempts.clone()))?;
+        registry.register(Box::new(load_failures.clone()))?;
+        registry.register(Box::new(available_versions.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            request_duration,
+            inference_duration,
+            batch_size,
+            load_attempts,
+            load_failures,
+            available_versions,
+        })
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

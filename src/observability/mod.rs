@@ -1,0 +1,5 @@
+//! Metrics and logging of the server.
+
+pub mod metrics;
+
+pub use metrics::Metrics;

@@ -1,0 +1,238 @@
+//! `mlengine serve`: loads model versions, keeps them fresh, and answers REST on one port.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::api::rest::{self, RestState};
+use crate::inference::service::InferenceService;
+use crate::observability::Metrics;
+use crate::repository::policy::VersionPolicy;
+use crate::repository::registry::{ModelConfig, Registry};
+use crate::runtime::library;
+use crate::runtime::worker::WorkerConfig;
+use crate::runtime::SessionConfig;
+
+fn default_base_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/census/export/Servo")
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Folder of numeric version directories (export/Servo/<timestamp>, or <base>/<n>).
+    #[arg(long, env = "MLENGINE_MODEL_BASE_PATH", default_value_os_t = default_base_path())]
+    pub model_base_path: PathBuf,
+
+    #[arg(long, env = "MLENGINE_MODEL_NAME", default_value = "census")]
+    pub model_name: String,
+
+    /// Address to listen on.
+    #[arg(long, env = "MLENGINE_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// REST port (0 picks a free port; the bound address is printed).
+    #[arg(long, env = "MLENGINE_REST_PORT", default_value_t = 8080)]
+    pub rest_port: u16,
+
+    /// gRPC port (served once the gRPC adapters land).
+    #[arg(long, env = "MLENGINE_GRPC_PORT", default_value_t = 8500)]
+    pub grpc_port: u16,
+
+    /// Seconds between scans of the base path for new versions; 0 loads once.
+    #[arg(
+        long,
+        env = "MLENGINE_FILE_SYSTEM_POLL_WAIT_SECONDS",
+        default_value_t = 1.0
+    )]
+    pub file_system_poll_wait_seconds: f64,
+
+    /// latest[:N], all, or specific:V1,V2.
+    #[arg(long, env = "MLENGINE_VERSION_POLICY", default_value = "latest")]
+    pub version_policy: VersionPolicy,
+
+    /// Version labels, e.g. `v1=1795690396,stable=1795690396` (Cloud ML version names).
+    #[arg(long, env = "MLENGINE_VERSION_LABELS", value_delimiter = ',')]
+    pub version_labels: Vec<String>,
+
+    /// cpu (cuda arrives with the GPU issue).
+    #[arg(long, env = "MLENGINE_DEVICE", default_value = "cpu")]
+    pub device: String,
+
+    /// Session workers per model version.
+    #[arg(long, env = "MLENGINE_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+
+    /// ONNX Runtime intra-op threads per session.
+    #[arg(long, env = "MLENGINE_INTRA_OP_THREADS", default_value_t = 1)]
+    pub intra_op_threads: usize,
+
+    /// Tokio threads for HTTP.
+    #[arg(long, env = "MLENGINE_HTTP_THREADS", default_value_t = 1)]
+    pub http_threads: usize,
+
+    /// Requests queued per version before new ones are refused with 429.
+    #[arg(long, env = "MLENGINE_QUEUE_CAPACITY", default_value_t = 256)]
+    pub queue_capacity: usize,
+
+    /// Largest request body accepted (Cloud ML's limit is 1.5 MB).
+    #[arg(long, env = "MLENGINE_MAX_BODY_BYTES", default_value_t = 1_572_864)]
+    pub max_body_bytes: usize,
+
+    /// Longest wait for in-flight requests after SIGTERM or SIGINT.
+    #[arg(long, env = "MLENGINE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+}
+
+fn parse_labels(labels: &[String]) -> Result<std::collections::HashMap<String, u64>> {
+    labels
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (name, version) = l
+                .split_once('=')
+                .with_context(|| format!("--version-labels entry {l:?} is not label=version"))?;
+            let version = version.trim().parse::<u64>().with_context(|| {
+                format!("--version-labels entry {l:?}: {version:?} is not a version number")
+            })?;
+            Ok((name.trim().to_string(), version))
+        })
+        .collect()
+}
+
+pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()> {
+    if args.device != "cpu" {
+        bail!(
+            "--device {} is not supported yet: use --device cpu",
+            args.device
+        );
+    }
+    if !args.model_base_path.is_dir() {
+        bail!(
+            "--model-base-path {} is not a directory",
+            args.model_base_path.display()
+        );
+    }
+    if !(args.file_system_poll_wait_seconds.is_finite()
+        && args.file_system_poll_wait_seconds >= 0.0)
+    {
+        bail!("--file-system-poll-wait-seconds must be zero or positive");
+    }
+    let labels = parse_labels(&args.version_labels)?;
+    let env = library::environment(ort_library, false)?;
+    let metrics = Arc::new(Metrics::new().context("cannot create metrics")?);
+    let config = ModelConfig {
+        name: args.model_name.clone(),
+        base_path: args.model_base_path.clone(),
+        policy: args.version_policy.clone(),
+        labels,
+    };
+    let workers = WorkerConfig {
+        workers: args.workers.max(1),
+        queue_capacity: args.queue_capacity.max(1),
+        session: SessionConfig {
+            intra_threads: args.intra_op_threads.max(1),
+        },
+    };
+    let registry = Arc::new(Registry::new(env, workers, vec![config]));
+    let poll = {
+        let registry = Arc::clone(&registry);
+        let metrics = Arc::clone(&metrics);
+        move || {
+            registry.poll(&mut |model, _version, error| {
+                metrics.load_attempts.with_label_values(&[model]).inc();
+                if error.is_some() {
+                    metrics.load_failures.with_label_values(&[model]).inc();
+                }
+            });
+            for m in registry.models() {
+                metrics
+                    .available_versions
+                    .with_label_values(&[m.config.name.as_str()])
+                    .set(m.served().len() as i64);
+            }
+        }
+    };
+    poll();
+    let stopping = Arc::new(AtomicBool::new(false));
+    if args.file_system_poll_wait_seconds > 0.0 {
+        let wait = Duration::from_secs_f64(args.file_system_poll_wait_seconds);
+        let stopping = Arc::clone(&stopping);
+        let poll = poll.clone();
+        std::thread::Builder::new()
+            .name("version-poller".into())
+            .spawn(move || {
+                while !stopping.load(Ordering::Acquire) {
+                    std::thread::sleep(wait);
+                    poll();
+                }
+            })?;
+    }
+    let service = Arc::new(InferenceService { registry, metrics });
+    let state = Arc::new(RestState {
+        service,
+        max_body_bytes: args.max_body_bytes,
+        accepting: AtomicBool::new(false),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.http_threads.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve_http(args, state))?;
+    stopping.store(true, Ordering::Release);
+    Ok(())
+}
+
+async fn serve_http(args: &ServeArgs, state: Arc<RestState>) -> Result<()> {
+    let addr: SocketAddr = format!("{}:{}", args.host, args.rest_port)
+        .parse()
+        .with_context(|| format!("invalid --host {}", args.host))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    state.accepting.store(true, Ordering::Release);
+    tracing::info!(rest = %bound, ready = state.ready(), "serving");
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "REST listening on {bound}");
+        let _ = out.flush();
+    }
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    let shutdown_state = Arc::clone(&state);
+    let app = rest::router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: readiness off, finishing in-flight requests");
+            shutdown_state.accepting.store(false, Ordering::Release);
+            // Bound the wait for in-flight requests.
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                tracing::warn!(
+                    "in-flight requests did not finish within the grace period; exiting"
+                );
+                std::process::exit(0);
+            });
+        })
+        .await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
