@@ -7,6 +7,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/install-onnxruntime.sh
 scripts/python-env.sh onnx tests/python/requirements-onnx.txt >/dev/null
+scripts/python-env.sh googleapi tests/python/requirements-googleapi.txt >/dev/null
+scripts/python-env.sh tritonclient tests/python/requirements-tritonclient.txt >/dev/null
+# promtool checks the metrics exposition (Debian's prometheus package).
+if ! command -v promtool >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 cargo fmt --all -- --check
 cargo clippy --release --locked --all-targets -- -D warnings
 cargo test --release --locked "$@"

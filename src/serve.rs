@@ -31,6 +31,11 @@ pub struct ServeArgs {
     #[arg(long, env = "MLENGINE_MODEL_NAME", default_value = "census")]
     pub model_name: String,
 
+    /// Several models (name, base path, version policy, labels) in YAML or JSON; replaces
+    /// --model-base-path, --model-name, --version-policy and --version-labels.
+    #[arg(long, env = "MLENGINE_MODEL_CONFIG_FILE")]
+    pub model_config_file: Option<PathBuf>,
+
     /// Address to listen on.
     #[arg(long, env = "MLENGINE_HOST", default_value = "0.0.0.0")]
     pub host: String,
@@ -111,26 +116,31 @@ pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()
             args.device
         );
     }
-    if !args.model_base_path.is_dir() {
-        bail!(
-            "--model-base-path {} is not a directory",
-            args.model_base_path.display()
-        );
-    }
     if !(args.file_system_poll_wait_seconds.is_finite()
         && args.file_system_poll_wait_seconds >= 0.0)
     {
         bail!("--file-system-poll-wait-seconds must be zero or positive");
     }
-    let labels = parse_labels(&args.version_labels)?;
+    let configs = match &args.model_config_file {
+        Some(path) => crate::repository::config::load(path)?,
+        None => vec![ModelConfig {
+            name: args.model_name.clone(),
+            base_path: args.model_base_path.clone(),
+            policy: args.version_policy.clone(),
+            labels: parse_labels(&args.version_labels)?,
+        }],
+    };
+    for c in &configs {
+        if !c.base_path.is_dir() {
+            bail!(
+                "model '{}': base path {} is not a directory",
+                c.name,
+                c.base_path.display()
+            );
+        }
+    }
     let env = library::environment(ort_library, false)?;
     let metrics = Arc::new(Metrics::new().context("cannot create metrics")?);
-    let config = ModelConfig {
-        name: args.model_name.clone(),
-        base_path: args.model_base_path.clone(),
-        policy: args.version_policy.clone(),
-        labels,
-    };
     let workers = WorkerConfig {
         workers: args.workers.max(1),
         queue_capacity: args.queue_capacity.max(1),
@@ -138,16 +148,20 @@ pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()
             intra_threads: args.intra_op_threads.max(1),
         },
     };
-    let registry = Arc::new(Registry::new(env, workers, vec![config]));
+    let registry = Arc::new(Registry::new(env, workers, configs));
     let poll = {
         let registry = Arc::clone(&registry);
         let metrics = Arc::clone(&metrics);
         move || {
-            registry.poll(&mut |model, _version, error| {
+            registry.poll(&mut |model, version, error| {
                 metrics.load_attempts.with_label_values(&[model]).inc();
                 if error.is_some() {
                     metrics.load_failures.with_label_values(&[model]).inc();
                 }
+                metrics
+                    .version_load_failed
+                    .with_label_values(&[model, &version.to_string()])
+                    .set(i64::from(error.is_some()));
             });
             for m in registry.models() {
                 metrics

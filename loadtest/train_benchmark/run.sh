@@ -10,6 +10,8 @@
 #                         "false:1 true:1 false:0 true:0"; steps_per_execution 0 = one epoch)
 #   NUM_EPOCHS            epochs for both tools (default 10, the reference command's)
 #   PYTHON                interpreter used to create the venv (default python3.11, else python3)
+#   IDLE_WAIT_SECONDS     before each run, wait up to this long for the rest of the machine to
+#                         be idle (< 10% of a core over 3 s); default 900, 0 = do not wait
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,9 +71,21 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 # Busy CPU ticks of the whole machine (user+nice+system+irq+softirq+steal): the report subtracts
 # each run's own CPU time to show how much else ran at the same time.
 cpu_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
+tck="$(getconf CLK_TCK)"
+wait_idle() {
+  local limit="${IDLE_WAIT_SECONDS:-900}" start=$SECONDS said=0 a b
+  while (( SECONDS - start < limit )); do
+    a="$(cpu_busy)"; sleep 3; b="$(cpu_busy)"
+    (( (b - a) * 10 < 3 * tck )) && return 0
+    if (( !said )); then echo "waiting for the machine to go idle (other processes busy)" >&2; said=1; fi
+    sleep 7
+  done
+  (( limit == 0 )) || echo "machine still busy after ${limit}s; running anyway" >&2
+}
 
 # --- mlengine ---------------------------------------------------------------------------------
 echo "mlengine train: $epochs epochs" >&2
+wait_idle
 loadavg > "$work/mlengine.load"
 cpu_busy > "$work/mlengine.busy"
 job="$work/mlengine-job"
@@ -91,6 +105,7 @@ for v in $variants; do
   i=$((i + 1))
   name="keras-$i"
   echo "keras: jit_compile=$jit steps_per_execution=$spe ($epochs epochs)" >&2
+  wait_idle
   loadavg > "$work/$name.load"
   cpu_busy > "$work/$name.busy"
   /usr/bin/time -v -o "$work/$name.time" \

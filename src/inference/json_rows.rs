@@ -206,15 +206,17 @@ pub(crate) fn append(value: &Value, data: &mut TensorData) -> Result<(), String>
         TensorData::I64(v) => int!(v, i64),
         TensorData::F32(v) => v.push(float(value, dtype)? as f32),
         TensorData::F64(v) => v.push(float(value, dtype)?),
-        TensorData::String(v) => match value {
-            Value::String(s) => {
-                if s.contains('\0') {
-                    return Err("string contains a NUL byte".to_string());
-                }
-                v.push(s.clone())
+        TensorData::String(v) => {
+            let s = match value {
+                Value::String(s) => s.clone(),
+                Value::Object(obj) if is_b64(obj) => decode_b64(&obj["b64"])?,
+                other => return Err(format!("expected a string, got {}", describe(other))),
+            };
+            if s.contains('\0') {
+                return Err("string contains a NUL byte".to_string());
             }
-            other => return Err(format!("expected a string, got {}", describe(other))),
-        },
+            v.push(s)
+        }
     }
     Ok(())
 }
@@ -246,11 +248,85 @@ fn integer(value: &Value, dtype: DType) -> Result<i128, String> {
 fn float(value: &Value, dtype: DType) -> Result<f64, String> {
     match value {
         Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number")),
+        // The bare tokens NaN, Infinity and -Infinity arrive as these strings (see `parse_body`).
+        Value::String(s) if s == "NaN" => Ok(f64::NAN),
+        Value::String(s) if s == "Infinity" => Ok(f64::INFINITY),
+        Value::String(s) if s == "-Infinity" => Ok(f64::NEG_INFINITY),
         other => Err(format!(
             "expected a number ({dtype}), got {}",
             describe(other)
         )),
     }
+}
+
+/// The text of a `{"b64": ...}` value. String tensors hold text, so the bytes must be UTF-8.
+fn decode_b64(value: &Value) -> Result<String, String> {
+    use base64::Engine;
+    let Value::String(text) = value else {
+        return Err(format!(
+            "'b64' must hold a base64 string, got {}",
+            describe(value)
+        ));
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("invalid base64 in 'b64' value: {e}"))?;
+    String::from_utf8(bytes)
+        .map_err(|_| "the 'b64' value decodes to bytes that are not UTF-8 text".to_string())
+}
+
+/// Parses a request body. TensorFlow Serving accepts the non-standard tokens `NaN`, `Infinity`
+/// and `-Infinity`; when plain JSON parsing fails they are rewritten into strings that float
+/// inputs accept, and parsing is retried. Errors name the line and column.
+pub fn parse_body(body: &[u8]) -> InferenceResult<Value> {
+    match serde_json::from_slice(body) {
+        Ok(v) => Ok(v),
+        Err(first) => quote_non_finite(body)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                InferenceError::invalid(format!("malformed JSON in request body: {first}"))
+            }),
+    }
+}
+
+/// Quotes bare `NaN`, `Infinity` and `-Infinity` outside strings; `None` when there are none.
+fn quote_non_finite(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let (mut in_string, mut escaped, mut changed) = (false, false, false);
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        let token = [&b"-Infinity"[..], b"Infinity", b"NaN"]
+            .into_iter()
+            .find(|t| body[i..].starts_with(t));
+        match token {
+            Some(t) => {
+                out.push(b'"');
+                out.extend_from_slice(t);
+                out.push(b'"');
+                i += t.len();
+                changed = true;
+            }
+            None => {
+                in_string = b == b'"';
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    changed.then_some(out)
 }
 
 /// One JSON object per instance with every output (or those named in `only`), as Cloud ML Engine

@@ -1,6 +1,7 @@
 //! The protocol-neutral inference core: tensors, signatures, errors and the JSON row codec that
 //! every adapter shares.
 
+pub mod binary;
 pub mod error;
 pub mod json_columns;
 pub mod json_rows;

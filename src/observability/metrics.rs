@@ -20,6 +20,7 @@ pub struct Metrics {
     pub load_attempts: IntCounterVec,
     pub load_failures: IntCounterVec,
     pub available_versions: IntGaugeVec,
+    pub version_load_failed: IntGaugeVec,
 }
 
 impl Metrics {
@@ -77,6 +78,14 @@ impl Metrics {
             ),
             &["model"],
         )?;
+        let version_load_failed = IntGaugeVec::new(
+            Opts::new(
+                "mlengine_model_version_load_failed",
+                "1 while a version's last load attempt failed (the status API has the message).",
+            ),
+            &["model", "version"],
+        )?;
+        registry.register(Box::new(version_load_failed.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(inference_duration.clone()))?;
@@ -93,6 +102,7 @@ impl Metrics {
             load_attempts,
             load_failures,
             available_versions,
+            version_load_failed,
         })
     }
 

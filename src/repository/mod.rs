@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod config;
 pub mod policy;
 pub mod registry;
 

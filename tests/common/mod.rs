@@ -98,3 +98,149 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
     assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err}");
     assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
 }
+
+/// A running `mlengine serve` on a free loopback port; stopped when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts the server with `args` (plus loopback host and port 0) and waits for its address.
+    pub fn start(args: &[&str]) -> Server {
+        use std::io::BufRead;
+        let mut child = bin()
+            .args(["serve", "--host", "127.0.0.1", "--rest-port", "0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn mlengine serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read address");
+        let addr = line
+            .trim()
+            .strip_prefix("REST listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Server { child, addr }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait")
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http(&self.addr, "GET", path, &[], b"").expect("GET")
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        http(&self.addr, "POST", path, &[], body.as_bytes()).expect("POST")
+    }
+
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let (status, text) = self.post(path, &body.to_string());
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path}: {status} {text:?}: {e}"));
+        (status, value)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection), enough for tests that must see every
+/// status and body exactly.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP header in {text:?}")))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The bundled model's version directory.
+pub fn bundled_version() -> PathBuf {
+    let base = root().join("models/census/export/Servo");
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(&base)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    versions.sort();
+    versions.pop().expect("a bundled version")
+}
+
+/// Publishes `model.onnx` as version `n` under `base` atomically (copy aside, then rename).
+pub fn publish_version(base: &Path, n: u64, model: &Path) {
+    let tmp = base.join(format!(".tmp-{n}"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::copy(model, tmp.join("model.onnx")).unwrap();
+    std::fs::rename(&tmp, base.join(n.to_string())).unwrap();
+}
+
+/// The census sample's prediction instance.
+pub fn census_instance() -> serde_json::Value {
+    serde_json::json!({"age": 25, "workclass": " Private", "education": " 11th", "education_num": 7,
+        "marital_status": " Never-married", "occupation": " Machine-op-inspct", "relationship": " Own-child",
+        "race": " Black", "gender": " Male", "capital_gain": 0, "capital_loss": 0, "hours_per_week": 40,
+        "native_country": " United-States"})
+}

@@ -8,8 +8,9 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{empty, error_response, json_response, parse_json, read_body, record, Shared};
+use crate::inference::binary;
 use crate::inference::error::{InferenceError, InferenceResult};
-use crate::inference::json_rows::element;
+use crate::inference::json_rows::{append, element};
 use crate::inference::tensor::{DType, Tensor, TensorData};
 use crate::repository::registry::VersionSelector;
 
@@ -33,7 +34,7 @@ pub fn datatype(d: DType) -> &'static str {
 pub async fn server_metadata() -> Response {
     json_response(
         StatusCode::OK,
-        &json!({"name": "mlengine", "version": env!("CARGO_PKG_VERSION"), "extensions": []}),
+        &json!({"name": "mlengine", "version": env!("CARGO_PKG_VERSION"), "extensions": ["binary_tensor_data"]}),
     )
 }
 
@@ -140,16 +141,39 @@ async fn infer(
     };
     let served = Some(version.version_string.clone());
     let result = async {
+        let header_len = match req.headers().get("inference-header-content-length") {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<usize>().ok())
+                    .ok_or_else(|| InferenceError::invalid("Inference-Header-Content-Length is not a byte count"))?,
+            ),
+        };
         let body = read_body(state, req).await?;
-        let request = parse_json(&body)?;
+        let (json_part, binary) = match header_len {
+            None => (&body[..], &body[..0]),
+            Some(n) if n <= body.len() => body.split_at(n),
+            Some(n) => {
+                return Err(InferenceError::invalid(format!(
+                    "Inference-Header-Content-Length is {n} but the body has only {} bytes",
+                    body.len()
+                )))
+            }
+        };
+        let request = parse_json(json_part)?;
         let signature = version.signature();
         let inputs = request
             .get("inputs")
             .and_then(Value::as_array)
             .ok_or_else(|| InferenceError::invalid("missing 'inputs' list in request body"))?;
         let mut tensors: Vec<Option<Tensor>> = vec![None; signature.inputs.len()];
+        let mut offset = 0usize;
         for (i, input) in inputs.iter().enumerate() {
-            let name = input.get("name").and_then(Value::as_str).ok_or_else(|| InferenceError::invalid(format!("inputs[{i}]: missing 'name'")))?;
+            let name = input
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| InferenceError::invalid(format!("inputs[{i}]: missing 'name'")))?;
             let (index, spec) = signature
                 .input(name)
                 .ok_or_else(|| InferenceError::invalid(format!("inputs[{i}]: unknown input '{name}'")))?;
@@ -165,41 +189,68 @@ async fn infer(
                 .and_then(Value::as_array)
                 .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>())
                 .ok_or_else(|| InferenceError::invalid(format!("input '{name}': 'shape' must be a list of sizes")))?;
-            let data = input.get("data").ok_or_else(|| InferenceError::invalid(format!("input '{name}': missing 'data'")))?;
-            let mut flat = Vec::new();
-            flatten(data, &mut flat);
-            let expected: usize = shape.iter().product();
-            if flat.len() != expected {
-                return Err(InferenceError::invalid(format!(
-                    "input '{name}': shape {shape:?} needs {expected} values, 'data' has {}",
-                    flat.len()
-                )));
-            }
-            let tensor = crate::inference::json_rows::decode_instances(
-                &crate::inference::Signature { inputs: vec![crate::inference::TensorSpec { name: name.to_string(), dtype: spec.dtype, shape: vec![-1] }], outputs: vec![] },
-                &flat.into_iter().cloned().collect::<Vec<_>>(),
-            )
-            .map_err(|e| InferenceError::invalid(e.message.replacen("instance ", &format!("input '{name}': element "), 1)))?;
-            let mut t = tensor.into_iter().next().unwrap_or_else(|| Tensor::new(vec![0], TensorData::with_capacity(spec.dtype, 0)));
-            t.shape = shape;
-            tensors[index] = Some(t);
+            check_shape(name, &shape, &spec.shape)?;
+            let count: usize = shape.iter().product();
+            let binary_size = input
+                .get("parameters")
+                .and_then(|p| p.get("binary_data_size"))
+                .map(|v| v.as_u64().map(|n| n as usize));
+            let data = match binary_size {
+                Some(Some(size)) => {
+                    let Some(bytes) = binary.get(offset..offset + size) else {
+                        return Err(InferenceError::invalid(format!(
+                            "input '{name}': binary_data_size {size} runs past the end of the binary data"
+                        )));
+                    };
+                    offset += size;
+                    binary::decode(spec.dtype, bytes, count, &format!("input '{name}'"))?
+                }
+                Some(None) => {
+                    return Err(InferenceError::invalid(format!(
+                        "input '{name}': binary_data_size must be a byte count"
+                    )))
+                }
+                None => {
+                    let data = input
+                        .get("data")
+                        .ok_or_else(|| InferenceError::invalid(format!("input '{name}': missing 'data'")))?;
+                    json_data(name, spec.dtype, data, count)?
+                }
+            };
+            tensors[index] = Some(Tensor::new(shape, data));
+        }
+        if offset != binary.len() {
+            return Err(InferenceError::invalid(format!(
+                "{} bytes of binary data are not claimed by any input",
+                binary.len() - offset
+            )));
         }
         let inputs: Vec<Tensor> = tensors
             .into_iter()
             .zip(&signature.inputs)
             .map(|(t, s)| t.ok_or_else(|| InferenceError::invalid(format!("missing input '{}'", s.name))))
             .collect::<InferenceResult<_>>()?;
+        let batch: Vec<usize> = inputs.iter().map(|t| t.shape.first().copied().unwrap_or(0)).collect();
+        if batch.windows(2).any(|w| w[0] != w[1]) {
+            return Err(InferenceError::invalid(format!(
+                "inputs have different batch sizes {batch:?}"
+            )));
+        }
         let wanted: Vec<usize> = match request.get("outputs").and_then(Value::as_array) {
             None => vec![],
             Some(list) => list
                 .iter()
                 .map(|o| {
                     let n = o.get("name").and_then(Value::as_str).unwrap_or_default();
-                    signature.output(n).map(|(i, _)| i).ok_or_else(|| InferenceError::invalid(format!("unknown output '{n}'")))
+                    signature
+                        .output(n)
+                        .map(|(i, _)| i)
+                        .ok_or_else(|| InferenceError::invalid(format!("unknown output '{n}'")))
                 })
                 .collect::<InferenceResult<_>>()?,
         };
         let outputs = state.service.run(&version, inputs, wanted).await?;
+        // Plain JSON answers: tritonclient reads them even when it asked for binary outputs.
         let outputs: Vec<Value> = outputs
             .iter()
             .map(|(n, t)| {
@@ -215,6 +266,39 @@ async fn infer(
     }
     .await;
     (result, served)
+}
+
+fn check_shape(name: &str, shape: &[usize], model: &[i64]) -> InferenceResult<()> {
+    let fits = shape.len() == model.len()
+        && shape
+            .iter()
+            .zip(model)
+            .all(|(&got, &want)| want < 0 || got as i64 == want);
+    if fits {
+        Ok(())
+    } else {
+        Err(InferenceError::invalid(format!(
+            "input '{name}': shape {shape:?} does not fit the model's {model:?}"
+        )))
+    }
+}
+
+/// A JSON `data` array (flat or nested, row-major) as `count` elements.
+fn json_data(name: &str, dtype: DType, data: &Value, count: usize) -> InferenceResult<TensorData> {
+    let mut flat = Vec::new();
+    flatten(data, &mut flat);
+    if flat.len() != count {
+        return Err(InferenceError::invalid(format!(
+            "input '{name}': its shape needs {count} values, 'data' has {}",
+            flat.len()
+        )));
+    }
+    let mut out = TensorData::with_capacity(dtype, count);
+    for (i, v) in flat.into_iter().enumerate() {
+        append(v, &mut out)
+            .map_err(|e| InferenceError::invalid(format!("input '{name}': element {i}: {e}")))?;
+    }
+    Ok(out)
 }
 
 fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {

@@ -88,10 +88,9 @@ pub async fn read_body(state: &RestState, req: Request) -> Result<Bytes, Inferen
         })
 }
 
-/// Parses a JSON body; the error names the position.
+/// Parses a JSON body (NaN and Infinity tokens allowed); the error names the position.
 pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, InferenceError> {
-    serde_json::from_slice(body)
-        .map_err(|e| InferenceError::invalid(format!("malformed JSON in request body: {e}")))
+    crate::inference::json_rows::parse_body(body)
 }
 
 /// Records one answered request.

@@ -1,0 +1,152 @@
+//! Raw little-endian tensor bytes, as KServe v2 / Triton send them (Triton's binary tensor
+//! extension over HTTP, `raw_input_contents` over gRPC): fixed-size elements back to back, BYTES
+//! elements each preceded by a 4-byte little-endian length.
+
+use super::error::{InferenceError, InferenceResult};
+use super::tensor::{DType, TensorData};
+
+/// Decodes `count` elements of `dtype` from `bytes`; `what` names the tensor in errors.
+pub fn decode(dtype: DType, bytes: &[u8], count: usize, what: &str) -> InferenceResult<TensorData> {
+    let err = |msg: String| InferenceError::invalid(format!("{what}: {msg}"));
+    if dtype == DType::String {
+        let mut out = Vec::with_capacity(count);
+        let mut pos = 0usize;
+        for i in 0..count {
+            let Some(prefix) = bytes.get(pos..pos + 4) else {
+                return Err(err(format!(
+                    "BYTES element {i}: truncated length prefix at byte {pos}"
+                )));
+            };
+            let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+            pos += 4;
+            let Some(item) = bytes.get(pos..pos + len) else {
+                return Err(err(format!(
+                    "BYTES element {i}: length prefix {len} runs past the end of the data ({} bytes left)",
+                    bytes.len() - pos
+                )));
+            };
+            let text = std::str::from_utf8(item)
+                .map_err(|_| err(format!("BYTES element {i} is not UTF-8 text")))?;
+            if text.contains('\0') {
+                return Err(err(format!("BYTES element {i} contains a NUL byte")));
+            }
+            out.push(text.to_string());
+            pos += len;
+        }
+        if pos != bytes.len() {
+            return Err(err(format!(
+                "{} bytes left over after {count} BYTES elements",
+                bytes.len() - pos
+            )));
+        }
+        return Ok(TensorData::String(out));
+    }
+    let size = element_size(dtype);
+    if bytes.len() != count * size {
+        return Err(err(format!(
+            "{} bytes of data for {count} {} elements, expected {}",
+            bytes.len(),
+            dtype,
+            count * size
+        )));
+    }
+    macro_rules! le {
+        ($t:ty, $variant:ident) => {
+            TensorData::$variant(
+                bytes
+                    .chunks_exact(size)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect(),
+            )
+        };
+    }
+    Ok(match dtype {
+        DType::Bool => TensorData::Bool(bytes.iter().map(|b| *b != 0).collect()),
+        DType::U8 => TensorData::U8(bytes.to_vec()),
+        DType::I8 => TensorData::I8(bytes.iter().map(|b| *b as i8).collect()),
+        DType::U16 => le!(u16, U16),
+        DType::U32 => le!(u32, U32),
+        DType::U64 => le!(u64, U64),
+        DType::I16 => le!(i16, I16),
+        DType::I32 => le!(i32, I32),
+        DType::I64 => le!(i64, I64),
+        DType::F32 => le!(f32, F32),
+        DType::F64 => le!(f64, F64),
+        DType::String => unreachable!("handled above"),
+    })
+}
+
+/// Bytes of one element; BYTES has no fixed size (0).
+pub fn element_size(dtype: DType) -> usize {
+    match dtype {
+        DType::Bool | DType::U8 | DType::I8 => 1,
+        DType::U16 | DType::I16 => 2,
+        DType::U32 | DType::I32 | DType::F32 => 4,
+        DType::U64 | DType::I64 | DType::F64 => 8,
+        DType::String => 0,
+    }
+}
+
+/// Encodes elements as raw little-endian bytes (BYTES with length prefixes).
+pub fn encode(data: &TensorData, out: &mut Vec<u8>) {
+    match data {
+        TensorData::Bool(v) => out.extend(v.iter().map(|b| u8::from(*b))),
+        TensorData::U8(v) => out.extend_from_slice(v),
+        TensorData::I8(v) => out.extend(v.iter().map(|b| *b as u8)),
+        TensorData::U16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::U32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::U64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::F32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::F64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::String(v) => v.iter().for_each(|s| {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_truncation() {
+        for data in [
+            TensorData::I64(vec![1, -2, 3]),
+            TensorData::F32(vec![0.5, -1.25, 3.0]),
+            TensorData::String(vec!["a".into(), "".into(), " Private".into()]),
+            TensorData::Bool(vec![true, false, true]),
+        ] {
+            let mut bytes = Vec::new();
+            encode(&data, &mut bytes);
+            assert_eq!(decode(data.dtype(), &bytes, 3, "x").unwrap(), data);
+            let err = decode(data.dtype(), &bytes[..bytes.len() - 1], 3, "x").unwrap_err();
+            assert_eq!(err.kind.http_status(), 400, "{}", err.message);
+        }
+        let err = decode(DType::String, &[9, 0, 0, 0, b'a'], 1, "input 'w'").unwrap_err();
+        assert!(
+            err.message.contains("length prefix 9 runs past the end"),
+            "{}",
+            err.message
+        );
+    }
+}

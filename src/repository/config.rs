@@ -1,0 +1,111 @@
+//! `--model-config-file`: several models, each with a base path, version policy and labels, in
+//! YAML or JSON (YAML is a superset of JSON, so one parser reads both):
+//!
+//! ```yaml
+//! models:
+//!   - name: census
+//!     base_path: models/census/export/Servo   # relative to this file
+//!     version_policy: latest:2                # latest[:N], all, specific:V1,V2
+//!     version_labels: {v1: 1795690396}
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use super::policy::VersionPolicy;
+use super::registry::ModelConfig;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    models: Vec<Entry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    name: String,
+    base_path: String,
+    #[serde(default)]
+    version_policy: Option<String>,
+    #[serde(default)]
+    version_labels: HashMap<String, u64>,
+}
+
+pub fn load(path: &Path) -> Result<Vec<ModelConfig>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --model-config-file {}", path.display()))?;
+    let file: File = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("--model-config-file {} is not valid", path.display()))?;
+    if file.models.is_empty() {
+        bail!("--model-config-file {} lists no models", path.display());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut seen = std::collections::HashSet::new();
+    file.models
+        .into_iter()
+        .map(|e| {
+            if !seen.insert(e.name.clone()) {
+                bail!("--model-config-file lists model '{}' twice", e.name);
+            }
+            let policy = match &e.version_policy {
+                Some(p) => p.parse::<VersionPolicy>().map_err(|m| anyhow::anyhow!("model '{}': {m}", e.name))?,
+                None => VersionPolicy::default(),
+            };
+            for label in e.version_labels.keys() {
+                if label.is_empty() || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') || label.bytes().all(|b| b.is_ascii_digit()) {
+                    bail!("model '{}': version label {label:?} must be letters, digits, '_' or '-' and not a number", e.name);
+                }
+            }
+            Ok(ModelConfig {
+                name: e.name,
+                base_path: dir.join(&e.base_path),
+                policy,
+                labels: e.version_labels,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_yaml_and_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("models.yaml");
+        std::fs::write(&yaml, "models:\n  - name: a\n    base_path: a/Servo\n    version_policy: latest:2\n    version_labels: {v1: 7}\n  - name: b\n    base_path: /abs/b\n").unwrap();
+        let models = load(&yaml).unwrap();
+        assert_eq!(models.len(), 2);
+        assert_eq!(models[0].base_path, dir.path().join("a/Servo"));
+        assert_eq!(models[0].policy, VersionPolicy::Latest(2));
+        assert_eq!(models[0].labels["v1"], 7);
+        assert_eq!(models[1].base_path, Path::new("/abs/b"));
+
+        let json = dir.path().join("models.json");
+        std::fs::write(
+            &json,
+            r#"{"models": [{"name": "c", "base_path": "c", "version_policy": "specific:1,2"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            load(&json).unwrap()[0].policy,
+            VersionPolicy::Specific(vec![1, 2])
+        );
+
+        for bad in [
+            "models: []",
+            "models:\n  - name: a\n    base_path: x\n    version_policy: newest",
+            "models:\n  - name: a\n    base_path: x\n  - name: a\n    base_path: y",
+            "models:\n  - name: a\n    base_path: x\n    version_labels: {'12': 3}",
+            "models:\n  - name: a\n    basepath: x",
+        ] {
+            std::fs::write(&yaml, bad).unwrap();
+            assert!(load(&yaml).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! `mlengine serve` over real sockets: every REST endpoint of the three protocol families, the
+//! error table, and metrics.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn bundled_server(extra: &[&str]) -> (Server, String) {
+    let version = bundled_version()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let labels = format!("v1={version},stable={version}");
+    let mut args = vec![
+        "--file-system-poll-wait-seconds",
+        "0",
+        "--version-labels",
+        labels.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    (Server::start(&args), version)
+}
+
+#[test]
+fn cloud_ml_vertex_and_tf_serving_endpoints() {
+    let (server, version) = bundled_server(&[]);
+    let body = json!({"instances": [census_instance(), census_instance()]});
+
+    let (status, answer) = server.post_json("/v1/projects/p/models/census:predict?alt=json", &body);
+    assert_eq!(status, 200, "{answer}");
+    let predictions = answer["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 2);
+    let p = &predictions[0];
+    let keys: Vec<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["probabilities", "logits", "classes", "logistic"]);
+    assert_eq!(p["classes"], 0);
+    assert!(p["probabilities"][1].as_f64().unwrap() < 0.01, "{p}");
+
+    for path in [
+        format!("/v1/projects/p/models/census/versions/{version}:predict"),
+        "/v1/projects/p/models/census/versions/v1:predict".to_string(),
+        "/v1/models/census:predict".to_string(),
+        format!("/v1/models/census/versions/{version}:predict"),
+        "/v1/models/census/labels/stable:predict".to_string(),
+    ] {
+        let (status, a) = server.post_json(&path, &body);
+        assert_eq!(status, 200, "{path}: {a}");
+        assert_eq!(a["predictions"][0], *p, "{path}");
+    }
+    // Vertex: integral floats accepted, deployedModelId is the version.
+    let mut as_floats = census_instance();
+    as_floats["age"] = json!(25.0);
+    let (status, a) = server.post_json(
+        "/v1/projects/p/locations/us-central1/endpoints/census:predict",
+        &json!({"instances": [as_floats]}),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["predictions"][0], *p);
+    assert_eq!(a["deployedModelId"], version.as_str());
+
+    // TF Serving columnar form.
+    let mut columns = serde_json::Map::new();
+    for (k, v) in census_instance().as_object().unwrap() {
+        columns.insert(k.clone(), json!([v, v]));
+    }
+    let (status, a) = server.post_json("/v1/models/census:predict", &json!({"inputs": columns}));
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["outputs"]["classes"], json!([0, 0]));
+    assert_eq!(a["outputs"]["probabilities"][0], p["probabilities"]);
+
+    // b64-wrapped strings decode to the same text.
+    let mut b64 = census_instance();
+    b64["workclass"] = json!({"b64": "IFByaXZhdGU="}); // " Private"
+    let (status, a) = server.post_json("/v1/models/census:predict", &json!({"instances": [b64]}));
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["predictions"][0], *p);
+
+    // Status and metadata.
+    let (status, text) = server.get("/v1/models/census");
+    assert_eq!(status, 200);
+    let s: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(s["model_version_status"][0]["version"], version.as_str());
+    assert_eq!(s["model_version_status"][0]["state"], "AVAILABLE");
+    assert_eq!(s["model_version_status"][0]["status"]["error_code"], "OK");
+    for path in [
+        format!("/v1/models/census/versions/{version}"),
+        "/v1/models/census/labels/v1".to_string(),
+    ] {
+        let (status, text) = server.get(&path);
+        assert_eq!(status, 200, "{path}: {text}");
+    }
+    let (status, text) = server.get("/v1/models/census/metadata");
+    assert_eq!(status, 200);
+    let m: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(m["model_spec"]["version"], version.as_str());
+    let sig = &m["metadata"]["signature_def"]["signature_def"]["serving_default"];
+    assert_eq!(sig["inputs"]["age"]["dtype"], "DT_INT64");
+    assert_eq!(sig["inputs"]["workclass"]["dtype"], "DT_STRING");
+    assert_eq!(
+        sig["outputs"]["probabilities"]["tensor_shape"]["dim"][1]["size"],
+        "2"
+    );
+    assert_eq!(sig["method_name"], "tensorflow/serving/predict");
+}
+
+fn kserve_inputs(instances: &[Value]) -> Vec<Value> {
+    let names = [
+        "age",
+        "workclass",
+        "education",
+        "education_num",
+        "marital_status",
+        "occupation",
+        "relationship",
+        "race",
+        "gender",
+        "capital_gain",
+        "capital_loss",
+        "hours_per_week",
+        "native_country",
+    ];
+    names
+        .iter()
+        .map(|n| {
+            let data: Vec<Value> = instances.iter().map(|i| i[n].clone()).collect();
+            let dt = if data[0].is_string() {
+                "BYTES"
+            } else {
+                "INT64"
+            };
+            json!({"name": n, "shape": [instances.len()], "datatype": dt, "data": data})
+        })
+        .collect()
+}
+
+#[test]
+fn kserve_v2_json_and_binary_tensors() {
+    let (server, version) = bundled_server(&[]);
+    let (status, text) = server.get("/v2");
+    assert_eq!(status, 200);
+    assert!(text.contains("binary_tensor_data"), "{text}");
+    assert_eq!(server.get("/v2/health/live").0, 200);
+    assert_eq!(server.get("/v2/health/ready").0, 200);
+    assert_eq!(server.get("/v2/models/census/ready").0, 200);
+    assert_eq!(
+        server
+            .get(&format!("/v2/models/census/versions/{version}/ready"))
+            .0,
+        200
+    );
+    assert_eq!(server.get("/v2/models/nosuch/ready").0, 400);
+    let (status, text) = server.get("/v2/models/census");
+    assert_eq!(status, 200);
+    let meta: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(meta["platform"], "onnxruntime_onnx");
+    assert_eq!(meta["versions"], json!([version]));
+    assert!(meta["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i == &json!({"name": "age", "datatype": "INT64", "shape": [-1]})));
+    assert!(meta["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i == &json!({"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]})));
+
+    let instances = vec![census_instance(), census_instance()];
+    let request = json!({"id": "abc", "inputs": kserve_inputs(&instances), "outputs": [{"name": "classes"}, {"name": "logistic"}]});
+    let (status, a) = server.post_json(
+        &format!("/v2/models/census/versions/{version}/infer"),
+        &request,
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["id"], "abc");
+    assert_eq!(a["model_version"], version.as_str());
+    let outputs = a["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2, "requested outputs only: {a}");
+    assert_eq!(
+        outputs[0],
+        json!({"name": "classes", "datatype": "INT64", "shape": [2], "data": [0, 0]})
+    );
+
+    // The same request in Triton's binary tensor extension: a JSON header, then raw tensors.
+    let mut inputs = kserve_inputs(&instances);
+    let mut blob = Vec::new();
+    for input in inputs.iter_mut() {
+        let start = blob.len();
+        for v in input["data"].as_array().unwrap() {
+            match v {
+                Value::String(s) => {
+                    blob.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                    blob.extend_from_slice(s.as_bytes());
+                }
+                n => blob.extend_from_slice(&n.as_i64().unwrap().to_le_bytes()),
+            }
+        }
+        let obj = input.as_object_mut().unwrap();
+        obj.remove("data");
+        obj.insert(
+            "parameters".into(),
+            json!({"binary_data_size": blob.len() - start}),
+        );
+    }
+    let header = json!({"inputs": inputs, "outputs": [{"name": "classes", "parameters": {"binary_data": true}}, {"name": "logistic"}]}).to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(&blob);
+    let len = header.len().to_string();
+    let (status, text) = http(
+        &server.addr,
+        "POST",
+        "/v2/models/census/infer",
+        &[("Inference-Header-Content-Length", &len)],
+        &body,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{text}");
+    let b: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(b["outputs"], a["outputs"]);
+
+    // Truncated binary data and a BYTES length prefix past the end are 400s.
+    let (status, text) = http(
+        &server.addr,
+        "POST",
+        "/v2/models/census/infer",
+        &[("Inference-Header-Content-Length", &len)],
+        &body[..body.len() - 3],
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("native_country"), "{text}");
+}
+
+#[test]
+fn bad_requests_get_4xx_naming_the_problem() {
+    let (server, _) = bundled_server(&["--max-body-bytes", "20000"]);
+    let good = census_instance();
+    let with = |key: &str, value: Value| {
+        let mut i = good.clone();
+        i[key] = value;
+        i
+    };
+    let without = |key: &str| {
+        let mut i = good.clone();
+        i.as_object_mut().unwrap().remove(key);
+        i
+    };
+    let predict = "/v1/projects/p/models/census:predict";
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (predict, "{\"instances\": [".into(), 400, "malformed JSON in request body: EOF while parsing a list at line 1 column 15"),
+        (predict, json!({"signature_name": "x"}).to_string(), 400, "missing 'instances'"),
+        (predict, json!({"instances": [good], "inputs": {}}).to_string(), 400, "only one of 'inputs' or 'instances'"),
+        (predict, json!({"instances": []}).to_string(), 400, "'instances' is empty"),
+        (predict, json!({"instances": [good, without("race")]}).to_string(), 400, "instance 1: missing input 'race'"),
+        (predict, json!({"instances": [with("salary", json!(1))]}).to_string(), 400, "instance 0: unknown input 'salary'"),
+        (predict, json!({"instances": [with("age", json!("old"))]}).to_string(), 400, "instance 0: input 'age': expected an integer (int64), got \"old\""),
+        (predict, json!({"instances": [with("gender", json!(1))]}).to_string(), 400, "instance 0: input 'gender': expected a string, got 1"),
+        (predict, json!({"instances": [with("age", json!([25]))]}).to_string(), 400, "instance 0: input 'age': expected a scalar per instance, got a list"),
+        (predict, json!({"instances": [with("age", json!(25.5))]}).to_string(), 400, "expected an integer (int64), got 25.5"),
+        (predict, json!({"instances": [with("race", json!({"b64": "!!notbase64"}))]}).to_string(), 400, "instance 0: input 'race': invalid base64"),
+        (predict, json!({"instances": [with("race", json!("Wh\u{0}ite"))]}).to_string(), 400, "instance 0: input 'race': string contains a NUL byte"),
+        ("/v1/models/census:predict", json!({"inputs": {"age": [1, 2], "workclass": ["a"], "education": ["a"], "education_num": [1], "marital_status": ["a"], "occupation": ["a"], "relationship": ["a"], "race": ["a"], "gender": ["a"], "capital_gain": [0], "capital_loss": [0], "hours_per_week": [1], "native_country": ["a"]}}).to_string(), 400, "ragged columnar input"),
+        ("/v1/projects/p/models/nosuch:predict", json!({"instances": [good]}).to_string(), 404, "model 'nosuch' not found"),
+        ("/v1/projects/p/models/census/versions/123:predict", json!({"instances": [good]}).to_string(), 404, "has no available version 123"),
+        ("/v1/projects/p/models/census/versions/prod:predict", json!({"instances": [good]}).to_string(), 404, "has no version label 'prod'"),
+        ("/v1/models/census/labels/prod:predict", json!({"instances": [good]}).to_string(), 404, "has no version label 'prod'"),
+        ("/v2/models/census/infer", json!({"inputs": [{"name": "age", "shape": [1], "datatype": "FP32", "data": [1.0]}]}).to_string(), 400, "datatype \"FP32\" does not match the model's INT64"),
+        (predict, format!("{{\"instances\": [{}]}}", vec![good.to_string(); 200].join(",")), 413, "larger than the limit of 20000 bytes"),
+    ];
+    for (path, body, want_status, needle) in cases {
+        let (status, text) = server.post(path, &body);
+        let answer: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+        let message = answer["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error string: {text}"));
+        assert_eq!(status, want_status, "{path} {needle}: {message}");
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    }
+    // None of them stopped the server.
+    let (status, _) = server.post_json(predict, &json!({"instances": [good]}));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn metrics_after_traffic_pass_promtool() {
+    let (server, version) = bundled_server(&[]);
+    for _ in 0..3 {
+        server.post_json(
+            "/v1/projects/p/models/census:predict",
+            &json!({"instances": [census_instance()]}),
+        );
+    }
+    server.post("/v1/projects/p/models/census:predict", "{");
+    let (status, text) = server.get("/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(server.get("/monitoring/prometheus/metrics").0, 200);
+    let ok = format!("mlengine_requests_total{{api=\"cloudml\",model=\"census\",protocol=\"rest\",status=\"200\",version=\"{version}\"}} 3");
+    assert!(text.contains(&ok), "{text}");
+    assert!(text.contains("status=\"400\""), "{text}");
+    assert!(text.contains("mlengine_request_duration_seconds_bucket{api=\"cloudml\",model=\"census\",protocol=\"rest\",le=\"0.00005\"}"), "{text}");
+    assert!(
+        text.contains("mlengine_model_load_attempts_total{model=\"census\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mlengine_available_versions{model=\"census\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# HELP mlengine_inference_duration_seconds"),
+        "{text}"
+    );
+
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child =
+        promtool.expect("promtool (Debian package prometheus; scripts/test.sh installs it)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
