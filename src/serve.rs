@@ -16,7 +16,7 @@ use crate::repository::policy::VersionPolicy;
 use crate::repository::registry::{ModelConfig, Registry};
 use crate::runtime::library;
 use crate::runtime::worker::WorkerConfig;
-use crate::runtime::SessionConfig;
+use crate::runtime::{Device, SessionConfig};
 
 fn default_base_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/census/export/Servo")
@@ -64,9 +64,9 @@ pub struct ServeArgs {
     #[arg(long, env = "MLENGINE_VERSION_LABELS", value_delimiter = ',')]
     pub version_labels: Vec<String>,
 
-    /// cpu (cuda arrives with the GPU issue).
-    #[arg(long, env = "MLENGINE_DEVICE", default_value = "cpu")]
-    pub device: String,
+    /// cpu, or cuda (the onnxruntime-gpu build: scripts/install-onnxruntime.sh --gpu).
+    #[arg(long, value_enum, env = "MLENGINE_DEVICE", default_value = "cpu")]
+    pub device: Device,
 
     /// Session workers per model version.
     #[arg(long, env = "MLENGINE_WORKERS", default_value_t = 1)]
@@ -110,12 +110,6 @@ fn parse_labels(labels: &[String]) -> Result<std::collections::HashMap<String, u
 }
 
 pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()> {
-    if args.device != "cpu" {
-        bail!(
-            "--device {} is not supported yet: use --device cpu",
-            args.device
-        );
-    }
     if !(args.file_system_poll_wait_seconds.is_finite()
         && args.file_system_poll_wait_seconds >= 0.0)
     {
@@ -139,13 +133,14 @@ pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()
             );
         }
     }
-    let env = library::environment(ort_library, false)?;
+    let env = library::environment(ort_library, args.device == Device::Cuda)?;
     let metrics = Arc::new(Metrics::new().context("cannot create metrics")?);
     let workers = WorkerConfig {
         workers: args.workers.max(1),
         queue_capacity: args.queue_capacity.max(1),
         session: SessionConfig {
             intra_threads: args.intra_op_threads.max(1),
+            device: args.device,
         },
     };
     let registry = Arc::new(Registry::new(env, workers, configs));
@@ -172,6 +167,17 @@ pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()
         }
     };
     poll();
+    if args.device == Device::Cuda {
+        let failed: Vec<String> = registry
+            .models()
+            .filter(|m| !m.is_ready())
+            .flat_map(|m| m.status().into_iter().filter_map(|s| s.error))
+            .collect();
+        if let Some(first) = failed.first() {
+            bail!("--device cuda: {first}");
+        }
+        tracing::info!("execution provider: CUDA");
+    }
     let stopping = Arc::new(AtomicBool::new(false));
     if args.file_system_poll_wait_seconds > 0.0 {
         let wait = Duration::from_secs_f64(args.file_system_poll_wait_seconds);

@@ -338,3 +338,105 @@ fn metrics_after_traffic_pass_promtool() {
         stderr(&out)
     );
 }
+
+#[test]
+fn bad_serve_flags_fail_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("models.yaml");
+    std::fs::write(
+        &config,
+        "models:\n  - name: census\n    base_path: nowhere\n",
+    )
+    .unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--model-base-path".into(), "/nonexistent/Servo".into()],
+            "is not a directory",
+        ),
+        (
+            vec!["--version-policy".into(), "newest".into()],
+            "invalid version policy",
+        ),
+        (
+            vec!["--version-labels".into(), "v1=abc".into()],
+            "is not a version number",
+        ),
+        (
+            vec![
+                "--model-config-file".into(),
+                config.to_str().unwrap().into(),
+            ],
+            "model 'census': base path",
+        ),
+        (
+            vec!["--file-system-poll-wait-seconds".into(), "soon".into()],
+            "invalid value 'soon'",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = run(bin()
+            .args(["serve", "--host", "127.0.0.1", "--rest-port", "0"])
+            .args(&args));
+        assert_one_line_error(&out, needle);
+    }
+    // Without a GPU (or the onnxruntime-gpu build), --device cuda stops with the reason rather
+    // than silently serving on the CPU.
+    let out = run(bin().args([
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--rest-port",
+        "0",
+        "--device",
+        "cuda",
+    ]));
+    assert!(!out.status.success());
+    let last = stderr(&out).lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("error: "), "{last}");
+    assert!(
+        last.contains("--gpu") || last.contains("--device cuda"),
+        "{last}"
+    );
+}
+
+#[test]
+fn several_models_from_a_config_file_with_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = bundled_version().join("model.onnx");
+    for (name, versions) in [("a", vec![1u64, 2]), ("b", vec![5])] {
+        for v in versions {
+            publish_version(&tmp.path().join(name), v, &model);
+        }
+    }
+    let config = tmp.path().join("models.yaml");
+    std::fs::write(&config, "models:\n  - name: a\n    base_path: a\n    version_policy: all\n    version_labels: {stable: 1, canary: 2}\n  - name: b\n    base_path: b\n").unwrap();
+    let server = Server::start(&[
+        "--model-config-file",
+        config.to_str().unwrap(),
+        "--file-system-poll-wait-seconds",
+        "0",
+    ]);
+    let body = json!({"instances": [census_instance()]});
+    for (path, version) in [
+        ("/v1/projects/p/locations/l/endpoints/a:predict", "2"),
+        ("/v1/projects/p/locations/l/endpoints/b:predict", "5"),
+    ] {
+        let (status, a) = server.post_json(path, &body);
+        assert_eq!(status, 200, "{a}");
+        assert_eq!(a["deployedModelId"], version);
+    }
+    for (label, version) in [("stable", "1"), ("canary", "2")] {
+        let (status, text) = server.get(&format!("/v1/models/a/labels/{label}/metadata"));
+        assert_eq!(status, 200, "{text}");
+        let m: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(m["model_spec"]["version"], version);
+    }
+    let (_, text) = server.get("/v1/models/a");
+    let s: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        s["model_version_status"].as_array().unwrap().len(),
+        2,
+        "policy all: {s}"
+    );
+    assert_eq!(server.get("/v2/health/ready").0, 200);
+}

@@ -4,4 +4,4 @@ pub mod library;
 pub mod session;
 pub mod worker;
 
-pub use session::{load_model, ModelSession, SessionConfig};
+pub use session::{load_model, Device, ModelSession, SessionConfig};

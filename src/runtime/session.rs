@@ -11,16 +11,30 @@ use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 use crate::inference::error::{InferenceError, InferenceResult};
 use crate::inference::tensor::{DType, Signature, Tensor, TensorData, TensorSpec};
 
+/// Where sessions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Device {
+    #[default]
+    Cpu,
+    /// The CUDA execution provider of the `onnxruntime-gpu` build; registration failure is an
+    /// error rather than ONNX Runtime's silent fallback to the CPU.
+    Cuda,
+}
+
 /// Settings of one session.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionConfig {
     /// ONNX Runtime intra-op threads of this session.
     pub intra_threads: usize,
+    pub device: Device,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { intra_threads: 1 }
+        SessionConfig {
+            intra_threads: 1,
+            device: Device::Cpu,
+        }
     }
 }
 
@@ -34,11 +48,15 @@ fn build(
     path: &Path,
     config: SessionConfig,
 ) -> ort::Result<Session> {
-    Session::builder(env)?
+    let mut builder = Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(config.intra_threads)?
-        .with_inter_threads(1)?
-        .commit_from_file(path)
+        .with_inter_threads(1)?;
+    if config.device == Device::Cuda {
+        builder = builder
+            .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])?;
+    }
+    builder.commit_from_file(path)
 }
 
 impl ModelSession {

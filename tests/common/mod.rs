@@ -184,7 +184,22 @@ pub fn http(
     stream.write_all(req.as_bytes())?;
     stream.write_all(body)?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let mut buf = [0u8; 16384];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            // An error before any byte keeps its kind (refused, reset); after a partial answer it
+            // is a broken response.
+            Err(e) if raw.is_empty() => return Err(e),
+            Err(e) => {
+                return Err(std::io::Error::other(format!(
+                    "response broken after {} bytes: {e}",
+                    raw.len()
+                )))
+            }
+        }
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text
         .split_once("\r\n\r\n")

@@ -1,0 +1,194 @@
+//! Real clients against `mlengine serve`, each in its own virtual environment:
+//! google-api-python-client (Cloud ML Engine), tritonclient.http (KServe v2, binary and JSON),
+//! and Python onnxruntime as the reference for every prediction served over REST.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use mlengine::census::{csv, fixture};
+use serde_json::{json, Value};
+
+fn flat(v: &Value, out: &mut Vec<f64>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| flat(x, out)),
+        x => out.push(x.as_f64().unwrap()),
+    }
+}
+
+/// Every output of every prediction, flattened per output name.
+fn columns(predictions: &[Value]) -> std::collections::BTreeMap<String, Vec<f64>> {
+    let mut out = std::collections::BTreeMap::<String, Vec<f64>>::new();
+    for p in predictions {
+        for (k, v) in p.as_object().unwrap() {
+            flat(v, out.entry(k.clone()).or_default());
+        }
+    }
+    out
+}
+
+fn write_instances(
+    dir: &std::path::Path,
+    rows: &[mlengine::census::CensusRow],
+) -> std::path::PathBuf {
+    let path = dir.join("instances.jsonl");
+    std::fs::write(&path, fixture::to_json_instances(rows)).unwrap();
+    path
+}
+
+#[test]
+fn rest_predictions_equal_python_onnxruntime_on_adult_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = match census_dir() {
+        Some(d) => csv::read_files(&[d.join("adult.test")]).unwrap(),
+        None => {
+            eprintln!("census data absent: comparing on fixture rows");
+            fixture::rows(500, 3)
+        }
+    };
+    let instances_path = write_instances(tmp.path(), &rows);
+    let python = python_env("onnx", "tests/python/requirements-onnx.txt");
+    let out_path = tmp.path().join("py.json");
+    let out = run(Command::new(&python)
+        .arg(root().join("tests/python/onnx_reference.py"))
+        .arg(bundled_version().join("model.onnx"))
+        .arg(&instances_path)
+        .arg(&out_path));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reference: Value = serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
+
+    let server = Server::start(&["--file-system-poll-wait-seconds", "0"]);
+    let instances: Vec<Value> = std::fs::read_to_string(&instances_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut predictions = Vec::new();
+    for chunk in instances.chunks(250) {
+        let (status, answer) = server.post_json(
+            "/v1/projects/p/models/census:predict",
+            &json!({"instances": chunk}),
+        );
+        assert_eq!(status, 200, "{answer}");
+        predictions.extend(answer["predictions"].as_array().unwrap().iter().cloned());
+    }
+    assert_eq!(predictions.len(), rows.len());
+    let served = columns(&predictions);
+    let mut worst = 0.0f64;
+    for name in ["probabilities", "logits", "classes", "logistic"] {
+        let mut want = Vec::new();
+        flat(&reference["outputs"][name], &mut want);
+        let got = &served[name];
+        assert_eq!(got.len(), want.len(), "{name}");
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            worst = worst.max((a - b).abs());
+            assert!(
+                (a - b).abs() <= 1e-6,
+                "{name}[{i}]: served {a}, onnxruntime {b}"
+            );
+        }
+    }
+    eprintln!(
+        "{} rows: largest difference from Python onnxruntime {worst:e}",
+        rows.len()
+    );
+}
+
+#[test]
+fn google_api_python_client_predicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = fixture::rows(5, 21);
+    let instances = write_instances(tmp.path(), &rows);
+    let python = python_env("googleapi", "tests/python/requirements-googleapi.txt");
+    let version = bundled_version()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let server = Server::start(&[
+        "--file-system-poll-wait-seconds",
+        "0",
+        "--version-labels",
+        &format!("v1={version}"),
+    ]);
+    let base = format!("http://{}", server.addr);
+    let body: Vec<Value> = fixture::to_json_instances(&rows)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (_, expected) = server.post_json(
+        "/v1/projects/p/models/census:predict",
+        &json!({"instances": body}),
+    );
+
+    for version_arg in [None, Some(version.as_str()), Some("v1")] {
+        let mut cmd = Command::new(&python);
+        cmd.arg(root().join("tests/python/googleapi_predict.py"))
+            .arg(&base)
+            .arg("census")
+            .arg(&instances);
+        if let Some(v) = version_arg {
+            cmd.arg(v);
+        }
+        let out = run(&mut cmd);
+        assert!(out.status.success(), "{version_arg:?}: {}", stderr(&out));
+        let answer: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(
+            answer["predictions"], expected["predictions"],
+            "{version_arg:?}"
+        );
+    }
+    // A server error reaches the client as HttpError with the server's message.
+    let out = run(Command::new(&python)
+        .arg(root().join("tests/python/googleapi_predict.py"))
+        .arg(&base)
+        .arg("census")
+        .arg(&instances)
+        .arg("999"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("HttpError 404")
+            && stderr(&out).contains("has no available version 999"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn tritonclient_http_with_binary_data_on_and_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = fixture::rows(7, 22);
+    let instances = write_instances(tmp.path(), &rows);
+    let python = python_env("tritonclient", "tests/python/requirements-tritonclient.txt");
+    let server = Server::start(&["--file-system-poll-wait-seconds", "0"]);
+    let body: Vec<Value> = fixture::to_json_instances(&rows)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (_, expected) = server.post_json(
+        "/v1/projects/p/models/census:predict",
+        &json!({"instances": body}),
+    );
+    let expected = columns(expected["predictions"].as_array().unwrap());
+    for mode in ["--binary", "--json"] {
+        let out = run(Command::new(&python)
+            .arg(root().join("tests/python/triton_http_infer.py"))
+            .arg(&server.addr)
+            .arg("census")
+            .arg(&instances)
+            .arg(mode));
+        assert!(out.status.success(), "{mode}: {}", stderr(&out));
+        let answer: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(
+            answer["model_version"],
+            bundled_version().file_name().unwrap().to_str().unwrap()
+        );
+        for (name, want) in &expected {
+            let mut got = Vec::new();
+            flat(&answer["outputs"][name], &mut got);
+            assert_eq!(&got, want, "{mode} {name}");
+        }
+    }
+}

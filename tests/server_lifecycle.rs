@@ -1,0 +1,258 @@
+//! Versions coming and going under a live server: hot swaps under load, versions that fail to
+//! load, deleted versions, and SIGTERM during load.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const VERTEX: &str = "/v1/projects/p/locations/l/endpoints/census:predict";
+
+fn served_version(server: &Server) -> Option<String> {
+    let (status, text) = server.post(
+        VERTEX,
+        &json!({"instances": [census_instance()]}).to_string(),
+    );
+    if status != 200 {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&text).ok()?;
+    v["deployedModelId"].as_str().map(String::from)
+}
+
+fn wait_for_version(server: &Server, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if served_version(server).as_deref() == Some(want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "version {want} was never served; status: {}",
+        server.get("/v1/models/census").1
+    );
+}
+
+fn status(server: &Server) -> Vec<Value> {
+    let (_, text) = server.get("/v1/models/census");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["model_version_status"].as_array().unwrap().clone()
+}
+
+#[test]
+fn twenty_swaps_under_load_fail_no_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("Servo");
+    let model = bundled_version().join("model.onnx");
+    publish_version(&base, 1, &model);
+    let server = Server::start(&[
+        "--model-base-path",
+        base.to_str().unwrap(),
+        "--file-system-poll-wait-seconds",
+        "0.05",
+    ]);
+    let addr = server.addr.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::new(Mutex::new(BTreeSet::<String>::new()));
+    let ok = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, stop, failures, seen, ok) = (
+                addr.clone(),
+                stop.clone(),
+                failures.clone(),
+                seen.clone(),
+                ok.clone(),
+            );
+            std::thread::spawn(move || {
+                let body = json!({"instances": [census_instance()]}).to_string();
+                while !stop.load(Ordering::Relaxed) {
+                    match http(&addr, "POST", VERTEX, &[], body.as_bytes()) {
+                        Ok((200, text)) => {
+                            let v: Value = serde_json::from_str(&text).unwrap();
+                            seen.lock()
+                                .unwrap()
+                                .insert(v["deployedModelId"].as_str().unwrap().to_string());
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok((status, text)) => {
+                            failures.lock().unwrap().push(format!("{status} {text}"))
+                        }
+                        Err(e) => failures.lock().unwrap().push(e.to_string()),
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for_version(&server, "1");
+    for n in 2..=21u64 {
+        publish_version(&base, n, &model);
+        wait_for_version(&server, &n.to_string());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    let seen = seen.lock().unwrap();
+    eprintln!(
+        "{} requests answered during 20 swaps, by {} versions",
+        ok.load(Ordering::Relaxed),
+        seen.len()
+    );
+    assert!(seen.contains("21") && seen.len() > 2, "{seen:?}");
+    // latest:1 serves only the newest version.
+    let available: Vec<Value> = status(&server)
+        .into_iter()
+        .filter(|s| s["state"] == "AVAILABLE")
+        .collect();
+    assert_eq!(available.len(), 1, "{available:?}");
+    assert_eq!(available[0]["version"], "21");
+}
+
+#[test]
+fn broken_versions_never_replace_a_good_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("Servo");
+    let model = bundled_version().join("model.onnx");
+    publish_version(&base, 1, &model);
+    let server = Server::start(&[
+        "--model-base-path",
+        base.to_str().unwrap(),
+        "--file-system-poll-wait-seconds",
+        "0.05",
+    ]);
+    wait_for_version(&server, "1");
+
+    // A corrupt model file.
+    std::fs::create_dir(base.join("2")).unwrap();
+    std::fs::write(base.join("2/model.onnx"), b"this is not an ONNX model").unwrap();
+    // A half-written version: the directory exists, its model file does not yet.
+    std::fs::create_dir(base.join("3")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(&server);
+        let failed: Vec<&Value> = s
+            .iter()
+            .filter(|v| v["status"]["error_code"] != "OK")
+            .collect();
+        if failed.len() == 2 {
+            assert!(
+                failed[0]["status"]["error_message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cannot load"),
+                "{failed:?}"
+            );
+            assert!(
+                failed[1]["status"]["error_message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("has no model.onnx"),
+                "{failed:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "failures never reported: {s:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(served_version(&server).as_deref(), Some("1"));
+    let (_, metrics) = server.get("/metrics");
+    assert!(
+        metrics.contains("mlengine_model_version_load_failed{model=\"census\",version=\"2\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mlengine_model_load_failures_total{model=\"census\"}"),
+        "{metrics}"
+    );
+
+    // A half-copied model file in version 3 still fails; v1 keeps serving.
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(base.join("3/model.onnx"), &bytes[..bytes.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(served_version(&server).as_deref(), Some("1"));
+
+    // Fixing version 2's files makes it load (v3 is still broken, so v2 is the newest good one).
+    std::fs::write(base.join("2/model.onnx"), &bytes).unwrap();
+    wait_for_version(&server, "2");
+
+    // Deleting versions falls back to the newest remaining good one.
+    std::fs::remove_dir_all(base.join("3")).unwrap();
+    std::fs::remove_dir_all(base.join("2")).unwrap();
+    wait_for_version(&server, "1");
+    let versions: Vec<String> = status(&server)
+        .iter()
+        .map(|s| s["version"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(versions, ["1"], "deleted versions left the status list");
+}
+
+#[test]
+fn sigterm_during_load_finishes_in_flight_requests() {
+    let mut server = Server::start(&["--file-system-poll-wait-seconds", "0"]);
+    let addr = server.addr.clone();
+    let counts = Arc::new(Mutex::new((0usize, 0usize, Vec::<String>::new())));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, counts) = (addr.clone(), counts.clone());
+            std::thread::spawn(move || {
+                let body = json!({"instances": vec![census_instance(); 50]}).to_string();
+                loop {
+                    match http(
+                        &addr,
+                        "POST",
+                        "/v1/projects/p/models/census:predict",
+                        &[],
+                        body.as_bytes(),
+                    ) {
+                        Ok((200, text)) => {
+                            let v: Value =
+                                serde_json::from_str(&text).expect("complete JSON answer");
+                            assert_eq!(v["predictions"].as_array().unwrap().len(), 50);
+                            counts.lock().unwrap().0 += 1;
+                        }
+                        Ok((status, text)) => {
+                            counts.lock().unwrap().2.push(format!("{status} {text}"))
+                        }
+                        // Refused, or reset before a single response byte: the connection was
+                        // still in the kernel's accept queue when the listener closed, so the
+                        // server never saw the request. Everything it accepted must complete.
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                            counts.lock().unwrap().1 += 1;
+                            return;
+                        }
+                        Err(e) => counts.lock().unwrap().2.push(e.to_string()),
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let exit = server.terminate();
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert!(exit.success(), "exit status {exit:?}");
+    let (ok, unaccepted, lost) = &*counts.lock().unwrap();
+    eprintln!(
+        "{ok} requests answered, {unaccepted} never accepted (reset in the accept queue), {} lost",
+        lost.len()
+    );
+    assert!(*ok > 0);
+    assert!(lost.is_empty(), "requests lost during shutdown: {lost:?}");
+}
