@@ -102,6 +102,14 @@ pub fn record(
     status: u16,
     start: Instant,
 ) {
+    tracing::debug!(
+        model,
+        version,
+        api,
+        status,
+        micros = start.elapsed().as_micros() as u64,
+        "request"
+    );
     let m = &state.service.metrics;
     m.requests
         .with_label_values(&[model, version, api, "rest", &status.to_string()])

@@ -1,0 +1,166 @@
+//! The server with models other than census: signatures come from the ONNX file, warm-up files,
+//! and readiness across several models.
+
+mod common;
+
+use common::*;
+use mlengine::onnx::builder::{to_bytes, Dim, GraphBuilder};
+use onnx_protobuf::tensor_proto::DataType;
+use serde_json::{json, Value};
+
+/// `y = x + 1` over float `[batch, 2]`: a single-input, single-output model.
+fn plus_one_model(path: &std::path::Path) {
+    let mut g = GraphBuilder::new("plus_one");
+    g.input("x", DataType::FLOAT, &[Dim::Named("batch"), Dim::Fixed(2)]);
+    let one = g.const_f32("one", &[], vec![1.0]);
+    g.node("", "Add", &["x", &one], &["y"], vec![]);
+    g.output("y", DataType::FLOAT, &[Dim::Named("batch"), Dim::Fixed(2)]);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, to_bytes(&g.finish("test", "")).unwrap()).unwrap();
+}
+
+#[test]
+fn any_onnx_model_is_served_from_its_own_signature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("plus_one");
+    plus_one_model(&base.join("1/model.onnx"));
+    let server = Server::start(&[
+        "--model-base-path",
+        base.to_str().unwrap(),
+        "--model-name",
+        "plus_one",
+        "--file-system-poll-wait-seconds",
+        "0",
+    ]);
+
+    // Single input: instances are bare values; single output: predictions are bare values.
+    let (status, a) = server.post_json(
+        "/v1/models/plus_one:predict",
+        &json!({"instances": [[1.0, 2.0], [3.5, -1]]}),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a, json!({"predictions": [[2.0, 3.0], [4.5, 0.0]]}));
+    // Columnar, single input.
+    let (status, a) = server.post_json(
+        "/v1/models/plus_one:predict",
+        &json!({"inputs": [[0.5, 0.5]]}),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a, json!({"outputs": [[1.5, 1.5]]}));
+    // NaN and Infinity tokens as TF Serving accepts them.
+    let (status, text) = server.post(
+        "/v1/models/plus_one:predict",
+        r#"{"instances": [[NaN, -Infinity], [Infinity, 1]]}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    // Cloud ML answers an object per instance keyed by output name.
+    let (status, a) = server.post_json(
+        "/v1/projects/p/models/plus_one:predict",
+        &json!({"instances": [[1, 1]]}),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a, json!({"predictions": [{"y": [2.0, 2.0]}]}));
+    // Shape errors name the dimension.
+    let (status, a) = server.post_json(
+        "/v1/models/plus_one:predict",
+        &json!({"instances": [[1, 2, 3]]}),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        a["error"]
+            .as_str()
+            .unwrap()
+            .contains("dimension 1 has size 3, the model expects 2"),
+        "{a}"
+    );
+    // KServe metadata from the ONNX file.
+    let (_, text) = server.get("/v2/models/plus_one");
+    let m: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        m["inputs"],
+        json!([{"name": "x", "datatype": "FP32", "shape": [-1, 2]}])
+    );
+    let (status, a) = server.post_json(
+        "/v2/models/plus_one/infer",
+        &json!({"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [[1, 2]]}]}),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a["outputs"][0]["data"], json!([2.0, 3.0]));
+}
+
+#[test]
+fn warmup_files_run_before_a_version_is_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("census");
+    let model = bundled_version().join("model.onnx");
+    publish_version(&base, 1, &model);
+    std::fs::write(
+        base.join("1/warmup.jsonl"),
+        format!("{}\n{}\n", census_instance(), census_instance()),
+    )
+    .unwrap();
+    // Version 2's warm-up file does not fit the model: the version must not be served.
+    publish_version(&base, 2, &model);
+    std::fs::write(base.join("2/warmup.jsonl"), "{\"age\": \"x\"}\n").unwrap();
+    let server = Server::start(&[
+        "--model-base-path",
+        base.to_str().unwrap(),
+        "--file-system-poll-wait-seconds",
+        "0",
+    ]);
+    let (_, text) = server.get("/v1/models/census");
+    let s: Value = serde_json::from_str(&text).unwrap();
+    let list = s["model_version_status"].as_array().unwrap();
+    assert_eq!(list[0]["state"], "AVAILABLE", "{s}");
+    assert_eq!(list[1]["state"], "END", "{s}");
+    let message = list[1]["status"]["error_message"].as_str().unwrap();
+    assert!(message.contains("warm-up of version 2 failed"), "{message}");
+    let (status, a) = server.post_json(
+        "/v1/projects/p/locations/l/endpoints/census:predict",
+        &json!({"instances": [census_instance()]}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(a["deployedModelId"], "1");
+}
+
+#[test]
+fn ready_only_when_every_model_has_a_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = bundled_version().join("model.onnx");
+    publish_version(&tmp.path().join("a"), 1, &model);
+    std::fs::create_dir_all(tmp.path().join("b")).unwrap();
+    let config = tmp.path().join("models.json");
+    std::fs::write(
+        &config,
+        r#"{"models": [{"name": "a", "base_path": "a"}, {"name": "b", "base_path": "b"}]}"#,
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--model-config-file",
+        config.to_str().unwrap(),
+        "--file-system-poll-wait-seconds",
+        "0.05",
+    ]);
+    assert_eq!(server.get("/v2/health/live").0, 200);
+    assert_eq!(server.get("/v2/health/ready").0, 400);
+    assert_eq!(server.get("/v2/models/a/ready").0, 200);
+    assert_eq!(server.get("/v2/models/b/ready").0, 400);
+    let (status, a) = server.post_json(
+        "/v1/projects/p/models/b:predict",
+        &json!({"instances": [census_instance()]}),
+    );
+    assert_eq!(status, 503, "{a}");
+    assert!(
+        a["error"]
+            .as_str()
+            .unwrap()
+            .contains("has no available version"),
+        "{a}"
+    );
+    publish_version(&tmp.path().join("b"), 7, &model);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.get("/v2/health/ready").0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
