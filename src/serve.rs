@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use crate::api::grpc;
 use crate::api::rest::{self, RestState};
 use crate::inference::service::InferenceService;
 use crate::observability::Metrics;
@@ -44,9 +45,13 @@ pub struct ServeArgs {
     #[arg(long, env = "MLENGINE_REST_PORT", default_value_t = 8080)]
     pub rest_port: u16,
 
-    /// gRPC port (served once the gRPC adapters land).
+    /// gRPC port (0 picks a free port; the bound address is printed).
     #[arg(long, env = "MLENGINE_GRPC_PORT", default_value_t = 8500)]
     pub grpc_port: u16,
+
+    /// Largest gRPC message received or sent.
+    #[arg(long, env = "MLENGINE_GRPC_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub grpc_max_message_bytes: usize,
 
     /// Seconds between scans of the base path for new versions; 0 loads once.
     #[arg(
@@ -208,39 +213,83 @@ pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()
 }
 
 async fn serve_http(args: &ServeArgs, state: Arc<RestState>) -> Result<()> {
-    let addr: SocketAddr = format!("{}:{}", args.host, args.rest_port)
+    let rest_addr: SocketAddr = format!("{}:{}", args.host, args.rest_port)
         .parse()
         .with_context(|| format!("invalid --host {}", args.host))?;
-    let listener = tokio::net::TcpListener::bind(addr)
+    let grpc_addr = SocketAddr::new(rest_addr.ip(), args.grpc_port);
+    let rest_listener = tokio::net::TcpListener::bind(rest_addr)
         .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let bound = listener.local_addr()?;
+        .with_context(|| format!("cannot listen on {rest_addr} (--rest-port)"))?;
+    let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
+        .await
+        .with_context(|| format!("cannot listen on {grpc_addr} (--grpc-port)"))?;
+    let rest_bound = rest_listener.local_addr()?;
+    let grpc_bound = grpc_listener.local_addr()?;
+
+    let accepting = Arc::new(AtomicBool::new(true));
+    let (grpc_router, health) = grpc::router(
+        Arc::clone(&state.service),
+        Arc::clone(&accepting),
+        args.grpc_max_message_bytes,
+    )?;
     state.accepting.store(true, Ordering::Release);
-    tracing::info!(rest = %bound, ready = state.ready(), "serving");
+    // Health follows readiness (every model has a version) until shutdown.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    {
+        let (state, health, mut stop) = (Arc::clone(&state), health.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let ready = state.ready();
+                if last != Some(ready) {
+                    grpc::set_health(&health, ready).await;
+                    last = Some(ready);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+    tracing::info!(rest = %rest_bound, grpc = %grpc_bound, ready = state.ready(), "serving");
     {
         use std::io::Write;
         let mut out = std::io::stdout();
-        let _ = writeln!(out, "REST listening on {bound}");
+        let _ = writeln!(out, "REST listening on {rest_bound}");
+        let _ = writeln!(out, "gRPC listening on {grpc_bound}");
         let _ = out.flush();
     }
+
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
-    let shutdown_state = Arc::clone(&state);
-    let app = rest::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    {
+        let (state, accepting, health) =
+            (Arc::clone(&state), Arc::clone(&accepting), health.clone());
+        tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down: readiness off, finishing in-flight requests");
-            shutdown_state.accepting.store(false, Ordering::Release);
+            state.accepting.store(false, Ordering::Release);
+            accepting.store(false, Ordering::Release);
+            let _ = stop_tx.send(true);
+            grpc::set_health(&health, false).await;
             // Bound the wait for in-flight requests.
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                tracing::warn!(
-                    "in-flight requests did not finish within the grace period; exiting"
-                );
-                std::process::exit(0);
-            });
-        })
-        .await?;
+            tokio::time::sleep(grace).await;
+            tracing::warn!("in-flight requests did not finish within the grace period; exiting");
+            std::process::exit(0);
+        });
+    }
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let rest = axum::serve(rest_listener, rest::router(state))
+        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let grpc = grpc_router.serve_with_incoming_shutdown(
+        tonic::transport::server::TcpIncoming::from(grpc_listener),
+        stopped(stop_rx),
+    );
+    let (rest, grpc) = tokio::join!(rest, grpc);
+    rest.context("REST server failed")?;
+    grpc.context("gRPC server failed")?;
     tracing::info!("stopped");
     Ok(())
 }

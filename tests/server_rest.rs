@@ -387,6 +387,8 @@ fn bad_serve_flags_fail_with_one_line() {
         "127.0.0.1",
         "--rest-port",
         "0",
+        "--grpc-port",
+        "0",
         "--device",
         "cuda",
     ]));

@@ -106,6 +106,34 @@ impl Metrics {
         })
     }
 
+    /// Records one answered request. `status` is the HTTP status, or for gRPC the HTTP status of
+    /// the same error (so dashboards can sum across protocols).
+    pub fn record_request(
+        &self,
+        model: &str,
+        version: &str,
+        api: &str,
+        protocol: &str,
+        status: u16,
+        start: std::time::Instant,
+    ) {
+        tracing::debug!(
+            model,
+            version,
+            api,
+            protocol,
+            status,
+            micros = start.elapsed().as_micros() as u64,
+            "request"
+        );
+        self.requests
+            .with_label_values(&[model, version, api, protocol, &status.to_string()])
+            .inc();
+        self.request_duration
+            .with_label_values(&[model, api, protocol])
+            .observe(start.elapsed().as_secs_f64());
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -103,6 +103,7 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
 pub struct Server {
     pub child: std::process::Child,
     pub addr: String,
+    pub grpc_addr: String,
 }
 
 impl Server {
@@ -110,23 +111,37 @@ impl Server {
     pub fn start(args: &[&str]) -> Server {
         use std::io::BufRead;
         let mut child = bin()
-            .args(["serve", "--host", "127.0.0.1", "--rest-port", "0"])
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--rest-port",
+                "0",
+                "--grpc-port",
+                "0",
+            ])
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("spawn mlengine serve");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read address");
-        let addr = line
-            .trim()
-            .strip_prefix("REST listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Server { child, addr }
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut read = |prefix: &str| {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read address");
+            line.trim()
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
+                .to_string()
+        };
+        let addr = read("REST listening on ");
+        let grpc_addr = read("gRPC listening on ");
+        Server {
+            child,
+            addr,
+            grpc_addr,
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -2,6 +2,8 @@
 //! under `/v2`, Prometheus metrics.
 
 mod kserve;
+
+pub use kserve::datatype;
 mod v1;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,21 +104,10 @@ pub fn record(
     status: u16,
     start: Instant,
 ) {
-    tracing::debug!(
-        model,
-        version,
-        api,
-        status,
-        micros = start.elapsed().as_micros() as u64,
-        "request"
-    );
-    let m = &state.service.metrics;
-    m.requests
-        .with_label_values(&[model, version, api, "rest", &status.to_string()])
-        .inc();
-    m.request_duration
-        .with_label_values(&[model, api, "rest"])
-        .observe(start.elapsed().as_secs_f64());
+    state
+        .service
+        .metrics
+        .record_request(model, version, api, "rest", status, start);
 }
 
 pub fn empty(status: StatusCode) -> Response {

@@ -1,0 +1,26 @@
+//! Compiles the project's own `.proto` files (proto/) for the gRPC adapters with the `protoc`
+//! binary of `protoc-bin-vendored`, so no system protoc is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // SAFETY: build scripts are single-threaded; prost-build reads PROTOC.
+    unsafe { std::env::set_var("PROTOC", protoc) };
+    let include = protoc_bin_vendored::include_path()?;
+    let include = include
+        .to_str()
+        .ok_or("protoc include path is not UTF-8")?
+        .to_string();
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    let protos = [
+        "proto/tensorflow_serving/apis/prediction_service.proto",
+        "proto/tensorflow_serving/apis/model_service.proto",
+        "proto/inference/grpc_service.proto",
+    ];
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .file_descriptor_set_path(out.join("mlengine_descriptor.bin"))
+        .compile_protos(&protos, &["proto", include.as_str()])?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

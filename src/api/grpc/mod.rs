@@ -1,0 +1,96 @@
+//! gRPC on one port (tonic): TensorFlow Serving's PredictionService and ModelService, KServe v2's
+//! GRPCInferenceService, `grpc.health.v1.Health` and server reflection. Adapters only: decoding
+//! and encoding around the same `InferenceService` as REST.
+
+mod kserve;
+pub mod proto;
+mod tensor_proto;
+mod tfserving;
+
+use std::sync::Arc;
+
+use crate::inference::error::InferenceError;
+use crate::inference::service::InferenceService;
+
+/// The shared error table's gRPC code and the same message as REST.
+pub fn status(e: &InferenceError) -> tonic::Status {
+    tonic::Status::new(tonic::Code::from_i32(e.kind.grpc_code()), e.message.clone())
+}
+
+/// Records a gRPC request under the HTTP status of its outcome.
+fn record(
+    service: &InferenceService,
+    model: &str,
+    version: &str,
+    api: &str,
+    result: Result<(), &InferenceError>,
+    start: std::time::Instant,
+) {
+    let status = result.map_or_else(|e| e.kind.http_status(), |_| 200);
+    service
+        .metrics
+        .record_request(model, version, api, "grpc", status, start);
+}
+
+/// Service names reported by the health service besides the overall status "".
+pub const SERVICES: [&str; 3] = [
+    "tensorflow.serving.PredictionService",
+    "tensorflow.serving.ModelService",
+    "inference.GRPCInferenceService",
+];
+
+/// The router with every gRPC service, and the health reporter that follows readiness.
+pub fn router(
+    service: Arc<InferenceService>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    max_message_bytes: usize,
+) -> anyhow::Result<(
+    tonic::transport::server::Router,
+    tonic_health::server::HealthReporter,
+)> {
+    use proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
+    use proto::tensorflow::serving::model_service_server::ModelServiceServer;
+    use proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let tf = tfserving::TfServing {
+        service: Arc::clone(&service),
+    };
+    let kserve = kserve::KServe { service, ready };
+    let router = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(
+            PredictionServiceServer::new(tf.clone())
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            ModelServiceServer::new(tf)
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            GrpcInferenceServiceServer::new(kserve)
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+        );
+    Ok((router, reporter))
+}
+
+/// Sets the overall and per-service health status.
+pub async fn set_health(reporter: &tonic_health::server::HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    reporter.set_service_status("", status).await;
+    for name in SERVICES {
+        reporter.set_service_status(name, status).await;
+    }
+}
