@@ -192,3 +192,116 @@ fn tritonclient_http_with_binary_data_on_and_off() {
         }
     }
 }
+
+/// Flattens every output of a {"outputs": {name: nested}} answer.
+fn output_columns(answer: &Value) -> std::collections::BTreeMap<String, Vec<f64>> {
+    answer
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let mut out = Vec::new();
+            flat(v, &mut out);
+            (k.clone(), out)
+        })
+        .collect()
+}
+
+#[test]
+fn grpcio_client_from_the_projects_protos_and_health_checking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = fixture::rows(6, 23);
+    let instances = write_instances(tmp.path(), &rows);
+    let python = python_env("grpc", "tests/python/requirements-grpc.txt");
+    let server = Server::start(&["--file-system-poll-wait-seconds", "0"]);
+    let body: Vec<Value> = fixture::to_json_instances(&rows)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (_, expected) = server.post_json(
+        "/v1/projects/p/models/census:predict",
+        &json!({"instances": body}),
+    );
+    let expected = columns(expected["predictions"].as_array().unwrap());
+    let out = run(Command::new(&python)
+        .arg(root().join("tests/python/tf_serving_grpc.py"))
+        .arg(&server.grpc_addr)
+        .arg("census")
+        .arg(&instances)
+        .arg(tmp.path().join("stubs")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(output_columns(&answer["predict"]), expected);
+    let version: u64 = bundled_version()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(answer["model_version"], version);
+    assert_eq!(answer["filtered_outputs"], json!(["classes"]));
+    assert_eq!(answer["signature_inputs"]["age"], "DT_INT64");
+    assert_eq!(answer["signature_inputs"]["native_country"], "DT_STRING");
+    assert_eq!(
+        answer["status"],
+        json!([{"version": version, "state": "AVAILABLE", "error_code": "OK"}])
+    );
+    assert_eq!(
+        answer["health"],
+        json!({"": "SERVING", "tensorflow.serving.PredictionService": "SERVING"})
+    );
+
+    // An unknown model reaches the client as NOT_FOUND with the server's message.
+    let out = run(Command::new(&python)
+        .arg(root().join("tests/python/tf_serving_grpc.py"))
+        .arg(&server.grpc_addr)
+        .arg("nope")
+        .arg(&instances)
+        .arg(tmp.path().join("stubs")));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("NOT_FOUND: model 'nope' not found"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn tritonclient_grpc_infer_metadata_and_readiness() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rows = fixture::rows(9, 24);
+    let instances = write_instances(tmp.path(), &rows);
+    let python = python_env(
+        "tritonclient-grpc",
+        "tests/python/requirements-tritonclient-grpc.txt",
+    );
+    let server = Server::start(&["--file-system-poll-wait-seconds", "0"]);
+    let body: Vec<Value> = fixture::to_json_instances(&rows)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (_, expected) = server.post_json(
+        "/v1/projects/p/models/census:predict",
+        &json!({"instances": body}),
+    );
+    let expected = columns(expected["predictions"].as_array().unwrap());
+    let out = run(Command::new(&python)
+        .arg(root().join("tests/python/triton_grpc_infer.py"))
+        .arg(&server.grpc_addr)
+        .arg("census")
+        .arg(&instances));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(output_columns(&answer["outputs"]), expected);
+    assert_eq!(answer["id"], "req-7");
+    assert_eq!(
+        answer["model_version"],
+        bundled_version().file_name().unwrap().to_str().unwrap()
+    );
+    assert!(
+        stderr(&out).contains("onnxruntime_onnx"),
+        "metadata: {}",
+        stderr(&out)
+    );
+}
