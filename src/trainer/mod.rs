@@ -46,6 +46,9 @@ fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 
 pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     args.validate()?;
+    // candle sizes its thread use from RAYON_NUM_THREADS; set before the first tensor operation.
+    // SAFETY: no other thread exists yet that could read the environment concurrently.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", args.num_threads.to_string()) };
     let train_rows = csv::read_files(&args.train_files)?;
     let eval_rows = csv::read_files(&args.eval_files)?;
     std::fs::create_dir_all(&args.job_dir)

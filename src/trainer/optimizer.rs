@@ -64,11 +64,14 @@ impl Optimizer {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let theta = var.as_tensor();
+            // Optimizer arithmetic must not be recorded for backprop: a slot built from last
+            // step's slot would otherwise keep every earlier step's tensors alive.
+            let theta = var.as_tensor().detach();
+            let grad = grad.detach();
             let grad = if c.l2 > 0.0 {
                 (grad + theta.affine(c.l2, 0.0)?)?
             } else {
-                grad.clone()
+                grad
             };
             let update = match c.kind {
                 OptimizerKind::Adam => {
@@ -78,19 +81,19 @@ impl Optimizer {
                     let lr =
                         c.learning_rate * (1.0 - c.beta2.powi(t)).sqrt() / (1.0 - c.beta1.powi(t));
                     let update = (&m * lr)?.div(&(v.sqrt()? + c.epsilon)?)?;
-                    slots[0] = m;
-                    slots[1] = v;
+                    slots[0] = m.detach();
+                    slots[1] = v.detach();
                     update
                 }
                 OptimizerKind::Adagrad => {
                     let acc = (&slots[0] + grad.sqr()?)?;
                     let update = (&grad * c.learning_rate)?.div(&acc.sqrt()?)?;
-                    slots[0] = acc;
+                    slots[0] = acc.detach();
                     update
                 }
                 OptimizerKind::Sgd => (&grad * c.learning_rate)?,
             };
-            var.set(&(theta - update)?)?;
+            var.set(&(theta - update)?.detach())?;
         }
         Ok(())
     }
