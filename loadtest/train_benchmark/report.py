@@ -62,6 +62,8 @@ def mlengine_run(work):
         "median_logged_steps_per_second": round(statistics.median(rates), 1) if rates else None,
         "load_average_before": (work / "mlengine.load").read_text().strip(),
         "other_cpu_seconds": other_cpu_seconds(work, "mlengine", out),
+        "attempts": int((work / "mlengine.attempts").read_text()),
+        "kept_attempt": int((work / "mlengine.attempt").read_text()),
         "version": (work / "mlengine-version.txt").read_text().strip(),
     })
     return out
@@ -75,6 +77,8 @@ def keras_run(work, name):
     out.update({k: v for k, v in tv.items() if k != "wall_seconds"})
     out["load_average_before"] = (work / f"{name}.load").read_text().strip()
     out["other_cpu_seconds"] = other_cpu_seconds(work, name, out)
+    out["attempts"] = int((work / f"{name}.attempts").read_text())
+    out["kept_attempt"] = int((work / f"{name}.attempt").read_text())
     return out
 
 
@@ -187,8 +191,12 @@ def main():
         + ", ".join(r.get("variant", "mlengine") for r in noisy)
         + "; those times are inflated. Rerun on an otherwise idle machine."
         if noisy else
-        "No other process used more than 10% of a core during any run "
-        "(\"other CPU during run\" = the machine's busy CPU time minus the run's own).")
+        "No other process used more than 10% of a core during any run.")
+    quiet_note += (
+        " \"Other CPU during run\" is the machine's busy CPU time minus the run's own; run.sh "
+        "waits (a while) for an idle machine before each run, repeats a disturbed run and keeps "
+        f"the least disturbed attempt (attempts: mlengine {ml['attempts']}, Keras "
+        + ", ".join(str(k["attempts"]) for k in keras) + ").")
     report["other_load_note"] = quiet_note
     Path(a.json).write_text(json.dumps(report, indent=2) + "\n")
 
