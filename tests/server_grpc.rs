@@ -24,21 +24,7 @@ use prost::Message;
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 
-const INPUTS: [&str; 13] = [
-    "age",
-    "workclass",
-    "education",
-    "education_num",
-    "marital_status",
-    "occupation",
-    "relationship",
-    "race",
-    "gender",
-    "capital_gain",
-    "capital_loss",
-    "hours_per_week",
-    "native_country",
-];
+use mlengine::census::schema::INPUTS;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -107,22 +107,7 @@ fn cloud_ml_vertex_and_tf_serving_endpoints() {
 }
 
 fn kserve_inputs(instances: &[Value]) -> Vec<Value> {
-    let names = [
-        "age",
-        "workclass",
-        "education",
-        "education_num",
-        "marital_status",
-        "occupation",
-        "relationship",
-        "race",
-        "gender",
-        "capital_gain",
-        "capital_loss",
-        "hours_per_week",
-        "native_country",
-    ];
-    names
+    mlengine::census::schema::INPUTS
         .iter()
         .map(|n| {
             let data: Vec<Value> = instances.iter().map(|i| i[n].clone()).collect();
@@ -262,7 +247,7 @@ fn bad_requests_get_4xx_naming_the_problem() {
         (predict, json!({"instances": [with("age", json!(25.5))]}).to_string(), 400, "expected an integer (int64), got 25.5"),
         (predict, json!({"instances": [with("race", json!({"b64": "!!notbase64"}))]}).to_string(), 400, "instance 0: input 'race': invalid base64"),
         (predict, json!({"instances": [with("race", json!("Wh\u{0}ite"))]}).to_string(), 400, "instance 0: input 'race': string contains a NUL byte"),
-        ("/v1/models/census:predict", json!({"inputs": {"age": [1, 2], "workclass": ["a"], "education": ["a"], "education_num": [1], "marital_status": ["a"], "occupation": ["a"], "relationship": ["a"], "race": ["a"], "gender": ["a"], "capital_gain": [0], "capital_loss": [0], "hours_per_week": [1], "native_country": ["a"]}}).to_string(), 400, "ragged columnar input"),
+        ("/v1/models/census:predict", json!({"inputs": {"age": [1, 2], "workclass": ["a"], "education": ["a"], "education_num": [1], "marital_status": ["a"], "occupation": ["a"], "relationship": ["a"], "race": ["a"], "gender": ["a"], "capital_gain": [0], "capital_loss": [0], "hours_per_week": [1], "native_country": ["a"]}}).to_string(), 400, "ragged input: the inputs have different batch sizes"),
         ("/v1/projects/p/models/nosuch:predict", json!({"instances": [good]}).to_string(), 404, "model 'nosuch' not found"),
         ("/v1/projects/p/models/census/versions/123:predict", json!({"instances": [good]}).to_string(), 404, "has no available version 123"),
         ("/v1/projects/p/models/census/versions/prod:predict", json!({"instances": [good]}).to_string(), 404, "has no version label 'prod'"),

@@ -31,7 +31,7 @@ pub fn decode_columnar(signature: &Signature, inputs: &Value) -> InferenceResult
             )));
         }
     }
-    let tensors = signature
+    signature
         .inputs
         .iter()
         .map(|spec| {
@@ -40,17 +40,7 @@ pub fn decode_columnar(signature: &Signature, inputs: &Value) -> InferenceResult
             })?;
             decode_tensor(spec, value)
         })
-        .collect::<InferenceResult<Vec<Tensor>>>()?;
-    let batch: Vec<usize> = tensors
-        .iter()
-        .map(|t| t.shape.first().copied().unwrap_or(0))
-        .collect();
-    if batch.windows(2).any(|w| w[0] != w[1]) {
-        return Err(InferenceError::invalid(format!(
-            "ragged columnar input: the inputs have different batch sizes {batch:?}"
-        )));
-    }
-    Ok(tensors)
+        .collect()
 }
 
 fn decode_tensor(spec: &TensorSpec, value: &Value) -> InferenceResult<Tensor> {

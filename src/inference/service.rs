@@ -33,10 +33,7 @@ impl InferenceService {
         inputs: Vec<Tensor>,
         outputs: Vec<usize>,
     ) -> InferenceResult<Outputs> {
-        let batch = inputs
-            .first()
-            .and_then(|t| t.shape.first().copied())
-            .unwrap_or(1);
+        let batch = super::tensor::batch_size(&inputs)?;
         let start = Instant::now();
         let result = version.workers.run(inputs, outputs).await;
         self.metrics

@@ -182,3 +182,70 @@ impl Signature {
             .find(|(_, s)| s.name == name)
     }
 }
+
+impl TensorSpec {
+    /// Whether a request's shape fits this input: same rank, fixed dimensions equal.
+    pub fn check_shape(&self, shape: &[usize]) -> crate::inference::InferenceResult<()> {
+        let fits = shape.len() == self.shape.len()
+            && shape
+                .iter()
+                .zip(&self.shape)
+                .all(|(&got, &want)| want < 0 || got as i64 == want);
+        if fits {
+            Ok(())
+        } else {
+            Err(crate::inference::InferenceError::invalid(format!(
+                "input '{}': shape {shape:?} does not fit the model's {:?}",
+                self.name, self.shape
+            )))
+        }
+    }
+}
+
+impl Signature {
+    /// Indices of the named outputs (all outputs for an empty list).
+    pub fn output_indices<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> crate::inference::InferenceResult<Vec<usize>> {
+        names
+            .into_iter()
+            .map(|n| {
+                self.output(n).map(|(i, _)| i).ok_or_else(|| {
+                    crate::inference::InferenceError::invalid(format!("unknown output '{n}'"))
+                })
+            })
+            .collect()
+    }
+
+    /// Inputs collected by name into signature order; a missing one is an error.
+    pub fn ordered_inputs(
+        &self,
+        tensors: Vec<Option<Tensor>>,
+    ) -> crate::inference::InferenceResult<Vec<Tensor>> {
+        tensors
+            .into_iter()
+            .zip(&self.inputs)
+            .map(|(t, s)| {
+                t.ok_or_else(|| {
+                    crate::inference::InferenceError::invalid(format!("missing input '{}'", s.name))
+                })
+            })
+            .collect()
+    }
+}
+
+/// The batch size shared by every input (their first dimension); different sizes are an error.
+pub fn batch_size(inputs: &[Tensor]) -> crate::inference::InferenceResult<usize> {
+    let sizes: Vec<usize> = inputs
+        .iter()
+        .map(|t| t.shape.first().copied().unwrap_or(1))
+        .collect();
+    match sizes.split_first() {
+        None => Ok(0),
+        Some((first, rest)) if rest.iter().all(|s| s == first) => Ok(*first),
+        Some(_) => Err(crate::inference::InferenceError::invalid(format!(
+            "ragged input: the inputs have different batch sizes {sizes:?}"
+        ))),
+    }
+}

@@ -153,17 +153,7 @@ impl KServe {
                     })
                 })
                 .collect::<InferenceResult<_>>()?;
-            let fits = shape.len() == spec.shape.len()
-                && shape
-                    .iter()
-                    .zip(&spec.shape)
-                    .all(|(&got, &want)| want < 0 || got as i64 == want);
-            if !fits {
-                return Err(InferenceError::invalid(format!(
-                    "input '{name}': shape {shape:?} does not fit the model's {:?}",
-                    spec.shape
-                )));
-            }
+            spec.check_shape(&shape)?;
             let count: usize = shape.iter().product();
             let data = match (req.raw_input_contents.get(i), &input.contents) {
                 (Some(raw), None) => {
@@ -181,31 +171,8 @@ impl KServe {
             };
             tensors[index] = Some(Tensor::new(shape, data));
         }
-        let inputs: Vec<Tensor> = tensors
-            .into_iter()
-            .zip(&signature.inputs)
-            .map(|(t, s)| {
-                t.ok_or_else(|| InferenceError::invalid(format!("missing input '{}'", s.name)))
-            })
-            .collect::<InferenceResult<_>>()?;
-        let batch: Vec<usize> = inputs
-            .iter()
-            .map(|t| t.shape.first().copied().unwrap_or(0))
-            .collect();
-        if batch.windows(2).any(|w| w[0] != w[1]) {
-            return Err(InferenceError::invalid(format!(
-                "inputs have different batch sizes {batch:?}"
-            )));
-        }
-        let wanted =
-            req.outputs
-                .iter()
-                .map(|o| {
-                    signature.output(&o.name).map(|(i, _)| i).ok_or_else(|| {
-                        InferenceError::invalid(format!("unknown output '{}'", o.name))
-                    })
-                })
-                .collect::<InferenceResult<Vec<usize>>>()?;
+        let inputs = signature.ordered_inputs(tensors)?;
+        let wanted = signature.output_indices(req.outputs.iter().map(|o| o.name.as_str()))?;
         let outputs = self.service.run(&version, inputs, wanted).await?;
         let mut response = ModelInferResponse {
             model_name: req.model_name.clone(),

@@ -61,17 +61,7 @@ pub fn decode(spec: &TensorSpec, proto: &TensorProto) -> InferenceResult<Tensor>
             .collect::<InferenceResult<_>>()?,
         None => vec![],
     };
-    let fits = shape.len() == spec.shape.len()
-        && shape
-            .iter()
-            .zip(&spec.shape)
-            .all(|(&got, &want)| want < 0 || got as i64 == want);
-    if !fits {
-        return Err(err(format!(
-            "shape {shape:?} does not fit the model's {:?}",
-            spec.shape
-        )));
-    }
+    spec.check_shape(&shape)?;
     let count: usize = shape.iter().product();
     if !proto.tensor_content.is_empty() {
         if spec.dtype == DType::String {

@@ -81,24 +81,7 @@ impl TfServing {
                 decode(s, proto)
             })
             .collect::<InferenceResult<_>>()?;
-        let batch: Vec<usize> = inputs
-            .iter()
-            .map(|t| t.shape.first().copied().unwrap_or(0))
-            .collect();
-        if batch.windows(2).any(|w| w[0] != w[1]) {
-            return Err(InferenceError::invalid(format!(
-                "inputs have different batch sizes {batch:?}"
-            )));
-        }
-        let wanted = req
-            .output_filter
-            .iter()
-            .map(|n| {
-                signature.output(n).map(|(i, _)| i).ok_or_else(|| {
-                    InferenceError::invalid(format!("output_filter names unknown output '{n}'"))
-                })
-            })
-            .collect::<InferenceResult<Vec<usize>>>()?;
+        let wanted = signature.output_indices(req.output_filter.iter().map(String::as_str))?;
         let outputs = self.service.run(&version, inputs, wanted).await?;
         Ok(PredictResponse {
             model_spec: Some(served_spec(&spec.name, version.version)),

@@ -189,7 +189,7 @@ async fn infer(
                 .and_then(Value::as_array)
                 .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>())
                 .ok_or_else(|| InferenceError::invalid(format!("input '{name}': 'shape' must be a list of sizes")))?;
-            check_shape(name, &shape, &spec.shape)?;
+            spec.check_shape(&shape)?;
             let count: usize = shape.iter().product();
             let binary_size = input
                 .get("parameters")
@@ -225,29 +225,12 @@ async fn infer(
                 binary.len() - offset
             )));
         }
-        let inputs: Vec<Tensor> = tensors
-            .into_iter()
-            .zip(&signature.inputs)
-            .map(|(t, s)| t.ok_or_else(|| InferenceError::invalid(format!("missing input '{}'", s.name))))
-            .collect::<InferenceResult<_>>()?;
-        let batch: Vec<usize> = inputs.iter().map(|t| t.shape.first().copied().unwrap_or(0)).collect();
-        if batch.windows(2).any(|w| w[0] != w[1]) {
-            return Err(InferenceError::invalid(format!(
-                "inputs have different batch sizes {batch:?}"
-            )));
-        }
-        let wanted: Vec<usize> = match request.get("outputs").and_then(Value::as_array) {
+        let inputs = signature.ordered_inputs(tensors)?;
+        let wanted = match request.get("outputs").and_then(Value::as_array) {
             None => vec![],
-            Some(list) => list
-                .iter()
-                .map(|o| {
-                    let n = o.get("name").and_then(Value::as_str).unwrap_or_default();
-                    signature
-                        .output(n)
-                        .map(|(i, _)| i)
-                        .ok_or_else(|| InferenceError::invalid(format!("unknown output '{n}'")))
-                })
-                .collect::<InferenceResult<_>>()?,
+            Some(list) => signature.output_indices(
+                list.iter().map(|o| o.get("name").and_then(Value::as_str).unwrap_or_default()),
+            )?,
         };
         let outputs = state.service.run(&version, inputs, wanted).await?;
         // Plain JSON answers: tritonclient reads them even when it asked for binary outputs.
@@ -266,21 +249,6 @@ async fn infer(
     }
     .await;
     (result, served)
-}
-
-fn check_shape(name: &str, shape: &[usize], model: &[i64]) -> InferenceResult<()> {
-    let fits = shape.len() == model.len()
-        && shape
-            .iter()
-            .zip(model)
-            .all(|(&got, &want)| want < 0 || got as i64 == want);
-    if fits {
-        Ok(())
-    } else {
-        Err(InferenceError::invalid(format!(
-            "input '{name}': shape {shape:?} does not fit the model's {model:?}"
-        )))
-    }
 }
 
 /// A JSON `data` array (flat or nested, row-major) as `count` elements.
