@@ -11,6 +11,7 @@ scripts/python-env.sh googleapi tests/python/requirements-googleapi.txt >/dev/nu
 scripts/python-env.sh tritonclient tests/python/requirements-tritonclient.txt >/dev/null
 scripts/python-env.sh grpc tests/python/requirements-grpc.txt >/dev/null
 scripts/python-env.sh tritonclient-grpc tests/python/requirements-tritonclient-grpc.txt >/dev/null
+scripts/python-env.sh moto tests/python/requirements-moto.txt >/dev/null
 # promtool checks the metrics exposition (Debian's prometheus package).
 if ! command -v promtool >/dev/null 2>&1; then
   apt-get update -qq

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::batch::BatchArgs;
 use crate::predict::PredictArgs;
 use crate::serve::ServeArgs;
 use crate::trainer::TrainArgs;
@@ -30,6 +31,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Predict locally from JSON instances, as `gcloud ml-engine local predict`.
     Predict(PredictArgs),
+    /// Batch prediction of JSON-lines files, as a Cloud ML Engine prediction job.
+    BatchPredict(BatchArgs),
     /// Serve model versions over REST: Cloud ML Engine / Vertex, TensorFlow Serving and KServe v2.
     Serve(ServeArgs),
 }

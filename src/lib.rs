@@ -5,6 +5,7 @@
 //! versions that `repository` loads. `census`, `trainer` and `onnx` produce those models.
 
 pub mod api;
+pub mod batch;
 pub mod census;
 pub mod cli;
 pub mod inference;

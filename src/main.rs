@@ -45,6 +45,20 @@ fn main() -> ExitCode {
                 );
             })
         }
+        Command::BatchPredict(args) => {
+            init_logging(false);
+            mlengine::batch::run(args, cli.ort_library.as_deref()).map(|s| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "predictionCount: {}, errorCount: {}, time: {:.2} s ({:.0} rows/s)",
+                    s.predictions,
+                    s.errors,
+                    s.seconds,
+                    (s.predictions + s.errors) as f64 / s.seconds.max(1e-9)
+                );
+            })
+        }
         Command::Serve(args) => {
             init_logging(false);
             mlengine::serve::run(args, cli.ort_library.as_deref())

@@ -21,10 +21,10 @@ pub struct CensusRow {
 pub fn read_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<CensusRow>> {
     let mut rows = Vec::new();
     for path in paths {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        rows.extend(parse(&path.display().to_string(), &text)?);
+        let name = path.as_ref().display().to_string();
+        let bytes = crate::storage::remote::read_uri_blocking(&name)?;
+        let text = String::from_utf8(bytes).with_context(|| format!("{name} is not UTF-8 text"))?;
+        rows.extend(parse(&name, &text)?);
     }
     Ok(rows)
 }

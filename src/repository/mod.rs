@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod config;
+pub mod fetch;
 pub mod policy;
 pub mod registry;
 

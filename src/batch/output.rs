@@ -1,0 +1,185 @@
+//! Output files as Cloud ML Engine wrote them: `prediction.results-SSSSS-of-NNNNN` (one JSON
+//! prediction per line) and `prediction.errors_stats-SSSSS-of-NNNNN` (`('<message>', count)`
+//! lines), plus a summary JSON. Everything is written under `_temporary/` first and moved to its
+//! final name only when the whole shard is complete, the summary last, so an interrupted run
+//! leaves nothing that looks complete.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use object_store::buffered::BufWriter;
+use tokio::io::AsyncWriteExt;
+
+use crate::storage::remote::Location;
+
+pub const RESULTS: &str = "prediction.results";
+pub const ERRORS: &str = "prediction.errors_stats";
+pub const SUMMARY: &str = "prediction.summary";
+
+pub fn shard_name(base: &str, index: usize, count: usize) -> String {
+    format!("{base}-{index:05}-of-{count:05}")
+}
+
+pub struct ShardWriter {
+    output: Location,
+    temp: Location,
+    index: usize,
+    count: usize,
+    results: BufWriter,
+    errors: HashMap<String, u64>,
+    pub predictions: u64,
+    pub error_count: u64,
+}
+
+impl ShardWriter {
+    pub fn new(output: Location, index: usize, count: usize) -> Self {
+        let run = format!(
+            "{index}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let temp = output.join(&format!("_temporary/{run}"));
+        let results_tmp = temp.join(&shard_name(RESULTS, index, count));
+        let results = BufWriter::with_capacity(
+            std::sync::Arc::clone(&results_tmp.store),
+            results_tmp.path.clone(),
+            8 << 20,
+        );
+        ShardWriter {
+            output,
+            temp,
+            index,
+            count,
+            results,
+            errors: HashMap::new(),
+            predictions: 0,
+            error_count: 0,
+        }
+    }
+
+    pub async fn write_predictions(&mut self, text: &str, rows: u64) -> Result<()> {
+        self.results
+            .write_all(text.as_bytes())
+            .await
+            .with_context(|| format!("cannot write to {}", self.output.uri))?;
+        self.predictions += rows;
+        Ok(())
+    }
+
+    pub fn count_error(&mut self, message: String) {
+        *self.errors.entry(message).or_default() += 1;
+        self.error_count += 1;
+    }
+
+    /// Completes the shard: uploads, then moves results, errors_stats and the summary into place.
+    pub async fn publish(mut self, summary: serde_json::Value) -> Result<()> {
+        self.results
+            .shutdown()
+            .await
+            .with_context(|| format!("cannot write to {}", self.output.uri))?;
+        let mut stats: Vec<(String, u64)> = self.errors.drain().collect();
+        stats.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut text = String::new();
+        for (message, count) in stats {
+            text.push_str(&format!("({}, {count})\n", python_str(&message)));
+        }
+        let names = [
+            (shard_name(RESULTS, self.index, self.count), None),
+            (
+                shard_name(ERRORS, self.index, self.count),
+                Some(Bytes::from(text)),
+            ),
+            (
+                format!("{}.json", shard_name(SUMMARY, self.index, self.count)),
+                Some(Bytes::from(serde_json::to_vec_pretty(&summary)?)),
+            ),
+        ];
+        for (name, bytes) in &names {
+            if let Some(bytes) = bytes {
+                self.temp.join(name).put(bytes.clone()).await?;
+            }
+        }
+        // A re-run replaces this shard's previous output; the summary goes last.
+        for (name, _) in &names {
+            self.output.join(name).delete().await?;
+        }
+        for (name, _) in &names {
+            self.temp
+                .join(name)
+                .rename_to(&self.output.join(name))
+                .await?;
+        }
+        self.remove_local_temp_dirs();
+        Ok(())
+    }
+
+    /// Object stores have no directories; a local file system keeps empty ones behind.
+    fn remove_local_temp_dirs(&self) {
+        if let Some(dir) = self.temp.local_path() {
+            let _ = std::fs::remove_dir(&dir);
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+    }
+
+    /// Removes the temporary files of a failed run (best effort).
+    pub async fn abandon(self) {
+        if let Ok(objects) = self.temp.list().await {
+            for o in objects {
+                let _ = o.location.delete().await;
+            }
+        }
+        self.remove_local_temp_dirs();
+    }
+}
+
+/// A Python `repr` of a string, as Beam's `WriteToText` wrote the tuples.
+pub fn python_str(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_repr_of_strings() {
+        assert_eq!(python_str("plain"), "'plain'");
+        assert_eq!(python_str("it's"), "\"it's\"");
+        assert_eq!(python_str("a 'b' \"c\""), "'a \\'b\\' \"c\"'");
+        assert_eq!(python_str("x\ny\\"), "'x\\ny\\\\'");
+        assert_eq!(
+            shard_name(RESULTS, 2, 10),
+            "prediction.results-00002-of-00010"
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! One storage layer for every URI the CLI takes: local paths, `file://`, `s3://` (endpoint,
+//! region and credentials from the usual `AWS_*` variables), `gs://` (the usual Google
+//! credentials) and `https://` / `http://` for reading. Built on the `object_store` crate.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+
+/// A store and an object path (or prefix) within it, with the URI it came from for messages.
+#[derive(Clone)]
+pub struct Location {
+    pub store: Arc<dyn ObjectStore>,
+    pub path: ObjectPath,
+    pub uri: String,
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.uri)
+    }
+}
+
+/// An object found by listing.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub location: Location,
+    pub size: u64,
+}
+
+/// Whether `s` is a URI this layer handles remotely (anything else is a local path).
+pub fn is_remote(s: &str) -> bool {
+    ["s3://", "gs://", "http://", "https://"]
+        .iter()
+        .any(|p| s.starts_with(p))
+}
+
+/// Opens `uri`. Local paths are made absolute; `file://` URIs are local paths.
+pub fn open(uri: &str) -> Result<Location> {
+    let bad = |e: &dyn std::fmt::Display| anyhow::anyhow!("invalid storage URI {uri}: {e}");
+    if let Some(rest) = uri.strip_prefix("file://") {
+        return open_local(rest, uri);
+    }
+    if !is_remote(uri) {
+        return open_local(uri, uri);
+    }
+    let url = url::Url::parse(uri).map_err(|e| bad(&e))?;
+    let path = ObjectPath::from_url_path(url.path()).map_err(|e| bad(&e))?;
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "s3" => Arc::new(
+            object_store::aws::AmazonS3Builder::from_env()
+                .with_url(uri)
+                .build()
+                .map_err(|e| bad(&e))?,
+        ),
+        "gs" => Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_url(uri)
+                .build()
+                .map_err(|e| bad(&e))?,
+        ),
+        "http" | "https" => {
+            let base = format!("{}://{}", url.scheme(), url.authority());
+            Arc::new(
+                object_store::http::HttpBuilder::new()
+                    .with_url(base)
+                    .build()
+                    .map_err(|e| bad(&e))?,
+            )
+        }
+        other => bail!("unsupported storage scheme {other}:// in {uri}"),
+    };
+    Ok(Location {
+        store,
+        path,
+        uri: uri.to_string(),
+    })
+}
+
+fn open_local(path: &str, uri: &str) -> Result<Location> {
+    let absolute = std::path::absolute(path).with_context(|| format!("invalid path {uri}"))?;
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
+    let path = ObjectPath::from_absolute_path(&absolute)
+        .map_err(|e| anyhow::anyhow!("invalid path {uri}: {e}"))?;
+    Ok(Location {
+        store,
+        path,
+        uri: uri.to_string(),
+    })
+}
+
+impl Location {
+    /// A child of this location (a path below a prefix).
+    pub fn join(&self, name: &str) -> Location {
+        let mut path = self.path.clone();
+        for part in name.split('/').filter(|p| !p.is_empty()) {
+            path = path.join(part);
+        }
+        Location {
+            store: Arc::clone(&self.store),
+            path,
+            uri: format!("{}/{}", self.uri.trim_end_matches('/'), name),
+        }
+    }
+
+    /// The local file system path, for locations that are local.
+    pub fn local_path(&self) -> Option<std::path::PathBuf> {
+        (!is_remote(&self.uri))
+            .then(|| std::path::PathBuf::from(format!("/{}", self.path.as_ref())))
+    }
+
+    pub async fn read_all(&self) -> Result<Bytes> {
+        let result = self
+            .store
+            .get(&self.path)
+            .await
+            .with_context(|| format!("cannot read {}", self.uri))?;
+        result
+            .bytes()
+            .await
+            .with_context(|| format!("cannot read {}", self.uri))
+    }
+
+    /// The object's bytes from `offset` to its end, as a stream.
+    pub async fn read_from(&self, offset: u64) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let options = GetOptions {
+            range: (offset > 0).then_some(GetRange::Offset(offset)),
+            ..Default::default()
+        };
+        let uri = self.uri.clone();
+        let result = self
+            .store
+            .get_opts(&self.path, options)
+            .await
+            .with_context(|| format!("cannot read {}", self.uri))?;
+        Ok(result
+            .into_stream()
+            .map_err(move |e| anyhow::anyhow!("cannot read {uri}: {e}"))
+            .boxed())
+    }
+
+    pub async fn read_range(&self, range: Range<u64>) -> Result<Bytes> {
+        self.store
+            .get_range(&self.path, range)
+            .await
+            .with_context(|| format!("cannot read {}", self.uri))
+    }
+
+    pub async fn put(&self, bytes: Bytes) -> Result<()> {
+        self.store
+            .put(&self.path, bytes.into())
+            .await
+            .with_context(|| format!("cannot write {}", self.uri))?;
+        Ok(())
+    }
+
+    pub async fn rename_to(&self, to: &Location) -> Result<()> {
+        self.store
+            .rename(&self.path, &to.path)
+            .await
+            .with_context(|| format!("cannot move {} to {}", self.uri, to.uri))
+    }
+
+    pub async fn delete(&self) -> Result<()> {
+        match self.store.delete(&self.path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot delete {}", self.uri)),
+        }
+    }
+
+    /// Objects directly or indirectly below this prefix.
+    pub async fn list(&self) -> Result<Vec<Object>> {
+        let prefix = (!self.path.as_ref().is_empty()).then_some(&self.path);
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(prefix)
+            .try_collect()
+            .await
+            .with_context(|| format!("cannot list {}", self.uri))?;
+        let base = self.path.as_ref().to_string();
+        Ok(metas
+            .into_iter()
+            .map(|m| {
+                let rel = m
+                    .location
+                    .as_ref()
+                    .strip_prefix(base.as_str())
+                    .unwrap_or(m.location.as_ref())
+                    .trim_start_matches('/')
+                    .to_string();
+                Object {
+                    location: Location {
+                        store: Arc::clone(&self.store),
+                        uri: format!("{}/{}", self.uri.trim_end_matches('/'), rel),
+                        path: m.location,
+                    },
+                    size: m.size,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Expands `*` and `?` in the last components of a URI (Cloud ML's `dir/*`, `prefix*`) into the
+/// matching objects, sorted by URI. A URI without wildcards names one object, which must exist.
+pub async fn expand(uri: &str) -> Result<Vec<Object>> {
+    let wild = |s: &str| s.contains('*') || s.contains('?');
+    if !wild(uri) {
+        let location = open(uri)?;
+        let meta = location
+            .store
+            .head(&location.path)
+            .await
+            .with_context(|| format!("cannot read {uri}"))?;
+        return Ok(vec![Object {
+            location,
+            size: meta.size,
+        }]);
+    }
+    let cut = uri[..uri.find(['*', '?']).unwrap_or(uri.len())]
+        .rfind('/')
+        .with_context(|| format!("wildcards need a directory part: {uri}"))?;
+    let (dir, pattern) = (&uri[..cut], &uri[cut + 1..]);
+    let base = open(dir)?;
+    let mut found: Vec<Object> = base
+        .list()
+        .await?
+        .into_iter()
+        .filter(|o| {
+            let rel = &o.location.uri[dir.trim_end_matches('/').len() + 1..];
+            matches(pattern, rel)
+        })
+        .collect();
+    found.sort_by(|a, b| a.location.uri.cmp(&b.location.uri));
+    if found.is_empty() {
+        bail!("no files match {uri}");
+    }
+    Ok(found)
+}
+
+/// Glob match where `*` and `?` do not cross `/`.
+pub fn matches(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => {
+                go(&p[1..], t) || (t.first().is_some_and(|&c| c != b'/') && go(p, &t[1..]))
+            }
+            (Some(b'?'), Some(&c)) if c != b'/' => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+/// Reads a whole file given as a local path or URI (blocking; for CLI set-up work).
+pub fn read_uri_blocking(uri: &str) -> Result<Vec<u8>> {
+    if !is_remote(uri) && !uri.starts_with("file://") {
+        return std::fs::read(uri).with_context(|| format!("cannot read {uri}"));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async { Ok(open(uri)?.read_all().await?.to_vec()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_stay_within_a_directory() {
+        assert!(matches("*.json", "a.json"));
+        assert!(matches("census*", "census-2.json"));
+        assert!(!matches("*.json", "dir/a.json"));
+        assert!(matches("part-?", "part-1"));
+        assert!(!matches("part-?", "part-10"));
+        assert!(matches("*", "x"));
+    }
+
+    #[test]
+    fn expands_local_wildcards_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.json", "a.json", "c.txt"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let uri = format!("{}/*.json", dir.path().display());
+        let found = rt.block_on(expand(&uri)).unwrap();
+        let names: Vec<&str> = found
+            .iter()
+            .map(|o| o.location.uri.rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(names, ["a.json", "b.json"]);
+        assert_eq!(found[0].size, 6);
+        let err = rt
+            .block_on(expand(&format!("{}/*.csv", dir.path().display())))
+            .unwrap_err();
+        assert!(err.to_string().contains("no files match"), "{err}");
+    }
+}
