@@ -7,61 +7,138 @@ use futures::StreamExt;
 
 use super::split::Part;
 
-/// Calls `emit` with every non-blank line of `part`, in order.
-pub async fn for_each_line(part: &Part, mut emit: impl FnMut(String) -> Result<()>) -> Result<()> {
-    // Start one byte early: if that byte ends a line, the part begins on a line start.
-    let read_start = part.start.saturating_sub(1);
-    let mut skipping = part.start > 0;
-    let mut pos = read_start;
-    let mut line_start = part.start;
-    let mut pending: Vec<u8> = Vec::new();
-    let mut stream = part.object.location.read_from(read_start).await?;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        let mut rest: &[u8] = &chunk;
-        while !rest.is_empty() {
-            match rest.iter().position(|&b| b == b'\n') {
-                Some(i) => {
-                    let end = pos + i as u64 + 1;
-                    if skipping {
-                        skipping = false;
-                    } else {
-                        pending.extend_from_slice(&rest[..i]);
-                        emit_line(&mut pending, &mut emit)?;
+/// Sends the non-blank lines of `part` in batches of `batch_size` (the last, partial batch stays
+/// in `batch` for the next part). Waits whenever the channel is full, which bounds read-ahead.
+/// Returns false when the receiver is gone.
+pub async fn send_batches(
+    part: &Part,
+    batch_size: usize,
+    batch: &mut Vec<String>,
+    tx: &tokio::sync::mpsc::Sender<Vec<String>>,
+) -> Result<bool> {
+    let mut lines = Box::pin(lines(part));
+    while let Some(line) = lines.next().await {
+        batch.push(line?);
+        if batch.len() == batch_size {
+            let full = std::mem::replace(batch, Vec::with_capacity(batch_size));
+            if tx.send(full).await.is_err() {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The non-blank lines of `part`, in order, read lazily.
+pub fn lines(part: &Part) -> impl futures::Stream<Item = Result<String>> + '_ {
+    futures::stream::try_unfold(Reader::new(part), |mut reader| async move {
+        let line = reader.next_line().await?;
+        Ok(line.map(|l| (l, reader)))
+    })
+}
+
+struct Reader<'a> {
+    part: &'a Part,
+    stream: Option<futures::stream::BoxStream<'static, Result<bytes::Bytes>>>,
+    buffer: Vec<u8>,
+    /// Start of the unread bytes in `buffer`.
+    head: usize,
+    /// File offset of `buffer[head]`.
+    pos: u64,
+    skipping: bool,
+    done: bool,
+}
+
+impl<'a> Reader<'a> {
+    fn new(part: &'a Part) -> Self {
+        // Start one byte early: if that byte ends a line, the part begins on a line start.
+        let start = part.start.saturating_sub(1);
+        Reader {
+            part,
+            stream: None,
+            buffer: Vec::new(),
+            head: 0,
+            pos: start,
+            skipping: part.start > 0,
+            done: false,
+        }
+    }
+
+    async fn next_line(&mut self) -> Result<Option<String>> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if let Some(i) = self.buffer[self.head..].iter().position(|&b| b == b'\n') {
+                let line_start = self.pos;
+                let line = self.buffer[self.head..self.head + i].to_vec();
+                self.head += i + 1;
+                self.pos += i as u64 + 1;
+                if std::mem::take(&mut self.skipping) {
+                    if self.pos >= self.part.end {
+                        self.done = true;
                     }
-                    pending.clear();
-                    rest = &rest[i + 1..];
-                    pos = end;
-                    line_start = end;
-                    if line_start >= part.end {
-                        return Ok(());
-                    }
+                    continue;
+                }
+                if line_start >= self.part.end {
+                    self.done = true;
+                    return Ok(None);
+                }
+                if self.pos >= self.part.end {
+                    self.done = true;
+                }
+                if let Some(text) = clean(line) {
+                    return Ok(Some(text));
+                }
+                continue;
+            }
+            if self.stream.is_none() {
+                self.stream = Some(self.part.object.location.read_from(self.pos).await?);
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                return Ok(None);
+            };
+            match stream.next().await {
+                Some(chunk) => {
+                    self.buffer.drain(..self.head);
+                    self.head = 0;
+                    self.buffer.extend_from_slice(&chunk?);
                 }
                 None => {
-                    if !skipping {
-                        pending.extend_from_slice(rest);
+                    // The last line, without a newline.
+                    self.done = true;
+                    let line = self.buffer.split_off(self.head);
+                    if self.skipping || self.pos >= self.part.end {
+                        return Ok(None);
                     }
-                    pos += rest.len() as u64;
-                    rest = &[];
+                    return Ok(clean(line));
                 }
             }
         }
     }
-    if !skipping && line_start < part.end {
-        emit_line(&mut pending, &mut emit)?;
-    }
-    Ok(())
 }
 
-fn emit_line(bytes: &mut Vec<u8>, emit: &mut impl FnMut(String) -> Result<()>) -> Result<()> {
+fn clean(mut bytes: Vec<u8>) -> Option<String> {
     if bytes.last() == Some(&b'\r') {
         bytes.pop();
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(());
+        return None;
     }
-    let line = String::from_utf8_lossy(bytes).into_owned();
-    emit(line)
+    Some(
+        String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
+}
+
+/// Calls `emit` with every non-blank line of `part`, in order.
+#[cfg(test)]
+async fn for_each_line(part: &Part, mut emit: impl FnMut(String) -> Result<()>) -> Result<()> {
+    let mut lines = Box::pin(lines(part));
+    while let Some(line) = lines.next().await {
+        emit(line?)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -187,22 +187,8 @@ async fn pipeline(
     let reader = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(batch_size);
         for part in &reader_parts {
-            let mut full = Vec::new();
-            lines::for_each_line(part, |line| {
-                batch.push(line);
-                if batch.len() == batch_size {
-                    full.push(std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(batch_size),
-                    ));
-                }
-                Ok(())
-            })
-            .await?;
-            for b in full {
-                if tx.send(b).await.is_err() {
-                    return Ok(());
-                }
+            if !lines::send_batches(part, batch_size, &mut batch, &tx).await? {
+                return Ok(());
             }
         }
         if !batch.is_empty() {
