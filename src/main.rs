@@ -1,5 +1,10 @@
 use std::process::ExitCode;
 
+// Request decoding allocates many small strings and maps; mimalloc's thread-local free lists
+// measured faster than glibc malloc for it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 

@@ -15,7 +15,7 @@ use clap::{Args, ValueEnum};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use crate::inference::json_rows::{decode_instances, encode_predictions};
+use crate::inference::json_rows::{decode_instances, write_prediction_lines};
 use crate::inference::tensor::Signature;
 use crate::runtime::worker::{WorkerConfig, Workers};
 use crate::runtime::{library, Device, SessionConfig};
@@ -169,7 +169,8 @@ async fn run_async(args: &BatchArgs, ort_library: Option<&Path>) -> Result<Summa
 
 /// One batch's outcome, in input order.
 struct Scored {
-    text: String,
+    /// JSON lines of the predictions.
+    text: Vec<u8>,
     predictions: u64,
     errors: Vec<String>,
 }
@@ -222,6 +223,10 @@ async fn pipeline(
 
 /// Decodes, runs and encodes one batch; a line that fails is an error entry, not a failure.
 async fn score(signature: &Signature, workers: &Workers, lines: Vec<String>) -> Scored {
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    if let Some(inputs) = crate::inference::json_fast::decode_object_lines(signature, &refs) {
+        return run_and_encode(workers, inputs, lines.len(), Vec::new()).await;
+    }
     let mut errors = Vec::new();
     let mut instances = Vec::with_capacity(lines.len());
     for line in &lines {
@@ -231,38 +236,57 @@ async fn score(signature: &Signature, workers: &Workers, lines: Vec<String>) -> 
         }
     }
     // Decode the batch at once; when that fails, find the lines at fault one by one.
-    let good: Vec<Value> = match decode_instances(signature, &instances) {
-        Ok(_) => instances,
-        Err(_) => instances
-            .into_iter()
-            .filter(
-                |i| match decode_instances(signature, std::slice::from_ref(i)) {
-                    Ok(_) => true,
-                    Err(e) => {
-                        errors.push(e.message.trim_start_matches("instance 0: ").to_string());
-                        false
-                    }
-                },
-            )
-            .collect(),
-    };
-    let mut text = String::new();
-    let mut predictions = 0;
-    if !good.is_empty() {
-        let result = match decode_instances(signature, &good) {
-            Ok(inputs) => workers.run(inputs, vec![]).await,
-            Err(e) => Err(e),
-        };
-        match result.and_then(|outputs| encode_predictions(&outputs)) {
-            Ok(rows) => {
-                for row in rows {
-                    text.push_str(&row.to_string());
-                    text.push('\n');
-                    predictions += 1;
+    let decoded = match decode_instances(signature, &instances) {
+        Ok(tensors) => Some((tensors, instances.len())),
+        Err(_) => {
+            let good: Vec<Value> = instances
+                .into_iter()
+                .filter(
+                    |i| match decode_instances(signature, std::slice::from_ref(i)) {
+                        Ok(_) => true,
+                        Err(e) => {
+                            errors.push(e.message.trim_start_matches("instance 0: ").to_string());
+                            false
+                        }
+                    },
+                )
+                .collect();
+            match decode_instances(signature, &good) {
+                Ok(tensors) => Some((tensors, good.len())),
+                // Each line decodes alone but not together (their shapes differ): count them all.
+                Err(e) => {
+                    errors.extend(std::iter::repeat_n(e.message, good.len()));
+                    None
                 }
             }
-            Err(e) => errors.extend(std::iter::repeat_n(e.message, good.len())),
         }
+    };
+    match decoded {
+        Some((inputs, rows)) => run_and_encode(workers, inputs, rows, errors).await,
+        None => Scored {
+            text: Vec::new(),
+            predictions: 0,
+            errors,
+        },
+    }
+}
+
+/// Runs decoded rows and encodes their predictions as JSON lines.
+async fn run_and_encode(
+    workers: &Workers,
+    inputs: Vec<crate::inference::Tensor>,
+    rows: usize,
+    mut errors: Vec<String>,
+) -> Scored {
+    let mut text = Vec::new();
+    let mut predictions = 0;
+    match workers
+        .run(inputs, vec![])
+        .await
+        .and_then(|outputs| write_prediction_lines(&outputs, &mut text))
+    {
+        Ok(n) => predictions = n as u64,
+        Err(e) => errors.extend(std::iter::repeat_n(e.message, rows)),
     }
     Scored {
         text,

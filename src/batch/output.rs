@@ -61,9 +61,9 @@ impl ShardWriter {
         }
     }
 
-    pub async fn write_predictions(&mut self, text: &str, rows: u64) -> Result<()> {
+    pub async fn write_predictions(&mut self, text: &[u8], rows: u64) -> Result<()> {
         self.results
-            .write_all(text.as_bytes())
+            .write_all(text)
             .await
             .with_context(|| format!("cannot write to {}", self.output.uri))?;
         self.predictions += rows;

@@ -27,21 +27,33 @@ pub fn decode_instances(
     for (i, instance) in instances.iter().enumerate() {
         match instance {
             Value::Object(obj) if !(single && is_b64(obj)) => {
-                for key in obj.keys() {
-                    if signature.input(key).is_none() {
-                        return Err(InferenceError::invalid(format!(
-                            "instance {i}: unknown input '{key}'; the model's inputs are {}",
-                            names(signature)
-                        )));
+                let unknown = || {
+                    obj.keys()
+                        .find(|k| signature.input(k).is_none())
+                        .map(|key| {
+                            InferenceError::invalid(format!(
+                                "instance {i}: unknown input '{key}'; the model's inputs are {}",
+                                names(signature)
+                            ))
+                        })
+                };
+                // Keys are unique: with no more keys than inputs and every input present, no key
+                // can be unknown, so the scan runs only when there are extra or missing keys.
+                if obj.len() > signature.inputs.len() {
+                    if let Some(e) = unknown() {
+                        return Err(e);
                     }
                 }
                 for (spec, column) in signature.inputs.iter().zip(columns.iter_mut()) {
-                    let value = obj.get(&spec.name).ok_or_else(|| {
-                        InferenceError::invalid(format!(
-                            "instance {i}: missing input '{}'",
-                            spec.name
-                        ))
-                    })?;
+                    let Some(value) = obj.get(&spec.name) else {
+                        // A misspelt key is the likelier cause: name it.
+                        return Err(unknown().unwrap_or_else(|| {
+                            InferenceError::invalid(format!(
+                                "instance {i}: missing input '{}'",
+                                spec.name
+                            ))
+                        }));
+                    };
                     column.push(value, i)?;
                 }
             }
@@ -101,9 +113,16 @@ impl<'s> Column<'s> {
         let ctx = |msg: String| {
             InferenceError::invalid(format!("instance {instance}: input '{name}': {msg}"))
         };
+        let expected_rank = self.spec.shape.len().saturating_sub(1);
+        // The common case, a scalar per instance (every census input), needs no shape work.
+        if expected_rank == 0 && !value.is_array() {
+            if self.element_shape.is_none() {
+                self.element_shape = Some(Vec::new());
+            }
+            return append(value, &mut self.data).map_err(ctx);
+        }
         let mut shape = Vec::new();
         shape_of(value, &mut shape).map_err(ctx)?;
-        let expected_rank = self.spec.shape.len().saturating_sub(1);
         if shape.len() != expected_rank {
             return Err(ctx(format!(
                 "expected {} per instance, got {}",
@@ -385,6 +404,62 @@ pub fn element(data: &TensorData, i: usize) -> Value {
     }
 }
 
+/// The predictions of [`encode_predictions`] written straight to `out` as JSON lines (one object
+/// per instance, then `\n`), byte for byte what `Value::to_string` gives, without building values.
+pub fn write_prediction_lines(
+    outputs: &[(String, Tensor)],
+    out: &mut Vec<u8>,
+) -> InferenceResult<usize> {
+    let n = outputs
+        .first()
+        .and_then(|(_, t)| t.shape.first().copied())
+        .unwrap_or(0);
+    let mut names = Vec::with_capacity(outputs.len());
+    for (name, tensor) in outputs {
+        if tensor.shape.first() != Some(&n) {
+            return Err(InferenceError::internal(format!(
+                "output '{name}' has a different batch size"
+            )));
+        }
+        names.push(
+            serde_json::to_string(name).map_err(|e| InferenceError::internal(e.to_string()))?,
+        );
+    }
+    for i in 0..n {
+        out.push(b'{');
+        for (k, ((_, tensor), name)) in outputs.iter().zip(&names).enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(name.as_bytes());
+            out.push(b':');
+            let per: usize = tensor.shape[1..].iter().product();
+            write_nested(&tensor.data, &tensor.shape[1..], &mut (i * per), out);
+        }
+        out.extend_from_slice(b"}\n");
+    }
+    Ok(n)
+}
+
+fn write_nested(data: &TensorData, shape: &[usize], next: &mut usize, out: &mut Vec<u8>) {
+    match shape.split_first() {
+        None => {
+            let _ = serde_json::to_writer(&mut *out, &element(data, *next));
+            *next += 1;
+        }
+        Some((&d, rest)) => {
+            out.push(b'[');
+            for j in 0..d {
+                if j > 0 {
+                    out.push(b',');
+                }
+                write_nested(data, rest, next, out);
+            }
+            out.push(b']');
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,6 +548,28 @@ mod tests {
             assert!(err.message.contains(want), "{} !~ {want}", err.message);
             assert_eq!(err.kind.http_status(), 400);
         }
+    }
+
+    #[test]
+    fn prediction_lines_equal_the_values_text() {
+        let outputs = vec![
+            (
+                "p".to_string(),
+                Tensor::new(vec![2, 2], TensorData::F32(vec![0.1, 0.9, 1e-7, 3.0])),
+            ),
+            (
+                "c".to_string(),
+                Tensor::new(vec![2], TensorData::I64(vec![1, 0])),
+            ),
+        ];
+        let mut out = Vec::new();
+        assert_eq!(write_prediction_lines(&outputs, &mut out).unwrap(), 2);
+        let want: String = encode_predictions(&outputs)
+            .unwrap()
+            .iter()
+            .map(|v| format!("{v}\n"))
+            .collect();
+        assert_eq!(String::from_utf8(out).unwrap(), want);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod binary;
 pub mod error;
 pub mod json_columns;
+pub mod json_fast;
 pub mod json_rows;
 pub mod service;
 pub mod tensor;

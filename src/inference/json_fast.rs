@@ -1,0 +1,235 @@
+//! A fast path for the common request: JSON objects whose values are scalars, decoded straight
+//! into the column buffers without building a `serde_json::Value` per instance. Anything unusual
+//! (nested lists, `{"b64": ...}`, a wrong type, a missing or unknown key) makes it give up, and
+//! the caller decodes with `json_rows`, whose errors name the instance and the input.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, Visitor};
+
+use super::tensor::{Signature, Tensor, TensorData};
+
+/// Tensors for `lines` (one JSON object each), or `None` when the fast path does not apply.
+pub fn decode_object_lines(signature: &Signature, lines: &[&str]) -> Option<Vec<Tensor>> {
+    if signature.inputs.iter().any(|s| s.shape.len() != 1) {
+        return None;
+    }
+    let mut columns: Vec<TensorData> = signature
+        .inputs
+        .iter()
+        .map(|s| TensorData::with_capacity(s.dtype, lines.len()))
+        .collect();
+    let mut seen = vec![false; columns.len()];
+    for line in lines {
+        seen.iter_mut().for_each(|s| *s = false);
+        let mut de = serde_json::Deserializer::from_str(line);
+        let row = Row {
+            signature,
+            columns: &mut columns,
+            seen: &mut seen,
+        };
+        row.deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        if seen.iter().any(|s| !s) {
+            return None;
+        }
+    }
+    Some(
+        columns
+            .into_iter()
+            .map(|data| Tensor::new(vec![lines.len()], data))
+            .collect(),
+    )
+}
+
+struct Row<'a> {
+    signature: &'a Signature,
+    columns: &'a mut [TensorData],
+    seen: &'a mut [bool],
+}
+
+impl<'de> DeserializeSeed<'de> for Row<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Row<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of scalar inputs")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(index) = map.next_key_seed(Key(self.signature))? {
+            if std::mem::replace(&mut self.seen[index], true) {
+                return Err(A::Error::custom("duplicate key"));
+            }
+            map.next_value_seed(Scalar(&mut self.columns[index]))?;
+        }
+        Ok(())
+    }
+}
+
+/// Resolves a key to its input index without allocating.
+struct Key<'a>(&'a Signature);
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = usize;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for Key<'_> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an input name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<usize, E> {
+        self.0
+            .inputs
+            .iter()
+            .position(|s| s.name == v)
+            .ok_or_else(|| E::custom("unknown input"))
+    }
+}
+
+/// Appends one scalar of the column's type.
+struct Scalar<'a>(&'a mut TensorData);
+
+impl<'de> DeserializeSeed<'de> for Scalar<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Scalar<'_> {
+    fn integer<E: serde::de::Error>(self, v: i128) -> Result<(), E> {
+        let range = || E::custom("out of range");
+        match self.0 {
+            TensorData::I64(c) => c.push(i64::try_from(v).map_err(|_| range())?),
+            TensorData::I32(c) => c.push(i32::try_from(v).map_err(|_| range())?),
+            TensorData::I16(c) => c.push(i16::try_from(v).map_err(|_| range())?),
+            TensorData::I8(c) => c.push(i8::try_from(v).map_err(|_| range())?),
+            TensorData::U64(c) => c.push(u64::try_from(v).map_err(|_| range())?),
+            TensorData::U32(c) => c.push(u32::try_from(v).map_err(|_| range())?),
+            TensorData::U16(c) => c.push(u16::try_from(v).map_err(|_| range())?),
+            TensorData::U8(c) => c.push(u8::try_from(v).map_err(|_| range())?),
+            TensorData::F32(c) => c.push(v as f32),
+            TensorData::F64(c) => c.push(v as f64),
+            _ => return Err(E::custom("wrong type")),
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for Scalar<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a scalar")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.integer(v as i128)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        self.integer(v as i128)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        match self.0 {
+            TensorData::F32(c) => c.push(v as f32),
+            TensorData::F64(c) => c.push(v),
+            _ if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.2e18 => {
+                return self.integer(v as i128)
+            }
+            _ => return Err(E::custom("wrong type")),
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        match self.0 {
+            TensorData::Bool(c) => c.push(v),
+            _ => return Err(E::custom("wrong type")),
+        }
+        Ok(())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        match self.0 {
+            TensorData::String(c) if !v.contains('\0') => c.push(v.to_string()),
+            _ => return Err(E::custom("wrong type")),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::json_rows::decode_instances;
+    use crate::inference::tensor::{DType, TensorSpec};
+
+    fn sig() -> Signature {
+        Signature {
+            inputs: vec![
+                TensorSpec {
+                    name: "age".into(),
+                    dtype: DType::I64,
+                    shape: vec![-1],
+                },
+                TensorSpec {
+                    name: "job".into(),
+                    dtype: DType::String,
+                    shape: vec![-1],
+                },
+                TensorSpec {
+                    name: "w".into(),
+                    dtype: DType::F32,
+                    shape: vec![-1],
+                },
+            ],
+            outputs: vec![],
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_general_decoder_and_gives_up_on_anything_unusual() {
+        let lines = [
+            r#"{"age": 25, "job": " x", "w": 1.5}"#,
+            r#"{"w": 2, "job": "y\u00e9", "age": 30.0}"#,
+        ];
+        let fast = decode_object_lines(&sig(), &lines).unwrap();
+        let values: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(fast, decode_instances(&sig(), &values).unwrap());
+        for odd in [
+            r#"{"age": 25, "job": "x"}"#,
+            r#"{"age": 25, "job": "x", "w": 1, "extra": 1}"#,
+            r#"{"age": 25.5, "job": "x", "w": 1}"#,
+            r#"{"age": "25", "job": "x", "w": 1}"#,
+            r#"{"age": 25, "job": {"b64": "eA=="}, "w": 1}"#,
+            r#"{"age": 25, "job": "a\u0000b", "w": 1}"#,
+            r#"{"age": 25, "age": 26, "job": "x", "w": 1}"#,
+            r#"{"age": [25], "job": "x", "w": 1}"#,
+            r#"{"age": 25, "job": "x", "w": 1} trailing"#,
+            "[1, 2]",
+        ] {
+            assert!(decode_object_lines(&sig(), &[odd]).is_none(), "{odd}");
+        }
+    }
+}
