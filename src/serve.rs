@@ -129,8 +129,22 @@ pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()
             labels: parse_labels(&args.version_labels)?,
         }],
     };
-    for c in &configs {
-        if !c.base_path.is_dir() {
+    // Bucket prefixes are mirrored into local directories that the registry polls.
+    let mirror_root =
+        tempfile::tempdir().context("cannot create a directory for mirrored versions")?;
+    let mut configs = configs;
+    let mut mirrors = Vec::new();
+    for c in configs.iter_mut() {
+        let uri = c.base_path.to_string_lossy().into_owned();
+        if crate::storage::remote::is_remote(&uri) {
+            let local = mirror_root.path().join(&c.name);
+            let mut mirror = crate::repository::mirror::Mirror::new(&uri, &local)?;
+            mirror
+                .sync()
+                .with_context(|| format!("model '{}': cannot read base path {uri}", c.name))?;
+            mirrors.push(mirror);
+            c.base_path = local;
+        } else if !c.base_path.is_dir() {
             bail!(
                 "model '{}': base path {} is not a directory",
                 c.name,
@@ -138,6 +152,7 @@ pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()
             );
         }
     }
+    let mirrors = Arc::new(std::sync::Mutex::new(mirrors));
     let env = library::environment(ort_library, args.device == Device::Cuda)?;
     let metrics = Arc::new(Metrics::new().context("cannot create metrics")?);
     let workers = WorkerConfig {
@@ -153,6 +168,13 @@ pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()
         let registry = Arc::clone(&registry);
         let metrics = Arc::clone(&metrics);
         move || {
+            if let Ok(mut mirrors) = mirrors.lock() {
+                for m in mirrors.iter_mut() {
+                    if let Err(e) = m.sync() {
+                        tracing::warn!("cannot mirror versions: {e:#}");
+                    }
+                }
+            }
             registry.poll(&mut |model, version, error| {
                 metrics.load_attempts.with_label_values(&[model]).inc();
                 if error.is_some() {

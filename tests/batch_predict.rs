@@ -605,3 +605,54 @@ fn s3_inputs_model_and_outputs_through_a_real_s3_server() {
         .arg(tmp.path().join("job2")));
     assert_one_line_error(&o, "cannot read s3://bucket/census/missing.csv");
 }
+
+#[test]
+fn serve_watches_a_bucket_prefix() {
+    let s3 = Moto::start();
+    s3.tool(&["mb", "bucket"]);
+    let model = bundled_version().join("model.onnx");
+    let model = model.to_str().unwrap();
+    s3.tool(&["put", "bucket", "models/census/1/model.onnx", model]);
+    let mut cmd = bin();
+    s3.env(&mut cmd).args([
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--rest-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--model-base-path",
+        "s3://bucket/models/census",
+        "--file-system-poll-wait-seconds",
+        "0.1",
+    ]);
+    let server = Server::spawn(cmd);
+    let version = || -> Option<String> {
+        let (status, text) = server.post(
+            "/v1/projects/p/locations/l/endpoints/census:predict",
+            &json!({"instances": [census_instance()]}).to_string(),
+        );
+        (status == 200).then(|| {
+            serde_json::from_str::<Value>(&text).unwrap()["deployedModelId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+    };
+    let wait_for = |want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while version().as_deref() != Some(want) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "version {want} never served"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for("1");
+    s3.tool(&["put", "bucket", "models/census/2/model.onnx", model]);
+    wait_for("2");
+    s3.tool(&["rm", "bucket", "models/census/2/model.onnx"]);
+    wait_for("1");
+}

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 pub mod config;
 pub mod fetch;
+pub mod mirror;
 pub mod policy;
 pub mod registry;
 

@@ -109,18 +109,24 @@ pub struct Server {
 impl Server {
     /// Starts the server with `args` (plus loopback host and port 0) and waits for its address.
     pub fn start(args: &[&str]) -> Server {
+        let mut cmd = bin();
+        cmd.args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--rest-port",
+            "0",
+            "--grpc-port",
+            "0",
+        ])
+        .args(args);
+        Server::spawn(cmd)
+    }
+
+    /// Starts a prepared `mlengine serve` command and waits for its addresses.
+    pub fn spawn(mut cmd: Command) -> Server {
         use std::io::BufRead;
-        let mut child = bin()
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--rest-port",
-                "0",
-                "--grpc-port",
-                "0",
-            ])
-            .args(args)
+        let mut child = cmd
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()

@@ -1,0 +1,107 @@
+//! Serving from a bucket prefix (`--model-base-path s3://bucket/models/census`): before each poll
+//! the numeric version directories under the prefix are mirrored into a local directory, each
+//! version downloaded completely beside its final name and renamed into place, so the poller sees
+//! only whole versions, exactly as on a local base path.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::storage::remote::{self, Location};
+
+/// (size, last modified) of every file of a version, to notice changed files.
+type Fingerprint = BTreeMap<String, u64>;
+
+pub struct Mirror {
+    remote: Location,
+    local: PathBuf,
+    known: BTreeMap<u64, Fingerprint>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Mirror {
+    pub fn new(uri: &str, local: &Path) -> Result<Self> {
+        std::fs::create_dir_all(local)
+            .with_context(|| format!("cannot create {}", local.display()))?;
+        Ok(Mirror {
+            remote: remote::open(uri)?,
+            local: local.to_path_buf(),
+            known: BTreeMap::new(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        })
+    }
+
+    /// Brings the local copy in line with the bucket: new or changed versions downloaded,
+    /// versions gone from the bucket removed.
+    pub fn sync(&mut self) -> Result<()> {
+        let objects = self.runtime.block_on(self.remote.list())?;
+        let prefix = self.remote.uri.trim_end_matches('/').len() + 1;
+        let mut remote_versions: BTreeMap<u64, Vec<(String, remote::Object)>> = BTreeMap::new();
+        for o in objects {
+            let rel = o.location.uri[prefix..].to_string();
+            let Some((version, file)) = rel.split_once('/') else {
+                continue;
+            };
+            let Ok(v) = version.parse::<u64>() else {
+                continue;
+            };
+            if !version.bytes().all(|b| b.is_ascii_digit()) || file.is_empty() {
+                continue;
+            }
+            remote_versions
+                .entry(v)
+                .or_default()
+                .push((file.to_string(), o));
+        }
+        for (version, files) in &remote_versions {
+            let fingerprint: Fingerprint = files.iter().map(|(f, o)| (f.clone(), o.size)).collect();
+            if self.known.get(version) == Some(&fingerprint) {
+                continue;
+            }
+            self.download(*version, files)?;
+            self.known.insert(*version, fingerprint);
+        }
+        let gone: Vec<u64> = self
+            .known
+            .keys()
+            .filter(|v| !remote_versions.contains_key(v))
+            .copied()
+            .collect();
+        for version in gone {
+            let _ = std::fs::remove_dir_all(self.local.join(version.to_string()));
+            self.known.remove(&version);
+            tracing::info!(version, "version removed from {}", self.remote.uri);
+        }
+        Ok(())
+    }
+
+    fn download(&self, version: u64, files: &[(String, remote::Object)]) -> Result<()> {
+        let tmp = self.local.join(format!(".download-{version}"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        for (file, object) in files {
+            let bytes = self.runtime.block_on(object.location.read_all())?;
+            let path = tmp.join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, &bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        let target = self.local.join(version.to_string());
+        if target.exists() {
+            // A changed version: move the old copy aside first; the poller reloads it by mtime.
+            let old = self.local.join(format!(".old-{version}"));
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(&target, &old)?;
+            std::fs::rename(&tmp, &target)?;
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&tmp, &target)?;
+        }
+        tracing::info!(version, "mirrored version from {}", self.remote.uri);
+        Ok(())
+    }
+}
