@@ -13,6 +13,7 @@ use crate::api::grpc;
 use crate::api::rest::{self, RestState};
 use crate::inference::service::InferenceService;
 use crate::observability::Metrics;
+use crate::repository::mirror::Mirror;
 use crate::repository::policy::VersionPolicy;
 use crate::repository::registry::{ModelConfig, Registry};
 use crate::runtime::library;
@@ -114,31 +115,15 @@ fn parse_labels(labels: &[String]) -> Result<std::collections::HashMap<String, u
         .collect()
 }
 
-pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()> {
-    if !(args.file_system_poll_wait_seconds.is_finite()
-        && args.file_system_poll_wait_seconds >= 0.0)
-    {
-        bail!("--file-system-poll-wait-seconds must be zero or positive");
-    }
-    let configs = match &args.model_config_file {
-        Some(path) => crate::repository::config::load(path)?,
-        None => vec![ModelConfig {
-            name: args.model_name.clone(),
-            base_path: args.model_base_path.clone(),
-            policy: args.version_policy.clone(),
-            labels: parse_labels(&args.version_labels)?,
-        }],
-    };
-    // Bucket prefixes are mirrored into local directories that the registry polls.
-    let mirror_root =
-        tempfile::tempdir().context("cannot create a directory for mirrored versions")?;
-    let mut configs = configs;
+/// Points every bucket base path at a local mirror under `root` (synced once now, then before
+/// each poll) and checks that local base paths exist.
+fn mirror_bucket_bases(configs: &mut [ModelConfig], root: &std::path::Path) -> Result<Vec<Mirror>> {
     let mut mirrors = Vec::new();
     for c in configs.iter_mut() {
         let uri = c.base_path.to_string_lossy().into_owned();
         if crate::storage::remote::is_remote(&uri) {
-            let local = mirror_root.path().join(&c.name);
-            let mut mirror = crate::repository::mirror::Mirror::new(&uri, &local)?;
+            let local = root.join(&c.name);
+            let mut mirror = Mirror::new(&uri, &local)?;
             mirror
                 .sync()
                 .with_context(|| format!("model '{}': cannot read base path {uri}", c.name))?;
@@ -152,6 +137,27 @@ pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()
             );
         }
     }
+    Ok(mirrors)
+}
+
+pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()> {
+    if !(args.file_system_poll_wait_seconds.is_finite()
+        && args.file_system_poll_wait_seconds >= 0.0)
+    {
+        bail!("--file-system-poll-wait-seconds must be zero or positive");
+    }
+    let mut configs = match &args.model_config_file {
+        Some(path) => crate::repository::config::load(path)?,
+        None => vec![ModelConfig {
+            name: args.model_name.clone(),
+            base_path: args.model_base_path.clone(),
+            policy: args.version_policy.clone(),
+            labels: parse_labels(&args.version_labels)?,
+        }],
+    };
+    let mirror_root =
+        tempfile::tempdir().context("cannot create a directory for mirrored versions")?;
+    let mirrors = mirror_bucket_bases(&mut configs, mirror_root.path())?;
     let mirrors = Arc::new(std::sync::Mutex::new(mirrors));
     let env = library::environment(ort_library, args.device == Device::Cuda)?;
     let metrics = Arc::new(Metrics::new().context("cannot create metrics")?);

@@ -201,15 +201,19 @@ async fn pipeline(
         rx.recv().await.map(|b| (b, rx))
     }));
     let signature = workers.signature().clone();
+    let signature = Arc::new(signature);
+    // Each batch is scored in its own task, so decoding and encoding spread over the runtime's
+    // threads while `buffered` keeps the results in input order.
     let scored = stream
         .map(|batch| {
             let workers = Arc::clone(workers);
-            let signature = signature.clone();
-            async move { score(&signature, &workers, batch).await }
+            let signature = Arc::clone(&signature);
+            tokio::spawn(async move { score(&signature, &workers, batch).await })
         })
         .buffered(args.max_worker_count * 2);
     let mut scored = std::pin::pin!(scored);
     while let Some(s) = scored.next().await {
+        let s = s.context("a scoring task failed")?;
         let rows = s.predictions + s.errors.len() as u64;
         writer.write_predictions(&s.text, s.predictions).await?;
         for e in s.errors {
