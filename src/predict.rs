@@ -115,7 +115,7 @@ fn local(
         let inputs = decode_instances(session.signature(), &values)
             .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let outputs = session
-            .run(&inputs, &[])
+            .run(inputs, &[])
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         for prediction in encode_predictions(&outputs).map_err(|e| anyhow::anyhow!("{e}"))? {
             writeln!(out, "{prediction}")?;

@@ -62,7 +62,7 @@ fn python_onnxruntime_rust_runtime_and_trainer_agree() {
         .collect();
     let mut session = load_model(&model, None, SessionConfig::default()).unwrap();
     let inputs = decode_instances(session.signature(), &instances).unwrap();
-    let outputs = session.run(&inputs, &[]).unwrap();
+    let outputs = session.run(inputs, &[]).unwrap();
     let get = |name: &str| -> Vec<f64> {
         let t = &outputs.iter().find(|(n, _)| n == name).unwrap().1;
         match &t.data {

@@ -89,9 +89,10 @@ impl ModelSession {
 
     /// Runs the model on one tensor per input (signature order) and returns the requested outputs
     /// (all when `outputs` is empty), in signature order.
+    /// The input tensors are moved into ONNX Runtime without a copy.
     pub fn run(
         &mut self,
-        inputs: &[Tensor],
+        inputs: Vec<Tensor>,
         outputs: &[usize],
     ) -> InferenceResult<Vec<(String, Tensor)>> {
         if inputs.len() != self.signature.inputs.len() {
@@ -163,20 +164,20 @@ fn dtype(t: TensorElementType) -> Option<DType> {
     })
 }
 
-fn to_ort(t: &Tensor) -> ort::Result<DynValue> {
+fn to_ort(t: Tensor) -> ort::Result<DynValue> {
     let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-    Ok(match &t.data {
-        TensorData::Bool(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
-        TensorData::U8(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
-        TensorData::U16(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
-        TensorData::U32(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
-        TensorData::U64(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
-        TensorData::I8(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
-        TensorData::I16(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
-        TensorData::I32(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
-        TensorData::I64(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
-        TensorData::F32(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
-        TensorData::F64(v) => OrtTensor::from_array((shape, v.clone()))?.into_dyn(),
+    Ok(match t.data {
+        TensorData::Bool(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
+        TensorData::U8(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
+        TensorData::U16(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
+        TensorData::U32(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
+        TensorData::U64(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
+        TensorData::I8(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
+        TensorData::I16(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
+        TensorData::I32(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
+        TensorData::I64(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
+        TensorData::F32(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
+        TensorData::F64(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
         TensorData::String(v) => OrtTensor::from_string_array((shape, &v[..]))?.into_dyn(),
     })
 }

@@ -136,7 +136,7 @@ fn work(mut session: ModelSession, rx: Arc<Mutex<Receiver<Job>>>) {
         if job.reply.is_closed() {
             continue;
         }
-        let result = session.run(&job.inputs, &job.outputs);
+        let result = session.run(job.inputs, &job.outputs);
         let _ = job.reply.send(result);
     }
 }
