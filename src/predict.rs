@@ -104,16 +104,22 @@ fn local(
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for chunk in instances.chunks(batch_size) {
-        // Decode line by line first, so an error names the file line rather than a chunk index.
-        for (line, instance) in chunk {
-            if let Err(e) = decode_instances(session.signature(), std::slice::from_ref(instance)) {
-                let msg = e.message.strip_prefix("instance 0: ").unwrap_or(&e.message);
-                bail!("{name}:{line}: {msg}");
-            }
-        }
         let values: Vec<Value> = chunk.iter().map(|(_, v)| v.clone()).collect();
-        let inputs = decode_instances(session.signature(), &values)
-            .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let inputs = decode_instances(session.signature(), &values).map_err(|e| {
+            // Name the file line of the first instance at fault rather than a chunk index.
+            let bad = chunk.iter().find_map(|(line, instance)| {
+                decode_instances(session.signature(), std::slice::from_ref(instance))
+                    .err()
+                    .map(|e| (line, e))
+            });
+            match bad {
+                Some((line, e)) => {
+                    let msg = e.message.strip_prefix("instance 0: ").unwrap_or(&e.message);
+                    anyhow::anyhow!("{name}:{line}: {msg}")
+                }
+                None => anyhow::anyhow!("{name}: {e}"),
+            }
+        })?;
         let outputs = session
             .run(inputs, &[])
             .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -246,12 +246,7 @@ pub fn evaluate(
     global_step: u64,
 ) -> Result<EvalMetrics> {
     let limit = max_batches.map_or(eval.n, |b| (b as usize * batch_size).min(eval.n));
-    let rows: Vec<usize> = (0..limit).collect();
-    let mut logits = Vec::with_capacity(limit);
-    for part in rows.chunks(batch_size) {
-        let batch = Batch::gather(eval, part)?;
-        logits.extend(network.forward(&batch)?.flatten_all()?.to_vec1::<f32>()?);
-    }
+    let logits = network.predict_first(eval, limit, batch_size)?;
     Ok(metrics::evaluate(
         &logits,
         &eval.labels[..limit],

@@ -182,8 +182,14 @@ impl Network {
 
     /// Logits of every encoded row, computed in chunks of `chunk` rows.
     pub fn predict(&self, data: &Encoded, chunk: usize) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(data.n);
-        let rows: Vec<usize> = (0..data.n).collect();
+        self.predict_first(data, data.n, chunk)
+    }
+
+    /// Logits of the first `n` encoded rows.
+    pub fn predict_first(&self, data: &Encoded, n: usize, chunk: usize) -> Result<Vec<f32>> {
+        let n = n.min(data.n);
+        let mut out = Vec::with_capacity(n);
+        let rows: Vec<usize> = (0..n).collect();
         for part in rows.chunks(chunk.max(1)) {
             let batch = Batch::gather(data, part)?;
             out.extend(self.forward(&batch)?.flatten_all()?.to_vec1::<f32>()?);
