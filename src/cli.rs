@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::batch::BatchArgs;
+use crate::bench::BenchOrtArgs;
 use crate::predict::PredictArgs;
 use crate::serve::ServeArgs;
 use crate::trainer::TrainArgs;
@@ -33,6 +34,9 @@ pub enum Command {
     Predict(PredictArgs),
     /// Batch prediction of JSON-lines files, as a Cloud ML Engine prediction job.
     BatchPredict(BatchArgs),
-    /// Serve model versions over REST: Cloud ML Engine / Vertex, TensorFlow Serving and KServe v2.
+    /// Serve model versions over REST and gRPC: Cloud ML Engine / Vertex, TensorFlow Serving and
+    /// KServe v2.
     Serve(ServeArgs),
+    /// Time raw ONNX Runtime runs of a model for several batch sizes (no server around them).
+    BenchOrt(BenchOrtArgs),
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod bench;
 pub mod census;
 pub mod cli;
 pub mod inference;

@@ -68,6 +68,10 @@ fn main() -> ExitCode {
             init_logging(false);
             mlengine::serve::run(args, cli.ort_library.as_deref())
         }
+        Command::BenchOrt(args) => {
+            init_logging(false);
+            mlengine::bench::run(args, cli.ort_library.as_deref())
+        }
         Command::Predict(args) => {
             init_logging(false);
             mlengine::predict::run(args, cli.ort_library.as_deref())

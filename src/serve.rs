@@ -17,7 +17,7 @@ use crate::repository::mirror::Mirror;
 use crate::repository::policy::VersionPolicy;
 use crate::repository::registry::{ModelConfig, Registry};
 use crate::runtime::library;
-use crate::runtime::worker::WorkerConfig;
+use crate::runtime::worker::{BatchConfig, WorkerConfig};
 use crate::runtime::{Device, SessionConfig};
 
 fn default_base_path() -> PathBuf {
@@ -86,9 +86,26 @@ pub struct ServeArgs {
     #[arg(long, env = "MLENGINE_HTTP_THREADS", default_value_t = 1)]
     pub http_threads: usize,
 
-    /// Requests queued per version before new ones are refused with 429.
-    #[arg(long, env = "MLENGINE_QUEUE_CAPACITY", default_value_t = 256)]
-    pub queue_capacity: usize,
+    /// Dynamic batching: most instances merged into one ONNX Runtime run (1 turns merging off).
+    #[arg(long, env = "MLENGINE_MAX_BATCH_SIZE", default_value_t = 64)]
+    pub max_batch_size: usize,
+
+    /// Dynamic batching: how long a free worker holding a partial batch waits for more requests
+    /// (Triton's max queue delay); 0 takes only what is already queued.
+    #[arg(long, env = "MLENGINE_BATCH_TIMEOUT_MICROS", default_value_t = 0)]
+    pub batch_timeout_micros: u64,
+
+    /// Queue bound per version, in batches of --max-batch-size requests: past
+    /// max-enqueued-batches x max-batch-size queued requests, new ones are refused at once (429,
+    /// RESOURCE_EXHAUSTED).
+    #[arg(long, env = "MLENGINE_MAX_ENQUEUED_BATCHES", default_value_t = 4)]
+    pub max_enqueued_batches: usize,
+
+    /// Deadline of requests that bring none (header X-Request-Timeout-Ms, grpc-timeout, or
+    /// KServe's parameters.timeout); 0 for none. A request still queued at its deadline is
+    /// answered 504 / DEADLINE_EXCEEDED and never run.
+    #[arg(long, env = "MLENGINE_REQUEST_TIMEOUT_MS", default_value_t = 0)]
+    pub request_timeout_ms: u64,
 
     /// Largest request body accepted (Cloud ML's limit is 1.5 MB).
     #[arg(long, env = "MLENGINE_MAX_BODY_BYTES", default_value_t = 1_572_864)]
@@ -161,9 +178,14 @@ pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()
     let mirrors = Arc::new(std::sync::Mutex::new(mirrors));
     let env = library::environment(ort_library, args.device == Device::Cuda)?;
     let metrics = Arc::new(Metrics::new().context("cannot create metrics")?);
+    let max_batch_size = args.max_batch_size.max(1);
     let workers = WorkerConfig {
         workers: args.workers.max(1),
-        queue_capacity: args.queue_capacity.max(1),
+        queue_capacity: args.max_enqueued_batches.max(1) * max_batch_size,
+        batching: BatchConfig {
+            max_batch_size,
+            batch_timeout: Duration::from_micros(args.batch_timeout_micros),
+        },
         session: SessionConfig {
             intra_threads: args.intra_op_threads.max(1),
             device: args.device,
@@ -225,7 +247,12 @@ pub fn run(args: &ServeArgs, ort_library: Option<&std::path::Path>) -> Result<()
                 }
             })?;
     }
-    let service = Arc::new(InferenceService { registry, metrics });
+    let service = Arc::new(InferenceService {
+        registry,
+        metrics,
+        default_timeout: (args.request_timeout_ms > 0)
+            .then(|| Duration::from_millis(args.request_timeout_ms)),
+    });
     let state = Arc::new(RestState {
         service,
         max_body_bytes: args.max_body_bytes,

@@ -23,6 +23,15 @@ fn floats(v: &serde_json::Value) -> Vec<f64> {
     out
 }
 
+/// The bits of elements `from..to` of a float or int64 output.
+fn bits(data: &TensorData, from: usize, to: usize) -> Vec<u64> {
+    match data {
+        TensorData::F32(v) => v[from..to].iter().map(|x| u64::from(x.to_bits())).collect(),
+        TensorData::I64(v) => v[from..to].iter().map(|&x| x as u64).collect(),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 #[test]
 fn python_onnxruntime_rust_runtime_and_trainer_agree() {
     let tmp = tempfile::tempdir().unwrap();
@@ -78,6 +87,30 @@ fn python_onnxruntime_rust_runtime_and_trainer_agree() {
         get("classes"),
     );
     assert_eq!(r_logits.len(), rows.len());
+
+    // A row's answer does not depend on the rows batched with it, bit for bit: every row alone,
+    // and the rows in uneven batches, give exactly the all-rows run's outputs.
+    let all_rows = outputs.clone();
+    let mut start = 0;
+    for (k, size) in [1usize, 2, 3, 7, 64, 1].iter().cycle().enumerate() {
+        if start >= instances.len() {
+            break;
+        }
+        // Alternate batch sizes, and run every row alone in the first 2,000 rows' span.
+        let size = if start < 2000 { 1 } else { *size + k % 5 };
+        let end = (start + size).min(instances.len());
+        let inputs = decode_instances(session.signature(), &instances[start..end]).unwrap();
+        let part = session.run(inputs, &[]).unwrap();
+        for ((name, whole), (_, piece)) in all_rows.iter().zip(&part) {
+            let row_len = whole.row_len();
+            assert!(
+                bits(&whole.data, start * row_len, end * row_len)
+                    == bits(&piece.data, 0, piece.data.len()),
+                "{name}: rows {start}..{end} run apart differ from the same rows run together"
+            );
+        }
+        start = end;
+    }
 
     // Python: onnx.checker (full_check) and onnxruntime.
     let python = python_env("onnx", "tests/python/requirements-onnx.txt");

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::inference::json_rows::{decode_instances, write_prediction_lines};
 use crate::inference::tensor::Signature;
-use crate::runtime::worker::{WorkerConfig, Workers};
+use crate::runtime::worker::{BatchConfig, WorkerConfig, Workers};
 use crate::runtime::{library, Device, SessionConfig};
 use crate::storage::remote::{self, Object};
 use output::ShardWriter;
@@ -126,11 +126,14 @@ async fn run_async(args: &BatchArgs, ort_library: Option<&Path>) -> Result<Summa
         WorkerConfig {
             workers: args.max_worker_count,
             queue_capacity: args.max_worker_count * 2,
+            // The pipeline already cuts the input into batches of --batch-size.
+            batching: BatchConfig::OFF,
             session: SessionConfig {
                 intra_threads: 1,
                 device: args.device,
             },
         },
+        Arc::default(),
     )
     .with_context(|| format!("cannot load the model of --model-dir {}", args.model_dir))?;
     let workers = Arc::new(workers);
@@ -285,9 +288,9 @@ async fn run_and_encode(
     let mut text = Vec::new();
     let mut predictions = 0;
     match workers
-        .run(inputs, vec![])
+        .run(inputs, vec![], None)
         .await
-        .and_then(|outputs| write_prediction_lines(&outputs, &mut text))
+        .and_then(|ran| write_prediction_lines(&ran.outputs, &mut text))
     {
         Ok(n) => predictions = n as u64,
         Err(e) => errors.extend(std::iter::repeat_n(e.message, rows)),

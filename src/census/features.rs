@@ -62,7 +62,7 @@ impl FeatureSpec {
         for (j, log) in LOG_SCALED.iter().enumerate() {
             let values: Vec<f64> = rows
                 .iter()
-                .map(|r| scale(r.numeric[j] as f32, *log) as f64)
+                .map(|r| scale(r.numeric[j], *log) as f64)
                 .collect();
             let mean = values.iter().sum::<f64>() / n;
             let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
@@ -127,7 +127,7 @@ impl FeatureSpec {
 
     /// Standardised value of numeric column `j`, computed in f32 exactly as the graph does.
     pub fn normalise(&self, j: usize, value: i64) -> f32 {
-        (scale(value as f32, LOG_SCALED[j]) - self.numeric_mean[j]) / self.numeric_std[j]
+        (scale(value, LOG_SCALED[j]) - self.numeric_mean[j]) / self.numeric_std[j]
     }
 
     pub fn encode(&self, rows: &[CensusRow]) -> Encoded {
@@ -171,11 +171,13 @@ impl FeatureSpec {
     }
 }
 
-fn scale(value: f32, log: bool) -> f32 {
+/// In double precision, then rounded to float, as the graph does it (see `onnx::census_graph`).
+fn scale(value: i64, log: bool) -> f32 {
+    let x = value as f64;
     if log {
-        (value.max(0.0) + 1.0).ln()
+        ((x.max(0.0) + 1.0).ln()) as f32
     } else {
-        value
+        x as f32
     }
 }
 

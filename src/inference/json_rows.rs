@@ -410,6 +410,16 @@ pub fn write_prediction_lines(
     outputs: &[(String, Tensor)],
     out: &mut Vec<u8>,
 ) -> InferenceResult<usize> {
+    write_predictions(outputs, b"\n", out)
+}
+
+/// The predictions of [`encode_predictions`] written to `out`, each object followed by
+/// `separator` (the caller trims the last one where a list needs it).
+pub fn write_predictions(
+    outputs: &[(String, Tensor)],
+    separator: &[u8],
+    out: &mut Vec<u8>,
+) -> InferenceResult<usize> {
     let n = outputs
         .first()
         .and_then(|(_, t)| t.shape.first().copied())
@@ -436,7 +446,8 @@ pub fn write_prediction_lines(
             let per: usize = tensor.shape[1..].iter().product();
             write_nested(&tensor.data, &tensor.shape[1..], &mut (i * per), out);
         }
-        out.extend_from_slice(b"}\n");
+        out.push(b'}');
+        out.extend_from_slice(separator);
     }
     Ok(n)
 }

@@ -2,6 +2,7 @@
 //! every adapter shares.
 
 pub mod binary;
+pub mod deadline;
 pub mod error;
 pub mod json_columns;
 pub mod json_fast;

@@ -2,7 +2,7 @@
 //! tensors through its workers, record metrics.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::error::InferenceResult;
 use super::tensor::Tensor;
@@ -13,9 +13,16 @@ use crate::runtime::worker::Outputs;
 pub struct InferenceService {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
+    /// Deadline of requests that bring none (`--request-timeout-ms`).
+    pub default_timeout: Option<Duration>,
 }
 
 impl InferenceService {
+    /// A request's deadline: its own timeout, else the server's default, counted from `start`.
+    pub fn deadline(&self, start: Instant, requested: Option<Duration>) -> Option<Instant> {
+        requested.or(self.default_timeout).map(|t| start + t)
+    }
+
     /// The version a request is served by; held until the response is built.
     pub fn resolve(
         &self,
@@ -26,24 +33,46 @@ impl InferenceService {
     }
 
     /// Runs inputs (one tensor per signature input, in order) and returns the outputs asked for by
-    /// index (all when empty).
+    /// index (all when empty). A request still queued at `deadline` is answered
+    /// DEADLINE_EXCEEDED and never run.
     pub async fn run(
         &self,
         version: &LoadedVersion,
         inputs: Vec<Tensor>,
         outputs: Vec<usize>,
+        deadline: Option<Instant>,
     ) -> InferenceResult<Outputs> {
-        let batch = super::tensor::batch_size(&inputs)?;
+        super::tensor::batch_size(&inputs)?;
         let start = Instant::now();
-        let result = version.workers.run(inputs, outputs).await;
-        self.metrics
-            .inference_duration
+        let result = version.workers.run(inputs, outputs, deadline).await;
+        let m = &self.metrics;
+        m.inference_duration
             .with_label_values(&[version.model.as_str(), version.version_string.as_str()])
             .observe(start.elapsed().as_secs_f64());
-        self.metrics
-            .batch_size
+        let ran = result?;
+        m.queue_duration
             .with_label_values(&[version.model.as_str()])
-            .observe(batch as f64);
-        result
+            .observe(ran.queued.as_secs_f64());
+        if ran.first_in_batch {
+            m.batch_size
+                .with_label_values(&[version.model.as_str()])
+                .observe(ran.batch_rows as f64);
+        }
+        Ok(ran.outputs)
+    }
+
+    /// Brings the dropped-request counters up to the workers' counts (before a scrape).
+    pub fn sync_drop_metrics(&self) {
+        for model in self.registry.models() {
+            let name = model.config.name.as_str();
+            for (reason, count) in [
+                ("cancelled", &model.drops.cancelled),
+                ("deadline", &model.drops.expired),
+            ] {
+                let counter = self.metrics.dropped.with_label_values(&[name, reason]);
+                let now = count.load(std::sync::atomic::Ordering::Relaxed);
+                counter.inc_by(now.saturating_sub(counter.get()));
+            }
+        }
     }
 }

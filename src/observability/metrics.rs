@@ -17,6 +17,8 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub inference_duration: HistogramVec,
     pub batch_size: HistogramVec,
+    pub queue_duration: HistogramVec,
+    pub dropped: IntCounterVec,
     pub load_attempts: IntCounterVec,
     pub load_failures: IntCounterVec,
     pub available_versions: IntGaugeVec,
@@ -57,6 +59,22 @@ impl Metrics {
             ),
             &["model"],
         )?;
+        let queue_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "mlengine_queue_duration_seconds",
+                "Time a request waited in its version's queue before its run started.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["model"],
+        )?;
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "mlengine_requests_dropped_total",
+                "Queued requests dropped without running: the client went away (cancelled) or \
+                 the deadline passed (deadline).",
+            ),
+            &["model", "reason"],
+        )?;
         let load_attempts = IntCounterVec::new(
             Opts::new(
                 "mlengine_model_load_attempts_total",
@@ -90,6 +108,8 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(inference_duration.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
+        registry.register(Box::new(queue_duration.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
         registry.register(Box::new(load_attempts.clone()))?;
         registry.register(Box::new(load_failures.clone()))?;
         registry.register(Box::new(available_versions.clone()))?;
@@ -99,6 +119,8 @@ impl Metrics {
             request_duration,
             inference_duration,
             batch_size,
+            queue_duration,
+            dropped,
             load_attempts,
             load_failures,
             available_versions,

@@ -73,6 +73,20 @@ impl GraphBuilder {
         name.to_string()
     }
 
+    /// Adds a double initializer and returns its name.
+    pub fn const_f64(&mut self, name: &str, dims: &[i64], data: Vec<f64>) -> String {
+        debug_assert_eq!(dims.iter().product::<i64>() as usize, data.len());
+        let tensor = TensorProto {
+            name: name.to_string(),
+            dims: dims.to_vec(),
+            data_type: DataType::DOUBLE as i32,
+            double_data: data,
+            ..Default::default()
+        };
+        self.graph.initializer.push(tensor);
+        name.to_string()
+    }
+
     /// Adds an int64 initializer and returns its name.
     pub fn const_i64(&mut self, name: &str, dims: &[i64], data: Vec<i64>) -> String {
         debug_assert_eq!(dims.iter().product::<i64>() as usize, data.len());

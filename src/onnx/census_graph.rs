@@ -13,7 +13,8 @@ use super::builder::{Attr, Dim, GraphBuilder};
 use crate::census::features::LOG_SCALED;
 use crate::census::model::WideDeepWeights;
 use crate::census::schema::{
-    WideBase, WideColumn, AGE_BOUNDARIES, AGE_BUCKETS, CATEGORICAL, INPUTS, NUMERIC, WIDE_COLUMNS,
+    age_bucket, WideBase, WideColumn, AGE_BOUNDARIES, AGE_BUCKETS, CATEGORICAL, INPUTS, NUMERIC,
+    WIDE_COLUMNS,
 };
 use crate::census::FeatureSpec;
 
@@ -23,6 +24,17 @@ pub const OUTPUTS: [&str; 4] = ["probabilities", "logits", "classes", "logistic"
 const BATCH: Dim = Dim::Named("batch");
 
 /// Builds the graph. `doc` goes into the model's doc string.
+///
+/// The graph is laid out for few nodes rather than one chain per column: ONNX Runtime's cost per
+/// node dominates a census row, so the eight string columns go through one trim and one lookup as
+/// an `[8, batch]` matrix, and the numeric columns through one chain as `[5, batch]`.
+///
+/// Every row's numbers are independent of the other rows in its batch, bit for bit, so that the
+/// server may batch requests without changing any answer: sums over a row are MatMuls (ONNX
+/// Runtime's `ReduceSum` rounds differently by position), and the logarithm is taken in double
+/// precision (its float kernel rounds vectorised and scalar elements differently; in double
+/// the difference never survives the rounding to float over the census range, which the tests
+/// check).
 pub fn build(spec: &FeatureSpec, weights: &WideDeepWeights, doc: &str) -> ModelProto {
     let mut g = GraphBuilder::new("census_wide_deep");
     for name in INPUTS {
@@ -37,194 +49,195 @@ pub fn build(spec: &FeatureSpec, weights: &WideDeepWeights, doc: &str) -> ModelP
     let ids = categorical_ids(&mut g, spec);
     let dense = numeric_features(&mut g, spec);
     let bucket = age_buckets(&mut g);
+    let bases = g.op("Concat", &[&ids, &bucket], vec![("axis", Attr::Int(0))]);
 
-    let wide = wide_logit(&mut g, spec, weights, &ids, &bucket);
+    let wide = wide_logit(&mut g, spec, weights, &bases);
     let deep = deep_logit(&mut g, spec, weights, &ids, &dense);
     let logits = g.op("Add", &[&wide, &deep], vec![]);
     heads(&mut g, &logits);
     g.finish(env!("CARGO_PKG_VERSION"), doc)
 }
 
-/// Per categorical column, an int64 `[batch]` id: the trimmed value's vocabulary id, 0 when unknown
-/// or when the value holds inner whitespace (no vocabulary value does).
-fn categorical_ids(g: &mut GraphBuilder, spec: &FeatureSpec) -> Vec<String> {
-    let zero = g.const_i64("zero_i64", &[], vec![0]);
-    let one = g.const_i64("one_i64", &[], vec![1]);
-    let empty = g.const_str("empty_string", &[1, 1], &[""]);
-    let one_dim = g.const_i64("one_dim", &[1], vec![1]);
-    let batch_shape = g.op("Shape", &[CATEGORICAL[0]], vec![]);
-    let pad_shape = g.op(
-        "Concat",
-        &[&batch_shape, &one_dim],
-        vec![("axis", Attr::Int(0))],
+/// Stacks `[batch]` inputs into a `[columns, batch]` matrix.
+fn stack_columns(g: &mut GraphBuilder, name: &str, columns: &[&str]) -> String {
+    let flat = g.op("Concat", columns, vec![("axis", Attr::Int(0))]);
+    let shape = g.const_i64(
+        &format!("{name}_shape"),
+        &[2],
+        vec![columns.len() as i64, -1],
     );
-    // One empty token per row so that an all-blank column still has a first token.
-    let pad = g.op("Expand", &[&empty, &pad_shape], vec![]);
-    CATEGORICAL
-        .iter()
-        .enumerate()
-        .map(|(c, name)| {
-            let tokens = g.fresh(&format!("{name}_tokens"));
-            let count = g.fresh(&format!("{name}_token_count"));
-            g.node("", "StringSplit", &[name], &[&tokens, &count], vec![]);
-            let padded = g.op("Concat", &[&tokens, &pad], vec![("axis", Attr::Int(1))]);
-            let first = g.op("Gather", &[&padded, &zero], vec![("axis", Attr::Int(1))]);
-            let looked_up = g.fresh(&format!("{name}_vocab_id"));
-            let vocab = &spec.vocabularies[c];
-            g.node(
-                "ai.onnx.ml",
-                "LabelEncoder",
-                &[&first],
-                &[&looked_up],
-                vec![
-                    ("keys_strings", Attr::Strings(vocab.clone())),
-                    (
-                        "values_int64s",
-                        Attr::Ints((1..=vocab.len() as i64).collect()),
-                    ),
-                    ("default_int64", Attr::Int(0)),
-                ],
-            );
-            let several = g.op("Greater", &[&count, &one], vec![]);
-            g.op("Where", &[&several, &zero, &looked_up], vec![])
-        })
-        .collect()
+    g.op("Reshape", &[&flat, &shape], vec![])
 }
 
-/// The numeric columns as float `[batch, 5]`: optional `ln(1 + max(x, 0))`, then standardised.
+/// Vocabulary ids of the categorical columns, int64 `[8, batch]`: the trimmed value's id in its
+/// column's vocabulary, 0 when unknown or when the value holds inner whitespace (no vocabulary
+/// value does).
+fn categorical_ids(g: &mut GraphBuilder, spec: &FeatureSpec) -> String {
+    let values = stack_columns(g, "categorical", &CATEGORICAL);
+    // A sentinel token after each value gives every cell a first token (an empty or blank value
+    // has none of its own), and makes "exactly two tokens" mean "one word".
+    let sentinel = g.const_str("token_sentinel", &[1], &[" \u{7f}"]);
+    let marked = g.op("StringConcat", &[&values, &sentinel], vec![]);
+    let tokens = g.fresh("tokens");
+    let count = g.fresh("token_count");
+    g.node("", "StringSplit", &[&marked], &[&tokens, &count], vec![]);
+    let zero = g.const_i64("zero_i64", &[], vec![0]);
+    let first = g.op("Gather", &[&tokens, &zero], vec![("axis", Attr::Int(2))]);
+    // One lookup for all columns: keys are "<column> <value>" (values hold no whitespace).
+    let prefixes: Vec<String> = CATEGORICAL.iter().map(|c| format!("{c} ")).collect();
+    let prefix_refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    let prefixes = g.const_str(
+        "column_prefixes",
+        &[CATEGORICAL.len() as i64, 1],
+        &prefix_refs,
+    );
+    let keys = g.op("StringConcat", &[&prefixes, &first], vec![]);
+    let mut vocab_keys = Vec::new();
+    let mut vocab_ids = Vec::new();
+    for (c, column) in CATEGORICAL.iter().enumerate() {
+        for (i, value) in spec.vocabularies[c].iter().enumerate() {
+            vocab_keys.push(format!("{column} {value}"));
+            vocab_ids.push(i as i64 + 1);
+        }
+    }
+    let looked_up = g.fresh("vocab_id");
+    g.node(
+        "ai.onnx.ml",
+        "LabelEncoder",
+        &[&keys],
+        &[&looked_up],
+        vec![
+            ("keys_strings", Attr::Strings(vocab_keys)),
+            ("values_int64s", Attr::Ints(vocab_ids)),
+            ("default_int64", Attr::Int(0)),
+        ],
+    );
+    let two = g.const_i64("two_i64", &[], vec![2]);
+    let one_word = g.op("Equal", &[&count, &two], vec![]);
+    g.op("Where", &[&one_word, &looked_up, &zero], vec![])
+}
+
+/// The numeric columns as float `[batch, 5]`: optional `ln(1 + max(x, 0))` (in double, see
+/// `build`), then standardised.
 fn numeric_features(g: &mut GraphBuilder, spec: &FeatureSpec) -> String {
-    let axis1 = g.const_i64("axis_1", &[1], vec![1]);
-    let columns: Vec<String> = NUMERIC
-        .iter()
-        .map(|name| g.op("Unsqueeze", &[name, &axis1], vec![]))
-        .collect();
-    let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let stacked = g.op("Concat", &refs, vec![("axis", Attr::Int(1))]);
+    let stacked = stack_columns(g, "numeric", &NUMERIC);
     let x = g.op(
         "Cast",
         &[&stacked],
-        vec![("to", Attr::Int(DataType::FLOAT as i64))],
+        vec![("to", Attr::Int(DataType::DOUBLE as i64))],
     );
-    let zero = g.const_f32("zero_f32", &[], vec![0.0]);
-    let one = g.const_f32("one_f32", &[], vec![1.0]);
+    let zero = g.const_f64("zero_f64", &[], vec![0.0]);
+    let one = g.const_f64("one_f64", &[], vec![1.0]);
     let clipped = g.op("Max", &[&x, &zero], vec![]);
     let shifted = g.op("Add", &[&clipped, &one], vec![]);
     let logged = g.op("Log", &[&shifted], vec![]);
     let n = NUMERIC.len() as i64;
-    let mask = g.const_bool("log_scaled", &[n], &LOG_SCALED);
+    let mask = g.const_bool("log_scaled", &[n, 1], &LOG_SCALED);
     let scaled = g.op("Where", &[&mask, &logged, &x], vec![]);
-    let mean = g.const_f32("numeric_mean", &[n], spec.numeric_mean.clone());
-    let std = g.const_f32("numeric_std", &[n], spec.numeric_std.clone());
-    let centred = g.op("Sub", &[&scaled, &mean], vec![]);
-    g.op("Div", &[&centred, &std], vec![])
-}
-
-/// Age bucket ids, int64 `[batch]`: the number of boundaries <= age.
-fn age_buckets(g: &mut GraphBuilder) -> String {
-    let axis1 = g.const_i64("bucket_axis", &[1], vec![1]);
-    let age = g.op("Unsqueeze", &["age", &axis1], vec![]);
-    let age = g.op(
+    let scaled = g.op(
         "Cast",
-        &[&age],
+        &[&scaled],
         vec![("to", Attr::Int(DataType::FLOAT as i64))],
     );
-    let bounds = g.const_f32(
-        "age_boundaries",
-        &[1, AGE_BOUNDARIES.len() as i64],
-        AGE_BOUNDARIES.to_vec(),
-    );
-    let above = g.op("GreaterOrEqual", &[&age, &bounds], vec![]);
-    let above = g.op(
-        "Cast",
-        &[&above],
-        vec![("to", Attr::Int(DataType::INT64 as i64))],
-    );
+    let mean = g.const_f32("numeric_mean", &[n, 1], spec.numeric_mean.clone());
+    let std = g.const_f32("numeric_std", &[n, 1], spec.numeric_std.clone());
+    let centred = g.op("Sub", &[&scaled, &mean], vec![]);
+    let normalised = g.op("Div", &[&centred, &std], vec![]);
     g.op(
-        "ReduceSum",
-        &[&above, &axis1],
-        vec![("keepdims", Attr::Int(0))],
+        "Transpose",
+        &[&normalised],
+        vec![("perm", Attr::Ints(vec![1, 0]))],
     )
 }
 
-/// Stacks `[batch]` id columns into `[batch, k]` and adds each column's table offset.
-fn offset_ids(g: &mut GraphBuilder, name: &str, columns: &[String], offsets: &[usize]) -> String {
-    let axis1 = g.const_i64(&format!("{name}_axis"), &[1], vec![1]);
-    let unsqueezed: Vec<String> = columns
-        .iter()
-        .map(|c| g.op("Unsqueeze", &[c, &axis1], vec![]))
-        .collect();
-    let refs: Vec<&str> = unsqueezed.iter().map(String::as_str).collect();
-    let stacked = g.op("Concat", &refs, vec![("axis", Attr::Int(1))]);
-    let offsets = g.const_i64(
-        &format!("{name}_offsets"),
-        &[offsets.len() as i64],
-        offsets.iter().map(|o| *o as i64).collect(),
-    );
-    g.op("Add", &[&stacked, &offsets], vec![])
+/// Age bucket ids, int64 `[1, batch]`: the number of boundaries <= age, looked up in a table
+/// indexed by the age clipped to the table (boundaries are whole years).
+fn age_buckets(g: &mut GraphBuilder) -> String {
+    let last = AGE_BOUNDARIES[AGE_BOUNDARIES.len() - 1] as i64;
+    let table: Vec<i64> = (0..=last).map(|a| age_bucket(a as f32) as i64).collect();
+    let table = g.const_i64("age_bucket_table", &[last + 1], table);
+    let row_shape = g.const_i64("age_row_shape", &[2], vec![1, -1]);
+    let age = g.op("Reshape", &["age", &row_shape], vec![]);
+    let low = g.const_i64("age_min", &[], vec![0]);
+    let high = g.const_i64("age_max", &[], vec![last]);
+    let clipped = g.op("Clip", &[&age, &low, &high], vec![]);
+    g.op("Gather", &[&table, &clipped], vec![("axis", Attr::Int(0))])
 }
 
+/// The wide tower's logit, float `[batch, 1]`. `bases` holds the categorical ids and the age
+/// bucket as int64 `[9, batch]`; each wide column's id (a base id, or a cross's mixed-radix
+/// number) is a linear combination of them, so all eleven come from one integer MatMul.
 fn wide_logit(
     g: &mut GraphBuilder,
     spec: &FeatureSpec,
     weights: &WideDeepWeights,
-    ids: &[String],
-    bucket: &str,
+    bases: &str,
 ) -> String {
+    let nbases = CATEGORICAL.len() + 1;
+    let base_index = |b: &WideBase| match b {
+        WideBase::Categorical(c) => *c,
+        WideBase::AgeBuckets => CATEGORICAL.len(),
+    };
     let base_size = |b: &WideBase| match b {
         WideBase::Categorical(c) => spec.categorical_size(*c),
         WideBase::AgeBuckets => AGE_BUCKETS,
     };
-    let base_id = |b: &WideBase| match b {
-        WideBase::Categorical(c) => ids[*c].clone(),
-        WideBase::AgeBuckets => bucket.to_string(),
-    };
-    let mut columns = Vec::new();
-    for column in WIDE_COLUMNS {
-        let id = match column {
-            WideColumn::Categorical(c) => ids[c].clone(),
-            WideColumn::AgeBuckets => bucket.to_string(),
+    let mut coefficients = vec![0i64; WIDE_COLUMNS.len() * nbases];
+    for (k, column) in WIDE_COLUMNS.iter().enumerate() {
+        let row = &mut coefficients[k * nbases..(k + 1) * nbases];
+        match column {
+            WideColumn::Categorical(c) => row[*c] += 1,
+            WideColumn::AgeBuckets => row[CATEGORICAL.len()] += 1,
             WideColumn::Cross(factors) => {
-                let mut acc = base_id(&factors[0]);
-                for f in &factors[1..] {
-                    let size_name = g.fresh("cross_size");
-                    let size = g.const_i64(&size_name, &[], vec![base_size(f) as i64]);
-                    let scaled = g.op("Mul", &[&acc, &size], vec![]);
-                    acc = g.op("Add", &[&scaled, &base_id(f)], vec![]);
+                let mut stride = 1i64;
+                for f in factors.iter().rev() {
+                    row[base_index(f)] += stride;
+                    stride *= base_size(f) as i64;
                 }
-                acc
             }
-        };
-        columns.push(id);
+        }
     }
+    let k = WIDE_COLUMNS.len() as i64;
+    let coefficients = g.const_i64("wide_coefficients", &[k, nbases as i64], coefficients);
     let (offsets, total) = spec.wide_offsets();
-    let wide_ids = offset_ids(g, "wide", &columns, &offsets);
+    let offsets = g.const_i64(
+        "wide_offsets",
+        &[k, 1],
+        offsets.iter().map(|o| *o as i64).collect(),
+    );
+    let local = g.op("MatMul", &[&coefficients, bases], vec![]);
+    let ids = g.op("Add", &[&local, &offsets], vec![]);
+    let ids = g.op("Transpose", &[&ids], vec![("perm", Attr::Ints(vec![1, 0]))]);
     let table = g.const_f32("wide_weights", &[total as i64], weights.wide.clone());
-    let picked = g.op("Gather", &[&table, &wide_ids], vec![("axis", Attr::Int(0))]);
-    let axis1 = g.const_i64("wide_sum_axis", &[1], vec![1]);
-    g.op(
-        "ReduceSum",
-        &[&picked, &axis1],
-        vec![("keepdims", Attr::Int(1))],
-    )
+    let picked = g.op("Gather", &[&table, &ids], vec![("axis", Attr::Int(0))]);
+    let ones = g.const_f32("wide_sum_ones", &[k, 1], vec![1.0; WIDE_COLUMNS.len()]);
+    g.op("MatMul", &[&picked, &ones], vec![])
 }
 
 fn deep_logit(
     g: &mut GraphBuilder,
     spec: &FeatureSpec,
     weights: &WideDeepWeights,
-    ids: &[String],
+    ids: &str,
     dense: &str,
 ) -> String {
     let (offsets, rows) = spec.embedding_offsets();
     let e = weights.embedding_size as i64;
-    let emb_ids = offset_ids(g, "embedding", ids, &offsets);
-    let table = g.const_f32("embeddings", &[rows as i64, e], weights.embeddings.clone());
-    let looked_up = g.op("Gather", &[&table, &emb_ids], vec![("axis", Attr::Int(0))]);
-    let flat_shape = g.const_i64(
-        "embedding_flat_shape",
-        &[2],
-        vec![-1, CATEGORICAL.len() as i64 * e],
+    let c = CATEGORICAL.len() as i64;
+    let offsets = g.const_i64(
+        "embedding_offsets",
+        &[c, 1],
+        offsets.iter().map(|o| *o as i64).collect(),
     );
+    let rows_ids = g.op("Add", &[ids, &offsets], vec![]);
+    let rows_ids = g.op(
+        "Transpose",
+        &[&rows_ids],
+        vec![("perm", Attr::Ints(vec![1, 0]))],
+    );
+    let table = g.const_f32("embeddings", &[rows as i64, e], weights.embeddings.clone());
+    let looked_up = g.op("Gather", &[&table, &rows_ids], vec![("axis", Attr::Int(0))]);
+    let flat_shape = g.const_i64("embedding_flat_shape", &[2], vec![-1, c * e]);
     let flat = g.op("Reshape", &[&looked_up, &flat_shape], vec![]);
     let mut x = g.op("Concat", &[&flat, dense], vec![("axis", Attr::Int(1))]);
     for (i, layer) in weights.hidden.iter().enumerate() {

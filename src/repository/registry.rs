@@ -15,7 +15,7 @@ use super::policy::VersionPolicy;
 use super::{versions, MODEL_FILE};
 use crate::inference::error::{ErrorKind, InferenceError, InferenceResult};
 use crate::inference::tensor::{DType, Signature, Tensor, TensorData};
-use crate::runtime::worker::{WorkerConfig, Workers};
+use crate::runtime::worker::{DropCounts, WorkerConfig, Workers};
 
 /// File of JSON instances (one per line) run against a new version before it is served.
 pub const WARMUP_FILE: &str = "warmup.jsonl";
@@ -95,6 +95,8 @@ type Fingerprint = Option<(SystemTime, u64)>;
 
 pub struct ServedModel {
     pub config: ModelConfig,
+    /// Requests of any of its versions dropped unrun.
+    pub drops: Arc<DropCounts>,
     served: ArcSwap<BTreeMap<u64, Arc<LoadedVersion>>>,
     status: Mutex<BTreeMap<u64, VersionStatus>>,
     failed: Mutex<HashMap<u64, Fingerprint>>,
@@ -104,6 +106,7 @@ impl ServedModel {
     fn new(config: ModelConfig) -> Self {
         ServedModel {
             config,
+            drops: Arc::default(),
             served: ArcSwap::from_pointee(BTreeMap::new()),
             status: Mutex::new(BTreeMap::new()),
             failed: Mutex::new(HashMap::new()),
@@ -249,7 +252,7 @@ impl Registry {
                 continue;
             }
             model.set_status(*version, VersionState::Loading, None);
-            match self.load(&cfg.name, *version, dir) {
+            match self.load(model, *version, dir) {
                 Ok(loaded) => {
                     tracing::info!(model = %cfg.name, version, "loaded and warmed version");
                     on_load(&cfg.name, *version, None);
@@ -288,7 +291,8 @@ impl Registry {
         Ok(())
     }
 
-    fn load(&self, name: &str, version: u64, dir: &Path) -> Result<LoadedVersion> {
+    fn load(&self, model: &ServedModel, version: u64, dir: &Path) -> Result<LoadedVersion> {
+        let name = &model.config.name;
         let model_file = dir.join(MODEL_FILE);
         if !model_file.is_file() {
             anyhow::bail!("{} has no {MODEL_FILE}", dir.display());
@@ -298,6 +302,7 @@ impl Registry {
             &model_file,
             &format!("{name}-{version}"),
             self.workers,
+            Arc::clone(&model.drops),
         )?;
         warm_up(&workers, dir).with_context(|| format!("warm-up of version {version} failed"))?;
         Ok(LoadedVersion {

@@ -102,11 +102,11 @@ impl ModelSession {
                 self.signature.inputs.len()
             )));
         }
-        let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
+        let mut values: Vec<(&str, DynValue)> = Vec::with_capacity(inputs.len());
         for (spec, tensor) in self.signature.inputs.iter().zip(inputs) {
             let value = to_ort(tensor)
                 .map_err(|e| InferenceError::invalid(format!("input '{}': {e}", spec.name)))?;
-            values.push((spec.name.clone(), value));
+            values.push((spec.name.as_str(), value));
         }
         let result = self
             .session

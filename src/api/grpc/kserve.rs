@@ -14,7 +14,7 @@ use super::proto::inference::{
     ModelReadyResponse, ServerLiveRequest, ServerLiveResponse, ServerMetadataRequest,
     ServerMetadataResponse, ServerReadyRequest, ServerReadyResponse,
 };
-use super::{record, status};
+use super::{record, request_deadline, status};
 use crate::api::rest::datatype;
 use crate::inference::binary;
 use crate::inference::error::{InferenceError, InferenceResult};
@@ -115,6 +115,7 @@ impl KServe {
     async fn infer(
         &self,
         req: ModelInferRequest,
+        deadline: Option<Instant>,
         served: &mut String,
     ) -> InferenceResult<ModelInferResponse> {
         let version = self
@@ -173,7 +174,7 @@ impl KServe {
         }
         let inputs = signature.ordered_inputs(tensors)?;
         let wanted = signature.output_indices(req.outputs.iter().map(|o| o.name.as_str()))?;
-        let outputs = self.service.run(&version, inputs, wanted).await?;
+        let outputs = self.service.run(&version, inputs, wanted, deadline).await?;
         let mut response = ModelInferResponse {
             model_name: req.model_name.clone(),
             model_version: version.version_string.clone(),
@@ -270,10 +271,14 @@ impl GrpcInferenceService for KServe {
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
         let start = Instant::now();
+        let deadline = request_deadline(&self.service, &request);
         let req = request.into_inner();
         let model = req.model_name.clone();
         let mut version = String::new();
-        let result = self.infer(req, &mut version).await;
+        let result = match deadline {
+            Ok(deadline) => self.infer(req, deadline, &mut version).await,
+            Err(e) => Err(e),
+        };
         record(
             &self.service,
             &model,

@@ -32,6 +32,39 @@ fn record(
         .record_request(model, version, api, "grpc", status, start);
 }
 
+/// When a call arrived, stamped before its message is read and decoded.
+#[derive(Clone, Copy)]
+struct Arrival(std::time::Instant);
+
+fn stamp_arrival(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    request
+        .extensions_mut()
+        .insert(Arrival(std::time::Instant::now()));
+    Ok(request)
+}
+
+/// The call's deadline from `grpc-timeout`, else the server's default.
+///
+/// tonic enforces `grpc-timeout` itself, from the same arrival, and answers CANCELLED when it
+/// expires; a deadline a millisecond (tokio's timer tick) earlier lets the inference core answer
+/// DEADLINE_EXCEEDED, as gRPC specifies, first.
+fn request_deadline<T>(
+    service: &InferenceService,
+    request: &tonic::Request<T>,
+) -> Result<Option<std::time::Instant>, InferenceError> {
+    let arrival = request
+        .extensions()
+        .get::<Arrival>()
+        .map_or_else(std::time::Instant::now, |a| a.0);
+    let requested = request
+        .metadata()
+        .get(crate::inference::deadline::GRPC_TIMEOUT_HEADER)
+        .map(|v| crate::inference::deadline::parse_grpc_timeout(v.as_bytes()))
+        .transpose()?
+        .map(|t| t.saturating_sub(std::time::Duration::from_millis(1)));
+    Ok(service.deadline(arrival, requested))
+}
+
 /// Service names reported by the health service besides the overall status "".
 pub const SERVICES: [&str; 3] = [
     "tensorflow.serving.PredictionService",
@@ -69,21 +102,23 @@ pub fn router(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
+        .add_service(tonic::service::interceptor::InterceptedService::new(
             PredictionServiceServer::new(tf.clone())
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
-        )
+            stamp_arrival,
+        ))
         .add_service(
             ModelServiceServer::new(tf)
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
         )
-        .add_service(
+        .add_service(tonic::service::interceptor::InterceptedService::new(
             GrpcInferenceServiceServer::new(kserve)
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
-        );
+            stamp_arrival,
+        ));
     Ok((router, reporter))
 }
 

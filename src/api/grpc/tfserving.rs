@@ -15,7 +15,7 @@ use super::proto::tensorflow::serving::{
 };
 use super::proto::tensorflow::{SignatureDef, TensorInfo};
 use super::tensor_proto::{data_type, decode, encode, shape_proto};
-use super::{record, status};
+use super::{record, request_deadline, status};
 use crate::inference::error::{InferenceError, InferenceResult};
 use crate::inference::service::InferenceService;
 use crate::inference::tensor::{Tensor, TensorSpec};
@@ -52,6 +52,7 @@ impl TfServing {
     async fn predict_inner(
         &self,
         req: PredictRequest,
+        deadline: Option<Instant>,
         version_label: &mut String,
     ) -> InferenceResult<PredictResponse> {
         let spec = model_spec(req.model_spec.as_ref())?;
@@ -82,7 +83,7 @@ impl TfServing {
             })
             .collect::<InferenceResult<_>>()?;
         let wanted = signature.output_indices(req.output_filter.iter().map(String::as_str))?;
-        let outputs = self.service.run(&version, inputs, wanted).await?;
+        let outputs = self.service.run(&version, inputs, wanted, deadline).await?;
         Ok(PredictResponse {
             model_spec: Some(served_spec(&spec.name, version.version)),
             outputs: outputs
@@ -110,6 +111,7 @@ impl PredictionService for TfServing {
         request: Request<PredictRequest>,
     ) -> Result<Response<PredictResponse>, Status> {
         let start = Instant::now();
+        let deadline = request_deadline(&self.service, &request);
         let req = request.into_inner();
         let model = req
             .model_spec
@@ -117,7 +119,10 @@ impl PredictionService for TfServing {
             .map(|s| s.name.clone())
             .unwrap_or_default();
         let mut version = String::new();
-        let result = self.predict_inner(req, &mut version).await;
+        let result = match deadline {
+            Ok(deadline) => self.predict_inner(req, deadline, &mut version).await,
+            Err(e) => Err(e),
+        };
         record(
             &self.service,
             &model,

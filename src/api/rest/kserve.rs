@@ -7,11 +7,13 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{empty, error_response, json_response, parse_json, read_body, record, Shared};
-use crate::inference::binary;
+use super::{
+    empty, error_response, json_response, parse_json, read_body, record, request_deadline, Shared,
+};
 use crate::inference::error::{InferenceError, InferenceResult};
 use crate::inference::json_rows::{append, element};
 use crate::inference::tensor::{DType, Tensor, TensorData};
+use crate::inference::{binary, deadline};
 use crate::repository::registry::VersionSelector;
 
 pub fn datatype(d: DType) -> &'static str {
@@ -83,7 +85,7 @@ pub async fn models(
         }
         (["infer"], Method::POST) => {
             let start = Instant::now();
-            let (result, served) = infer(&state, &model, &version, req).await;
+            let (result, served) = infer(&state, &model, &version, req, start).await;
             let status = result
                 .as_ref()
                 .map_or_else(|e| e.kind.http_status(), |_| 200);
@@ -134,6 +136,7 @@ async fn infer(
     model: &str,
     selector: &VersionSelector,
     req: Request,
+    start: Instant,
 ) -> (InferenceResult<Value>, Option<String>) {
     let version = match state.service.resolve(model, selector) {
         Ok(v) => v,
@@ -150,6 +153,8 @@ async fn infer(
                     .ok_or_else(|| InferenceError::invalid("Inference-Header-Content-Length is not a byte count"))?,
             ),
         };
+        let headers_timeout = req.headers().contains_key(deadline::REST_TIMEOUT_HEADER);
+        let header_deadline = request_deadline(state, start, req.headers())?;
         let body = read_body(state, req).await?;
         let (json_part, binary) = match header_len {
             None => (&body[..], &body[..0]),
@@ -225,6 +230,18 @@ async fn infer(
                 binary.len() - offset
             )));
         }
+        // Triton's request parameter `timeout` (microseconds) when no header set one.
+        let deadline = match request.pointer("/parameters/timeout") {
+            Some(t) if !headers_timeout => {
+                let micros = t.as_u64().ok_or_else(|| {
+                    InferenceError::invalid("parameters.timeout must be a whole number of microseconds")
+                })?;
+                state
+                    .service
+                    .deadline(start, Some(std::time::Duration::from_micros(micros)))
+            }
+            _ => header_deadline,
+        };
         let inputs = signature.ordered_inputs(tensors)?;
         let wanted = match request.get("outputs").and_then(Value::as_array) {
             None => vec![],
@@ -232,7 +249,7 @@ async fn infer(
                 list.iter().map(|o| o.get("name").and_then(Value::as_str).unwrap_or_default()),
             )?,
         };
-        let outputs = state.service.run(&version, inputs, wanted).await?;
+        let outputs = state.service.run(&version, inputs, wanted, deadline).await?;
         // Plain JSON answers: tritonclient reads them even when it asked for binary outputs.
         let outputs: Vec<Value> = outputs
             .iter()

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 
+use crate::inference::deadline;
 use crate::inference::error::{ErrorKind, InferenceError};
 use crate::inference::service::InferenceService;
 
@@ -48,6 +49,7 @@ pub fn router(state: Shared) -> Router {
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
+    state.service.sync_drop_metrics();
     (
         [(
             header::CONTENT_TYPE,
@@ -64,6 +66,11 @@ pub fn error_response(e: &InferenceError) -> Response {
         StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         &serde_json::json!({ "error": e.message }),
     )
+}
+
+/// A response of JSON text already encoded.
+pub fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
@@ -88,6 +95,19 @@ pub async fn read_body(state: &RestState, req: Request) -> Result<Bytes, Inferen
                 ),
             )
         })
+}
+
+/// The request's deadline from the timeout header, else the server's default.
+pub fn request_deadline(
+    state: &RestState,
+    start: Instant,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<Instant>, InferenceError> {
+    let requested = headers
+        .get(deadline::REST_TIMEOUT_HEADER)
+        .map(|v| deadline::parse_rest_timeout(v.as_bytes()))
+        .transpose()?;
+    Ok(state.service.deadline(start, requested))
 }
 
 /// Parses a JSON body (NaN and Infinity tokens allowed); the error names the position.

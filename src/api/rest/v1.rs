@@ -9,10 +9,14 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{error_response, json_response, parse_json, read_body, record, Shared};
+use super::{
+    error_response, json_bytes_response, json_response, parse_json, read_body, record,
+    request_deadline, Shared,
+};
 use crate::inference::error::{InferenceError, InferenceResult};
 use crate::inference::json_columns::{decode_columnar, encode_columnar};
-use crate::inference::json_rows::{decode_instances, encode_predictions};
+use crate::inference::json_fast;
+use crate::inference::json_rows::{decode_instances, encode_predictions, write_predictions};
 use crate::inference::tensor::DType;
 use crate::repository::registry::VersionSelector;
 
@@ -133,7 +137,7 @@ pub async fn dispatch(State(state): State<Shared>, req: Request) -> Response {
             model,
             version,
         } => {
-            let (result, served) = predict(&state, api, &model, &version, req).await;
+            let (result, served) = predict(&state, api, &model, &version, req, start).await;
             let status = match &result {
                 Ok(_) => 200,
                 Err(e) => e.kind.http_status(),
@@ -147,7 +151,7 @@ pub async fn dispatch(State(state): State<Shared>, req: Request) -> Response {
                 start,
             );
             match result {
-                Ok(v) => json_response(StatusCode::OK, &v),
+                Ok(body) => json_bytes_response(StatusCode::OK, body),
                 Err(e) => error_response(&e),
             }
         }
@@ -168,21 +172,35 @@ async fn predict(
     model: &str,
     selector: &VersionSelector,
     req: Request,
-) -> (InferenceResult<Value>, Option<String>) {
+    start: Instant,
+) -> (InferenceResult<Vec<u8>>, Option<String>) {
     let version = match resolve_model(state, api, model, selector) {
         Ok(v) => v,
         Err(e) => return (Err(e), None),
     };
     let served = Some(version.version_string.clone());
     let result = async {
+        let deadline = request_deadline(state, start, req.headers())?;
         let body = read_body(state, req).await?;
+        let signature = version.signature();
+        // The common request ({"instances": [objects]}) decodes without building JSON values and
+        // is answered without them; anything else takes the general path, whose errors name the
+        // instance and the input.
+        if api != Api::TfServing || signature.outputs.len() > 1 {
+            if let Some(inputs) = json_fast::decode_instances_body(signature, &body) {
+                let outputs = state
+                    .service
+                    .run(&version, inputs, vec![], deadline)
+                    .await?;
+                return predictions_body(api, &version.version_string, &outputs);
+            }
+        }
         let request = parse_json(&body)?;
         let Value::Object(obj) = &request else {
             return Err(InferenceError::invalid(
                 "request body must be a JSON object with 'instances'",
             ));
         };
-        let signature = version.signature();
         let (inputs, columnar) = match (obj.get("instances"), obj.get("inputs")) {
             (Some(_), Some(_)) => {
                 return Err(InferenceError::invalid(
@@ -200,31 +218,53 @@ async fn predict(
                 ))
             }
         };
-        let outputs = state.service.run(&version, inputs, vec![]).await?;
+        let outputs = state
+            .service
+            .run(&version, inputs, vec![], deadline)
+            .await?;
         if columnar {
-            return Ok(json!({ "outputs": encode_columnar(&outputs) }));
+            return Ok(json!({ "outputs": encode_columnar(&outputs) })
+                .to_string()
+                .into_bytes());
         }
-        let rows = encode_predictions(&outputs)?;
-        let predictions: Vec<Value> = if api == Api::TfServing && outputs.len() == 1 {
-            rows.into_iter()
-                .map(|mut r| {
-                    r.as_object_mut()
-                        .and_then(|o| o.values_mut().next().map(Value::take))
-                        .unwrap_or(Value::Null)
-                })
-                .collect()
-        } else {
-            rows
-        };
-        Ok(match api {
-            Api::Vertex => {
-                json!({ "predictions": predictions, "deployedModelId": version.version_string })
-            }
-            _ => json!({ "predictions": predictions }),
-        })
+        if api != Api::TfServing || outputs.len() > 1 {
+            return predictions_body(api, &version.version_string, &outputs);
+        }
+        // TF Serving answers a single-output model's rows as bare values.
+        let predictions: Vec<Value> = encode_predictions(&outputs)?
+            .into_iter()
+            .map(|mut r| {
+                r.as_object_mut()
+                    .and_then(|o| o.values_mut().next().map(Value::take))
+                    .unwrap_or(Value::Null)
+            })
+            .collect();
+        Ok(json!({ "predictions": predictions })
+            .to_string()
+            .into_bytes())
     }
     .await;
     (result, served)
+}
+
+/// `{"predictions": [...]}` (and Vertex's `deployedModelId`), written without JSON values.
+fn predictions_body(
+    api: Api,
+    version: &str,
+    outputs: &[(String, crate::inference::Tensor)],
+) -> InferenceResult<Vec<u8>> {
+    let mut out = Vec::with_capacity(64 + 96 * outputs.first().map_or(0, |(_, t)| t.rows()));
+    out.extend_from_slice(b"{\"predictions\":[");
+    if write_predictions(outputs, b",", &mut out)? > 0 {
+        out.pop();
+    }
+    out.push(b']');
+    if api == Api::Vertex {
+        out.extend_from_slice(b",\"deployedModelId\":");
+        out.extend_from_slice(Value::from(version).to_string().as_bytes());
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 /// A Vertex endpoint id names the model; with one model served, any endpoint id reaches it.

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Serving benchmark: mlengine serve against the HTTP floor (a minimal axum server answering a fixed
+# prediction) and the peer servers of loadtest/peers/, one server at a time on this machine, each
+# loaded by `loadgen` (loadtest/, Rust) with real rows of adult.test. Not part of CI.
+#
+# Per server: start it in its own process group, time readiness (wait-ready), record idle RSS,
+# run the scenarios, stop the whole group. Scenarios (DURATION s measured after WARMUP s):
+#   http-c32  HTTP JSON, one instance per request, 32 connections, closed loop
+#   http-c1   the same with one connection
+#   grpc-c32  gRPC KServe v2 and TF Serving (mlengine), gRPC KServe (peers that have it)
+#   open-80   open loop at 80% of mlengine's http-c32 Cloud ML throughput (peers: PEER_OPEN=1)
+#   open-200  open loop at 2x that: rejection speed, accepted p99, peak RSS
+#   idle-rss  RSS after start, before load, with the readiness time
+# Results: loadtest/results/serving/*.json and *.svg, report loadtest/results/serving-benchmark.md.
+#
+#   DURATION=10 WARMUP=2   seconds per run          QUICK=1       3 s runs, 1 s warm-up (smoke)
+#   PEERS="a b"            peers to run (default: every peer in loadtest/peers/peers.tsv; PEERS= for none)
+#   PEER_OPEN=1            also run open-80 against each peer at 80% of its own http-c32 throughput
+#   MLENGINE_ARGS="..."    extra flags for `mlengine serve` (e.g. batching flags)
+#   OPEN_LOW=0.8 OPEN_HIGH=2.0  open-80 / open-200 rates as fractions of mlengine's http-c32 throughput
+#   OPEN_CONNECTIONS=512   connection pool of the open-loop runs (must exceed the server's queue
+#                          for rejection to show); LOADGEN_THREADS=1 generator threads
+#   KEEP_LOGS=1            keep the servers' logs (printed path) even on success
+#   SKIP_BUILD=1           use the binaries already in target/release
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+
+duration="${DURATION:-10}"
+warmup="${WARMUP:-2}"
+if [[ "${QUICK:-}" == 1 ]]; then
+  duration=3
+  warmup=1
+fi
+open_connections="${OPEN_CONNECTIONS:-512}"
+threads="${LOADGEN_THREADS:-1}"
+data="${MLENGINE_CENSUS_DATA:-$root/../shared/data/census}/adult.test"
+results="$root/loadtest/results/serving"
+model_base=models/census/export/Servo
+peers_dir="$root/loadtest/peers"
+read -r -a mlengine_args <<< "${MLENGINE_ARGS:-}"
+
+[[ -f "$data" ]] || { echo "error: census data not found: $data (set MLENGINE_CENSUS_DATA)" >&2; exit 1; }
+
+# Every process group we start, stopped on any exit (failure and Ctrl-C included).
+groups=()
+work="$(mktemp -d "${TMPDIR:-/tmp}/serving-benchmark.XXXXXX")"
+status=1
+cleanup() {
+  local pg
+  for pg in "${groups[@]}"; do kill -TERM -- "-$pg" 2>/dev/null || true; done
+  for pg in "${groups[@]}"; do
+    for _ in $(seq 50); do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pg" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  if [[ "$status" == 0 && "${KEEP_LOGS:-}" != 1 ]]; then
+    rm -rf "$work"
+  else
+    echo "server logs kept in $work" >&2
+  fi
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM
+
+if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+  echo "== building"
+  # Two invocations: building both packages in one would unify their dependencies' features
+  # and rebuild mlengine's dependencies with the load generator's (hyper client, ...).
+  nice -n 10 cargo build --release -p mlengine
+  nice -n 10 cargo build --release -p mlengine-loadtest
+fi
+scripts/install-onnxruntime.sh
+loadgen="$root/target/release/loadgen"
+floor="$root/target/release/floor"
+mlengine="$root/target/release/mlengine"
+model_onnx="$(ls -d "$model_base"/*/model.onnx | tail -n 1)"
+
+# Peers: name protocol predict_path ready_path grpc_protocol (tab-separated, # comments).
+peer_lines=()
+if [[ -f "$peers_dir/peers.tsv" && -x "$peers_dir/start.sh" ]]; then
+  while IFS=$'\t' read -r name protocol predict ready grpc; do
+    [[ -z "$name" || "$name" == \#* ]] && continue
+    if [[ -n "${PEERS+set}" ]]; then
+      [[ " $PEERS " == *" $name "* ]] || continue
+    fi
+    peer_lines+=("$name"$'\t'"$protocol"$'\t'"$predict"$'\t'"$ready"$'\t'"${grpc:--}")
+  done < "$peers_dir/peers.tsv"
+elif [[ -n "${PEERS:-}" ]]; then
+  echo "error: PEERS=$PEERS but loadtest/peers/peers.tsv or start.sh is missing" >&2
+  exit 1
+fi
+if ((${#peer_lines[@]})); then
+  names=()
+  for line in "${peer_lines[@]}"; do names+=("${line%%$'\t'*}"); done
+  echo "== setting up peers: ${names[*]}"
+  "$peers_dir/setup.sh" "${names[@]}"
+fi
+
+mkdir -p "$results"
+rm -f "$results"/*.json "$results"/*.svg
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "run: DURATION=${duration}s WARMUP=${warmup}s, open-loop pool ${open_connections} connections, loadgen threads ${threads}"
+  echo "mlengine serve flags: --model-base-path $model_base --file-system-poll-wait-seconds 0 ${MLENGINE_ARGS:-}"
+  echo "uname: $(uname -a)"
+  echo "nproc: $(nproc)"
+  echo
+  lscpu 2>/dev/null | grep -E '^(Architecture|CPU\(s\)|Model name|Thread|Core|Socket|CPU max MHz|L2|L3|Hypervisor)' || true
+  echo
+  free -m
+} > "$results/machine.txt"
+
+if "$mlengine" bench-ort --help >/dev/null 2>&1; then
+  echo "== bench-ort"
+  "$mlengine" bench-ort --model-dir "$model_base" --batch-sizes 1,8,32,64 --json > "$results/ort-bench.json" \
+    || { echo "warning: bench-ort failed" >&2; rm -f "$results/ort-bench.json"; }
+fi
+
+free_ports() { # count -> free loopback ports, one a line
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+for s in socks:
+    print(s.getsockname()[1])
+PY
+}
+
+server_pid=""
+server_label=""
+start_server() { # label ready_url command...
+  server_label="$1"
+  local ready_url="$2"
+  shift 2
+  local log="$work/$server_label.log"
+  local since
+  since="$(date +%s%3N)"
+  setsid "$@" > "$log" 2>&1 < /dev/null &
+  server_pid=$!
+  groups+=("$server_pid")
+  local ready
+  if ! ready="$("$loadgen" wait-ready --url "$ready_url" --timeout 120s --since-epoch-ms "$since")"; then
+    echo "error: $server_label did not become ready; its log:" >&2
+    tail -n 30 "$log" >&2
+    return 1
+  fi
+  echo "== $server_label ready after ${ready} ms (pid $server_pid)"
+  sleep 1
+  "$loadgen" rss --pid "$server_pid" --label "$server_label" --ready-ms "$ready" \
+    --out "$results/idle-rss--$server_label.json"
+}
+
+stop_server() {
+  [[ -n "$server_pid" ]] || return 0
+  kill -TERM -- "-$server_pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 -- "-$server_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+load() { # scenario protocol target [loadgen run flags...]; never fatal
+  local scenario="$1" protocol="$2" target="$3"
+  shift 3
+  sleep 0.5
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "warning: $server_label is not running; skipping $scenario $protocol" >&2
+    return 0
+  fi
+  "$loadgen" run --target "$target" --protocol "$protocol" --data "$data" \
+    --duration "${duration}s" --warmup "${warmup}s" --threads "$threads" --pid "$server_pid" \
+    --label "$server_label" --scenario "$scenario" \
+    --out "$results/$scenario--$server_label--$protocol.json" "$@" \
+    || echo "warning: $scenario $protocol against $server_label failed" >&2
+}
+
+throughput() { # result file -> ok/s (0 if missing)
+  sed -n 's/^  "throughput_rps": \([0-9.]*\).*/\1/p' "$1" 2>/dev/null | head -n 1 | grep . || echo 0
+}
+
+rate_of() { # throughput factor -> requests/s (at least 1)
+  awk -v t="$1" -v f="$2" 'BEGIN { r = t * f; if (r < 1) r = 1; printf "%.0f\n", r }'
+}
+
+# --- mlengine ---------------------------------------------------------------------------------
+mapfile -t ports < <(free_ports 2)
+rest="http://127.0.0.1:${ports[0]}"
+grpc="http://127.0.0.1:${ports[1]}"
+start_server mlengine "$rest/v2/health/ready" "$mlengine" serve --model-base-path "$model_base" \
+  --rest-port "${ports[0]}" --grpc-port "${ports[1]}" --file-system-poll-wait-seconds 0 \
+  "${mlengine_args[@]}"
+for protocol in cloudml tfserving kserve; do load http-c32 "$protocol" "$rest" --connections 32; done
+for protocol in cloudml tfserving kserve; do load http-c1 "$protocol" "$rest" --connections 1; done
+for protocol in grpc-kserve grpc-tfserving; do load grpc-c32 "$protocol" "$grpc" --connections 32; done
+max="$(throughput "$results/http-c32--mlengine--cloudml.json")"
+if [[ "$max" != 0 ]]; then
+  load open-80 cloudml "$rest" --rate "$(rate_of "$max" "${OPEN_LOW:-0.8}")" --connections 64
+  load open-200 cloudml "$rest" --rate "$(rate_of "$max" "${OPEN_HIGH:-2.0}")" --connections "$open_connections"
+else
+  echo "warning: no mlengine http-c32 throughput; skipping the open-loop scenarios" >&2
+fi
+stop_server
+
+# --- floor ------------------------------------------------------------------------------------
+mapfile -t ports < <(free_ports 1)
+rest="http://127.0.0.1:${ports[0]}"
+start_server floor "$rest/v2/health/ready" "$floor" --port "${ports[0]}" --threads 1
+load http-c32 cloudml "$rest" --connections 32
+load http-c1 cloudml "$rest" --connections 1
+stop_server
+
+# --- peers ------------------------------------------------------------------------------------
+for line in "${peer_lines[@]}"; do
+  IFS=$'\t' read -r name protocol predict ready grpc_protocol <<< "$line"
+  mapfile -t ports < <(free_ports 2)
+  rest="http://127.0.0.1:${ports[0]}"
+  if ! start_server "$name" "$rest$ready" "$peers_dir/start.sh" "$name" "$root/$model_onnx" \
+    "${ports[0]}" "${ports[1]}"; then
+    stop_server
+    continue
+  fi
+  load http-c32 "$protocol" "$rest" --connections 32 --path "$predict"
+  load http-c1 "$protocol" "$rest" --connections 1 --path "$predict"
+  if [[ "$grpc_protocol" != - ]]; then # kserve or kserve-2d
+    load grpc-c32 "grpc-$grpc_protocol" "http://127.0.0.1:${ports[1]}" --connections 32
+  fi
+  if [[ "${PEER_OPEN:-}" == 1 ]]; then
+    peer_max="$(throughput "$results/http-c32--$name--$protocol.json")"
+    [[ "$peer_max" == 0 ]] || load open-80 "$protocol" "$rest" --path "$predict" \
+      --rate "$(rate_of "$peer_max" 0.8)" --connections 64
+  fi
+  stop_server
+done
+
+echo "== report"
+"$loadgen" report --results loadtest/results/serving --out loadtest/results/serving-benchmark.md \
+  --svg-dir loadtest/results/serving
+status=0

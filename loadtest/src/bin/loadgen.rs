@@ -1,0 +1,360 @@
+//! `loadgen`: the serving benchmark's load generator (`run`), readiness timer (`wait-ready`),
+//! memory probe (`rss`) and report writer (`report`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use hyper::header::HeaderValue;
+use hyper::Uri;
+
+use mlengine_loadtest::client::{get_status, parse_target, Protocol, Target};
+use mlengine_loadtest::result::{distribution, Latency, RunResult};
+use mlengine_loadtest::rss::{parse_pids, tree_rss_mib, Sampler};
+use mlengine_loadtest::run::{run, RunConfig};
+use mlengine_loadtest::{data, parse_duration, report};
+
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    about = "Load generator for mlengine's serving benchmark"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send census predictions to a server (closed loop, or open loop with --rate) and record
+    /// latencies, throughput, errors and the server's memory.
+    Run(Box<RunArgs>),
+    /// Poll a GET URL until it answers 200; print the milliseconds since --since-epoch-ms (or
+    /// since this command started).
+    WaitReady(WaitArgs),
+    /// Record the resident memory of process trees once (the idle-rss scenario).
+    Rss(RssArgs),
+    /// Write the Markdown report (and SVG plots) of a results directory.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// http://HOST:PORT (for gRPC protocols: the gRPC address)
+    #[arg(long)]
+    target: String,
+    #[arg(long, value_enum, default_value = "cloudml")]
+    protocol: Protocol,
+    /// REST path (default: from --protocol and --model)
+    #[arg(long)]
+    path: Option<String>,
+    #[arg(long, default_value = "census")]
+    model: String,
+    /// UCI census file whose rows become the requests
+    #[arg(long, default_value = "../shared/data/census/adult.test")]
+    data: PathBuf,
+    /// Instances per request
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Concurrent connections (closed loop: clients; open loop: the pool; default 32 / 64)
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Open loop: requests per second at constant intervals
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measured window
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Not recorded
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Per request; longer counts as a transport error
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Open loop: most requests waiting for a free connection; arrivals beyond are dropped
+    #[arg(long, default_value_t = 10_000)]
+    max_outstanding: usize,
+    /// Wait for requests in flight after the window, at most this long
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    drain: Duration,
+    /// Tokio worker threads (1: a current-thread runtime)
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Process(es) whose tree's VmRSS is sampled every 100 ms (repeatable or comma list)
+    #[arg(long)]
+    pid: Vec<String>,
+    #[arg(long, default_value = "")]
+    label: String,
+    #[arg(long, default_value = "adhoc")]
+    scenario: String,
+    /// Result JSON file
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct WaitArgs {
+    #[arg(long)]
+    url: String,
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Epoch milliseconds to count from (when the server was spawned)
+    #[arg(long)]
+    since_epoch_ms: Option<u64>,
+}
+
+#[derive(Args)]
+struct RssArgs {
+    #[arg(long, required = true)]
+    pid: Vec<String>,
+    #[arg(long, default_value = "")]
+    label: String,
+    #[arg(long, default_value = "idle-rss")]
+    scenario: String,
+    /// Readiness time to record with it (from wait-ready)
+    #[arg(long)]
+    ready_ms: Option<f64>,
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Folder of result JSON files (and optional machine.txt, notes.md, ort-bench.json)
+    #[arg(long)]
+    results: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    /// Where the SVG plots go (default: the results folder)
+    #[arg(long)]
+    svg_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => cmd_run(*args),
+        Command::WaitReady(args) => cmd_wait_ready(args),
+        Command::Rss(args) => cmd_rss(args),
+        Command::Report(args) => {
+            let svg_dir = args.svg_dir.unwrap_or_else(|| args.results.clone());
+            report::write_report(&args.results, &args.out, &svg_dir).map(|line| println!("{line}"))
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
+    Ok(rt)
+}
+
+fn now_rfc3339ish() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("unix:{secs}")
+}
+
+fn write_json(path: &PathBuf, result: &RunResult) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let text = serde_json::to_string_pretty(result)?;
+    std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn cmd_run(args: RunArgs) -> Result<()> {
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            bail!("--rate must be a positive number of requests per second");
+        }
+    }
+    if args.duration.is_zero() {
+        bail!("--duration must be positive");
+    }
+    let connections = args
+        .connections
+        .unwrap_or(if args.rate.is_some() { 64 } else { 32 });
+    if connections == 0 {
+        bail!("--connections must be at least 1");
+    }
+    let pids = parse_pids(&args.pid)?;
+    let path = args
+        .path
+        .clone()
+        .unwrap_or_else(|| args.protocol.default_path(&args.model));
+    let target = Target::new(&args.target, args.protocol, &path)?;
+    let rows = data::read_rows(&args.data)?;
+    let bodies = Arc::new(data::build_bodies(
+        args.protocol,
+        &args.model,
+        &rows,
+        args.batch,
+    )?);
+    drop(rows);
+
+    let sampler = (!pids.is_empty()).then(|| Sampler::start(pids.clone()));
+    let started_at = now_rfc3339ish();
+    let config = RunConfig {
+        target,
+        bodies,
+        connections,
+        rate: args.rate,
+        warmup: args.warmup,
+        duration: args.duration,
+        timeout: args.timeout,
+        max_outstanding: args.max_outstanding,
+        drain: args.drain,
+    };
+    let output = runtime(args.threads)?.block_on(run(config));
+    let rss = sampler.map(Sampler::stop);
+    let output = output?;
+    let rec = &output.recorder;
+    let window = args.duration.as_secs_f64();
+    let errors: u64 = rec.errors.values().sum();
+    let transport: u64 = rec.transport_errors.values().sum();
+    let result = RunResult {
+        label: if args.label.is_empty() {
+            args.protocol.name().to_string()
+        } else {
+            args.label.clone()
+        },
+        scenario: args.scenario.clone(),
+        protocol: args.protocol.name().into(),
+        target: args.target.clone(),
+        path,
+        mode: if args.rate.is_some() {
+            "open"
+        } else {
+            "closed"
+        }
+        .into(),
+        connections: connections as u64,
+        rate: args.rate,
+        batch: args.batch as u64,
+        threads: args.threads as u64,
+        warmup_s: args.warmup.as_secs_f64(),
+        duration_s: window,
+        requests: rec.ok.len() + rec.rejected.len() + errors + transport,
+        ok: rec.ok.len(),
+        rejected: rec.rejected.len(),
+        errors,
+        transport_errors: transport,
+        errors_by_kind: rec.errors.clone(),
+        transport_errors_by_kind: rec.transport_errors.clone(),
+        dropped: output.dropped,
+        unfinished: output.unfinished,
+        throughput_rps: ((rec.ok.len() as f64 / window) * 10.0).round() / 10.0,
+        latency: Latency::of(&rec.ok),
+        rejected_latency: Latency::of(&rec.rejected),
+        service_latency: args.rate.map(|_| Latency::of(&rec.service)),
+        rejected_service_latency: args.rate.map(|_| Latency::of(&rec.rejected_service)),
+        percentiles: distribution(&rec.ok),
+        rss,
+        ready_ms: None,
+        started_at,
+    };
+    println!("{}", result.summary_line());
+    if let Some(out) = &args.out {
+        write_json(out, &result)?;
+    }
+    Ok(())
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn cmd_wait_ready(args: WaitArgs) -> Result<()> {
+    let start = Instant::now();
+    let start_epoch = epoch_ms();
+    let (addr, authority) = parse_target(&args.url)?;
+    let path_start = args
+        .url
+        .strip_prefix("http://")
+        .unwrap_or(&args.url)
+        .find('/');
+    let path = match path_start {
+        Some(i) => &args.url.strip_prefix("http://").unwrap_or(&args.url)[i..],
+        None => "/",
+    };
+    let uri: Uri = path
+        .parse()
+        .with_context(|| format!("--url {}: invalid path", args.url))?;
+    let host = HeaderValue::from_str(&authority)
+        .with_context(|| format!("--url {}: invalid host", args.url))?;
+    let rt = runtime(1)?;
+    let mut last = String::from("no answer");
+    while start.elapsed() < args.timeout {
+        match rt.block_on(get_status(addr, &host, &uri)) {
+            Ok(200) => {
+                let since = args.since_epoch_ms.unwrap_or(start_epoch);
+                println!("{}", epoch_ms().saturating_sub(since));
+                return Ok(());
+            }
+            Ok(status) => last = format!("answered {status}"),
+            Err(e) => last = e.root_cause().to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    bail!(
+        "{} not ready within {:?} (last: {last})",
+        args.url,
+        args.timeout
+    )
+}
+
+fn cmd_rss(args: RssArgs) -> Result<()> {
+    let pids = parse_pids(&args.pid)?;
+    let mib = (tree_rss_mib(&pids) * 10.0).round() / 10.0;
+    if mib == 0.0 {
+        bail!("no process {pids:?}");
+    }
+    let result = RunResult {
+        label: args.label.clone(),
+        scenario: args.scenario.clone(),
+        mode: "idle".into(),
+        ready_ms: args.ready_ms,
+        rss: Some(mlengine_loadtest::result::Rss {
+            pids,
+            samples: 1,
+            start_mib: mib,
+            peak_mib: mib,
+            final_mib: mib,
+        }),
+        started_at: now_rfc3339ish(),
+        ..RunResult::default()
+    };
+    println!(
+        "{} idle RSS {mib:.1} MiB{}",
+        args.label,
+        args.ready_ms
+            .map_or(String::new(), |r| format!(", ready after {r:.0} ms"))
+    );
+    if let Some(out) = &args.out {
+        write_json(out, &result)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! `mlengine bench-ort`: the raw cost of one ONNX Runtime run of a model version, without any
+//! server around it, for the batch sizes a server forms. The serving benchmark subtracts it from
+//! request latency to report the server's own overhead.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::census::{csv, fixture};
+use crate::inference::json_rows::decode_instances;
+use crate::runtime::{load_model, Device, SessionConfig};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchOrtArgs {
+    /// A version directory, an export/Servo base (its latest version) or a job-dir.
+    #[arg(long, env = "MLENGINE_MODEL_DIR")]
+    pub model_dir: String,
+
+    /// Rows per run, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,64")]
+    pub batch_sizes: Vec<usize>,
+
+    /// Census rows to run (UCI format); without it, generated fixture rows.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+
+    /// Measured seconds per batch size (after a warm-up of a tenth of it).
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 1)]
+    pub intra_op_threads: usize,
+
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: Device,
+
+    /// One JSON object on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &BenchOrtArgs, ort_library: Option<&Path>) -> Result<()> {
+    if args.batch_sizes.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
+        bail!("--batch-sizes must be positive and --seconds above zero");
+    }
+    let (model, _download) = crate::repository::fetch::model_file_blocking(&args.model_dir)?;
+    let mut session = load_model(
+        &model,
+        ort_library,
+        SessionConfig {
+            intra_threads: args.intra_op_threads.max(1),
+            device: args.device,
+        },
+    )?;
+    let rows = match &args.data {
+        Some(path) => csv::read_files(&[path])?,
+        None => fixture::rows(4096, 7),
+    };
+    let instances: Vec<Value> = fixture::to_json_instances(&rows)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("census rows as JSON")?;
+    let mut results = Vec::new();
+    for &size in &args.batch_sizes {
+        // Inputs are consumed by a run: prepare them outside the timed section.
+        let batches: Vec<_> = instances
+            .chunks(size)
+            .filter(|c| c.len() == size)
+            .take(64)
+            .map(|chunk| decode_instances(session.signature(), chunk))
+            .collect::<Result<_, _>>()?;
+        if batches.is_empty() {
+            bail!("fewer rows than the batch size {size}");
+        }
+        let mut timings = Vec::new();
+        let warmup = Duration::from_secs_f64(args.seconds / 10.0);
+        let measured = Duration::from_secs_f64(args.seconds);
+        let begin = Instant::now();
+        let mut k = 0;
+        loop {
+            let inputs = batches[k % batches.len()].clone();
+            k += 1;
+            let start = Instant::now();
+            session.run(inputs, &[])?;
+            let took = start.elapsed();
+            let since = begin.elapsed();
+            if since > warmup {
+                timings.push(took);
+            }
+            if since > warmup + measured {
+                break;
+            }
+        }
+        timings.sort();
+        let micros = |q: f64| {
+            let i = ((timings.len() as f64 * q) as usize).min(timings.len() - 1);
+            timings[i].as_secs_f64() * 1e6
+        };
+        let total: Duration = timings.iter().sum();
+        let mean = total.as_secs_f64() * 1e6 / timings.len() as f64;
+        results.push(json!({
+            "batch_size": size,
+            "runs": timings.len(),
+            "mean_us": mean,
+            "p50_us": micros(0.5),
+            "p90_us": micros(0.9),
+            "p99_us": micros(0.99),
+            "rows_per_second": size as f64 * 1e6 / mean,
+        }));
+    }
+    let report = json!({
+        "model": model.display().to_string(),
+        "intra_op_threads": args.intra_op_threads,
+        "results": results,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("batch  runs     mean_us  p50_us   p99_us   rows/s");
+        for r in &results {
+            println!(
+                "{:<6} {:<8} {:<8.1} {:<8.1} {:<8.1} {:.0}",
+                r["batch_size"],
+                r["runs"],
+                r["mean_us"].as_f64().unwrap_or(0.0),
+                r["p50_us"].as_f64().unwrap_or(0.0),
+                r["p99_us"].as_f64().unwrap_or(0.0),
+                r["rows_per_second"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,470 @@
+//! Dynamic batching and admission control over real sockets: merged runs answer exactly what
+//! single runs answer, a full queue refuses at once, expired and cancelled requests are dropped
+//! unrun, and a flood of requests leaves memory bounded by the queue.
+//!
+//! Most tests use a deliberately slow model (a chain of 1024 x 1024 MatMuls that depends on the
+//! input, so ONNX Runtime cannot fold it away) to keep the single worker busy while the test
+//! queues requests behind it. Nothing here asserts a duration.
+
+mod common;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mlengine::api::grpc::proto::inference::{
+    grpc_inference_service_client::GrpcInferenceServiceClient,
+    model_infer_request::InferInputTensor, InferTensorContents, ModelInferRequest,
+};
+use mlengine::onnx::builder::{to_bytes, Dim, GraphBuilder};
+use onnx_protobuf::tensor_proto::DataType;
+use serde_json::{json, Value};
+
+const SLOW_PREDICT: &str = "/v1/models/slow:predict";
+
+/// `y = x + 0 * sum(C^k * max(x))` over float `[batch]`, with C 1024 x 1024: every run costs
+/// `k` large MatMuls whatever the batch.
+fn slow_model(path: &std::path::Path, matmuls: usize) {
+    let n = 1024i64;
+    let mut g = GraphBuilder::new("slow");
+    g.input("x", DataType::FLOAT, &[Dim::Named("batch")]);
+    let c = g.const_f32("c", &[n, n], vec![1.0 / n as f32; (n * n) as usize]);
+    let top = g.op("ReduceMax", &["x"], vec![]);
+    let mut m = g.op("Mul", &[&c, &top], vec![]);
+    for _ in 0..matmuls {
+        m = g.op("MatMul", &[&m, &c], vec![]);
+    }
+    let total = g.op("ReduceSum", &[&m], vec![]);
+    let zero = g.const_f32("zero", &[], vec![0.0]);
+    let nothing = g.op("Mul", &[&total, &zero], vec![]);
+    g.node("", "Add", &["x", &nothing], &["y"], vec![]);
+    g.output("y", DataType::FLOAT, &[Dim::Named("batch")]);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, to_bytes(&g.finish("test", "")).unwrap()).unwrap();
+}
+
+/// A server of the slow model (one worker, `matmuls` per run) with extra flags.
+fn slow_server(tmp: &std::path::Path, matmuls: usize, extra: &[&str]) -> Server {
+    let base = tmp.join("slow");
+    slow_model(&base.join("1/model.onnx"), matmuls);
+    let mut args = vec![
+        "--model-base-path",
+        base.to_str().unwrap(),
+        "--model-name",
+        "slow",
+        "--file-system-poll-wait-seconds",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// A request that occupies the worker, answered on a thread.
+fn occupy(server: &Server) -> std::thread::JoinHandle<u16> {
+    let addr = server.addr.clone();
+    let handle = std::thread::spawn(move || {
+        http(&addr, "POST", SLOW_PREDICT, &[], br#"{"instances": [1.0]}"#)
+            .unwrap()
+            .0
+    });
+    // Until the worker has taken it: the queue gauge is not exposed, so give the request a
+    // moment to arrive (the slow run lasts far longer).
+    std::thread::sleep(Duration::from_millis(150));
+    handle
+}
+
+/// A metric's value from the exposition text (0 when absent).
+fn metric(server: &Server, name_and_labels: &str) -> f64 {
+    let (_, text) = server.get("/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls a metric until it reaches `want` (the workers drop requests when they reach them).
+fn wait_metric(server: &Server, name_and_labels: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if metric(server, name_and_labels) == want {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{name_and_labels} never reached {want}; metrics:\n{}",
+        server.get("/metrics").1
+    );
+}
+
+#[test]
+fn full_queue_refuses_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    // One batch of one request may wait: the queue holds 1 x 1.
+    let server = slow_server(
+        tmp.path(),
+        24,
+        &["--max-batch-size", "1", "--max-enqueued-batches", "1"],
+    );
+    let running = occupy(&server);
+    let queued = {
+        let addr = server.addr.clone();
+        std::thread::spawn(move || {
+            http(&addr, "POST", SLOW_PREDICT, &[], br#"{"instances": [2.0]}"#)
+                .unwrap()
+                .0
+        })
+    };
+    std::thread::sleep(Duration::from_millis(150));
+    let (status, text) = server.post(SLOW_PREDICT, r#"{"instances": [3.0]}"#);
+    assert_eq!(status, 429, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("queue is full"),
+        "{text}"
+    );
+    // gRPC refuses with RESOURCE_EXHAUSTED while the queue is still full.
+    let code = rt().block_on(async {
+        let mut client = GrpcInferenceServiceClient::new(channel(&server).await);
+        client
+            .model_infer(slow_request(4.0))
+            .await
+            .unwrap_err()
+            .code()
+    });
+    assert_eq!(code, tonic::Code::ResourceExhausted);
+    assert_eq!(running.join().unwrap(), 200);
+    assert_eq!(queued.join().unwrap(), 200);
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn channel(server: &Server) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn slow_request(x: f32) -> ModelInferRequest {
+    ModelInferRequest {
+        model_name: "slow".into(),
+        inputs: vec![InferInputTensor {
+            name: "x".into(),
+            datatype: "FP32".into(),
+            shape: vec![1],
+            contents: Some(InferTensorContents {
+                fp32_contents: vec![x],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn requests_past_their_deadline_are_answered_and_never_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = slow_server(tmp.path(), 24, &["--max-batch-size", "1"]);
+    let runs = r#"mlengine_batch_size_count{model="slow"}"#;
+    let running = occupy(&server);
+
+    // REST: the timeout header.
+    let (status, text) = http(
+        &server.addr,
+        "POST",
+        SLOW_PREDICT,
+        &[("X-Request-Timeout-Ms", "100")],
+        br#"{"instances": [2.0]}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 504, "{text}");
+    assert!(text.contains("deadline"), "{text}");
+    // KServe v2 JSON: Triton's `timeout` parameter, in microseconds.
+    let (status, text) = server.post(
+        "/v2/models/slow/infer",
+        &json!({"parameters": {"timeout": 100_000},
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [3.0]}]})
+        .to_string(),
+    );
+    assert_eq!(status, 504, "{text}");
+    // gRPC: grpc-timeout. tonic's own channel enforces the timeout on the client side (and
+    // reports CANCELLED), so the call goes through a plain HTTP/2 client to see the server's
+    // answer.
+    let status = rt().block_on(async {
+        let http2 =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http::<tonic::body::Body>();
+        let origin: tonic::codegen::http::Uri =
+            format!("http://{}", server.grpc_addr).parse().unwrap();
+        let mut client = GrpcInferenceServiceClient::with_origin(http2, origin);
+        let mut request = tonic::Request::new(slow_request(4.0));
+        request
+            .metadata_mut()
+            .insert("grpc-timeout", "100m".parse().unwrap());
+        client.model_infer(request).await.unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("deadline"), "{status:?}");
+    // A malformed timeout is the client's error.
+    let (status, text) = http(
+        &server.addr,
+        "POST",
+        SLOW_PREDICT,
+        &[("X-Request-Timeout-Ms", "soon")],
+        br#"{"instances": [2.0]}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("x-request-timeout-ms"), "{text}");
+
+    assert_eq!(running.join().unwrap(), 200);
+    // The worker reaches the three expired requests after the first run and drops them.
+    wait_metric(
+        &server,
+        r#"mlengine_requests_dropped_total{model="slow",reason="deadline"}"#,
+        3.0,
+    );
+    assert_eq!(metric(&server, runs), 1.0, "only the first request ran");
+    // A request with time to spare runs.
+    let (status, text) = http(
+        &server.addr,
+        "POST",
+        SLOW_PREDICT,
+        &[("X-Request-Timeout-Ms", "60000")],
+        br#"{"instances": [5.0]}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(metric(&server, runs), 2.0);
+}
+
+#[test]
+fn requests_whose_client_left_are_dropped_unrun() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = slow_server(tmp.path(), 24, &["--max-batch-size", "1"]);
+    let running = occupy(&server);
+    // A REST client that gives up: sends its request, then closes the connection.
+    {
+        let body = br#"{"instances": [2.0]}"#;
+        let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+        write!(
+            stream,
+            "POST {SLOW_PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        stream.write_all(body).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A gRPC client that gives up: the call is dropped (RST_STREAM) before it is answered.
+    rt().block_on(async {
+        let mut client = GrpcInferenceServiceClient::new(channel(&server).await);
+        let call = client.model_infer(slow_request(3.0));
+        assert!(tokio::time::timeout(Duration::from_millis(100), call)
+            .await
+            .is_err());
+    });
+    assert_eq!(running.join().unwrap(), 200);
+    wait_metric(
+        &server,
+        r#"mlengine_requests_dropped_total{model="slow",reason="cancelled"}"#,
+        2.0,
+    );
+    assert_eq!(
+        metric(&server, r#"mlengine_batch_size_count{model="slow"}"#),
+        1.0,
+        "only the first request ran"
+    );
+}
+
+/// Resident set (current, peak) of a process in KiB, from /proc.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[test]
+fn a_flood_is_refused_with_memory_bounded_by_the_queue() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = slow_server(
+        tmp.path(),
+        4,
+        &["--max-batch-size", "4", "--max-enqueued-batches", "2"],
+    );
+    let (before, _) = rss_kib(server.child.id());
+    let statuses: Arc<[AtomicUsize; 600]> = Arc::new(std::array::from_fn(|_| AtomicUsize::new(0)));
+    // 64 clients, 10 requests each, of a 64 KiB body (one instance and a padding field).
+    let body = Arc::new(json!({"instances": [1.0], "padding": "x".repeat(64 * 1024)}).to_string());
+    let clients: Vec<_> = (0..64)
+        .map(|_| {
+            let (addr, statuses, body) = (server.addr.clone(), statuses.clone(), body.clone());
+            std::thread::spawn(move || {
+                for _ in 0..10 {
+                    let status = http(&addr, "POST", SLOW_PREDICT, &[], body.as_bytes())
+                        .map_or(599, |(s, _)| s as usize);
+                    statuses[status.min(599)].fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let count = |s: usize| statuses[s].load(Ordering::Relaxed);
+    let total: usize = (0..600).map(count).sum();
+    assert_eq!(total, 64 * 10);
+    assert_eq!(
+        count(200) + count(429),
+        total,
+        "only answers and refusals: 200 x {}, 429 x {}, other {:?}",
+        count(200),
+        count(429),
+        (0..600)
+            .filter(|&s| s != 200 && s != 429 && count(s) > 0)
+            .map(|s| (s, count(s)))
+            .collect::<Vec<_>>()
+    );
+    assert!(count(429) > 0, "the flood never filled the queue");
+    assert!(count(200) > 0);
+    let (_, peak) = rss_kib(server.child.id());
+    // At most 8 queued requests, 4 in the running batch and 64 bodies being read: far below
+    // 64 MiB over the resident set before the flood.
+    assert!(
+        peak < before + 64 * 1024,
+        "peak RSS {peak} KiB against {before} KiB before the flood"
+    );
+    // Still serving.
+    let (status, text) = server.post(SLOW_PREDICT, r#"{"instances": [1.0]}"#);
+    assert_eq!(status, 200, "{text}");
+}
+
+/// Census instances: the UCI test file when present, else the generated fixture.
+fn census_instances(tmp: &std::path::Path) -> Vec<Value> {
+    let rows = match census_dir() {
+        Some(d) => mlengine::census::csv::read_files(&[d.join("adult.test")]).unwrap(),
+        None => fixture_files(tmp).2,
+    };
+    mlengine::census::fixture::to_json_instances(&rows)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every request's answer text, sent from 16 threads at once.
+fn answers(server: &Server, requests: &[String]) -> Vec<String> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(requests.to_vec());
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let (addr, next, requests) = (server.addr.clone(), next.clone(), requests.clone());
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = requests.get(i) else {
+                        return out;
+                    };
+                    let (status, text) = http(
+                        &addr,
+                        "POST",
+                        "/v1/models/census:predict",
+                        &[],
+                        body.as_bytes(),
+                    )
+                    .unwrap();
+                    assert_eq!(status, 200, "{text}");
+                    out.push((i, text));
+                }
+            })
+        })
+        .collect();
+    let mut all: Vec<(usize, String)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort();
+    all.into_iter().map(|(_, text)| text).collect()
+}
+
+#[test]
+fn batched_answers_equal_unbatched_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let instances = census_instances(tmp.path());
+    // Requests of one to three instances.
+    let mut requests = Vec::new();
+    let mut i = 0;
+    while i < instances.len() {
+        let n = 1 + requests.len() % 3;
+        let end = (i + n).min(instances.len());
+        requests.push(json!({"instances": &instances[i..end]}).to_string());
+        i = end;
+    }
+    let model = bundled_version();
+    let base = model.parent().unwrap().to_str().unwrap();
+    let alone = Server::start(&[
+        "--model-base-path",
+        base,
+        "--file-system-poll-wait-seconds",
+        "0",
+        "--max-batch-size",
+        "1",
+        "--max-enqueued-batches",
+        "256",
+    ]);
+    let merged = Server::start(&[
+        "--model-base-path",
+        base,
+        "--file-system-poll-wait-seconds",
+        "0",
+        "--max-batch-size",
+        "64",
+        "--batch-timeout-micros",
+        "2000",
+    ]);
+    let a = answers(&alone, &requests);
+    let b = answers(&merged, &requests);
+    for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "request {k}: batched answer differs from unbatched");
+    }
+    let rows_per_run = |s: &Server| {
+        metric(s, r#"mlengine_batch_size_sum{model="census"}"#)
+            / metric(s, r#"mlengine_batch_size_count{model="census"}"#)
+    };
+    // Unbatched: each request ran alone (2 rows on average).
+    assert!(
+        rows_per_run(&alone) <= 2.0 + 1e-9,
+        "{}",
+        rows_per_run(&alone)
+    );
+    // Batched: requests were merged, or the comparison above proved nothing.
+    assert!(
+        rows_per_run(&merged) > 4.0,
+        "requests were not merged: {} rows per run",
+        rows_per_run(&merged)
+    );
+    eprintln!(
+        "{} requests; rows per run: {:.2} unbatched, {:.2} batched",
+        requests.len(),
+        rows_per_run(&alone),
+        rows_per_run(&merged)
+    );
+}
