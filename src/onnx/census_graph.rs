@@ -53,8 +53,8 @@ pub fn build(spec: &FeatureSpec, weights: &WideDeepWeights, doc: &str) -> ModelP
 
     let wide = wide_logit(&mut g, spec, weights, &bases);
     let deep = deep_logit(&mut g, spec, weights, &ids, &dense);
-    let logits = g.op("Add", &[&wide, &deep], vec![]);
-    heads(&mut g, &logits);
+    g.node("", "Add", &[&wide, &deep], &["logits"], vec![]);
+    heads(&mut g, "logits");
     g.finish(env!("CARGO_PKG_VERSION"), doc)
 }
 
@@ -72,49 +72,80 @@ fn stack_columns(g: &mut GraphBuilder, name: &str, columns: &[&str]) -> String {
 /// Vocabulary ids of the categorical columns, int64 `[8, batch]`: the trimmed value's id in its
 /// column's vocabulary, 0 when unknown or when the value holds inner whitespace (no vocabulary
 /// value does).
+///
+/// One whitespace split and one lookup serve all columns: the lookup maps a word to its id in
+/// the union of the vocabularies, and a small table maps (column, union id) to the column's own
+/// id, so no string is built per cell beyond the split's words.
 fn categorical_ids(g: &mut GraphBuilder, spec: &FeatureSpec) -> String {
-    let values = stack_columns(g, "categorical", &CATEGORICAL);
-    // A sentinel token after each value gives every cell a first token (an empty or blank value
-    // has none of its own), and makes "exactly two tokens" mean "one word".
-    let sentinel = g.const_str("token_sentinel", &[1], &[" \u{7f}"]);
-    let marked = g.op("StringConcat", &[&values, &sentinel], vec![]);
+    // The values column after column, plus one word so that the split always has a first
+    // token (a batch of blank values has none of its own); it is cut off after the lookup.
+    let mut parts: Vec<&str> = CATEGORICAL.to_vec();
+    let word = g.const_str("split_padding", &[1], &["-"]);
+    parts.push(&word);
+    let values = g.op("Concat", &parts, vec![("axis", Attr::Int(0))]);
     let tokens = g.fresh("tokens");
     let count = g.fresh("token_count");
-    g.node("", "StringSplit", &[&marked], &[&tokens, &count], vec![]);
-    let zero = g.const_i64("zero_i64", &[], vec![0]);
-    let first = g.op("Gather", &[&tokens, &zero], vec![("axis", Attr::Int(2))]);
-    // One lookup for all columns: keys are "<column> <value>" (values hold no whitespace).
-    let prefixes: Vec<String> = CATEGORICAL.iter().map(|c| format!("{c} ")).collect();
-    let prefix_refs: Vec<&str> = prefixes.iter().map(String::as_str).collect();
-    let prefixes = g.const_str(
-        "column_prefixes",
-        &[CATEGORICAL.len() as i64, 1],
-        &prefix_refs,
-    );
-    let keys = g.op("StringConcat", &[&prefixes, &first], vec![]);
-    let mut vocab_keys = Vec::new();
-    let mut vocab_ids = Vec::new();
-    for (c, column) in CATEGORICAL.iter().enumerate() {
-        for (i, value) in spec.vocabularies[c].iter().enumerate() {
-            vocab_keys.push(format!("{column} {value}"));
-            vocab_ids.push(i as i64 + 1);
-        }
-    }
-    let looked_up = g.fresh("vocab_id");
+    g.node("", "StringSplit", &[&values], &[&tokens, &count], vec![]);
+
+    let mut union: Vec<&str> = spec
+        .vocabularies
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    union.sort_unstable();
+    union.dedup();
+    let looked_up = g.fresh("union_id");
     g.node(
         "ai.onnx.ml",
         "LabelEncoder",
-        &[&keys],
+        &[&tokens],
         &[&looked_up],
         vec![
-            ("keys_strings", Attr::Strings(vocab_keys)),
-            ("values_int64s", Attr::Ints(vocab_ids)),
+            (
+                "keys_strings",
+                Attr::Strings(union.iter().map(|v| v.to_string()).collect()),
+            ),
+            (
+                "values_int64s",
+                Attr::Ints((1..=union.len() as i64).collect()),
+            ),
             ("default_int64", Attr::Int(0)),
         ],
     );
-    let two = g.const_i64("two_i64", &[], vec![2]);
-    let one_word = g.op("Equal", &[&count, &two], vec![]);
-    g.op("Where", &[&one_word, &looked_up, &zero], vec![])
+    let zero = g.const_i64("zero_i64", &[], vec![0]);
+    let first = g.op("Gather", &[&looked_up, &zero], vec![("axis", Attr::Int(1))]);
+    let one = g.const_i64("one_i64", &[], vec![1]);
+    let one_word = g.op("Equal", &[&count, &one], vec![]);
+    let id = g.op("Where", &[&one_word, &first, &zero], vec![]);
+    let starts = g.const_i64("padding_cut_start", &[1], vec![0]);
+    let ends = g.const_i64("padding_cut_end", &[1], vec![-1]);
+    let id = g.op("Slice", &[&id, &starts, &ends], vec![]);
+    let shape = g.const_i64(
+        "categorical_shape",
+        &[2],
+        vec![CATEGORICAL.len() as i64, -1],
+    );
+    let id = g.op("Reshape", &[&id, &shape], vec![]);
+
+    // Row c of the table maps union ids to column c's ids.
+    let width = union.len() + 1;
+    let mut table = vec![0i64; CATEGORICAL.len() * width];
+    for (c, vocabulary) in spec.vocabularies.iter().enumerate() {
+        for (local, value) in vocabulary.iter().enumerate() {
+            if let Ok(u) = union.binary_search(&value.as_str()) {
+                table[c * width + u + 1] = local as i64 + 1;
+            }
+        }
+    }
+    let rows = g.const_i64(
+        "column_table_rows",
+        &[CATEGORICAL.len() as i64, 1],
+        (0..CATEGORICAL.len()).map(|c| (c * width) as i64).collect(),
+    );
+    let table = g.const_i64("column_ids", &[table.len() as i64], table);
+    let index = g.op("Add", &[&id, &rows], vec![]);
+    g.op("Gather", &[&table, &index], vec![("axis", Attr::Int(0))])
 }
 
 /// The numeric columns as float `[batch, 5]`: optional `ln(1 + max(x, 0))` (in double, see
@@ -267,19 +298,22 @@ fn dense_layer(
     g.op("Add", &[&y, &b], vec![])
 }
 
-/// The four outputs of the canned classifier from the logits.
+/// The four outputs of the canned classifier from the logits (the value named `logits`).
 fn heads(g: &mut GraphBuilder, logits: &str) {
-    g.node("", "Identity", &[logits], &["logits"], vec![]);
-    g.node("", "Sigmoid", &[logits], &["logistic"], vec![]);
-    // P(<=50K) as sigmoid(-logit) rather than 1 - p keeps precision for confident answers.
-    let negated = g.op("Neg", &[logits], vec![]);
-    let p0 = g.op("Sigmoid", &[&negated], vec![]);
+    // P(<=50K) as sigmoid(-logit) rather than 1 - p keeps precision for confident answers; both
+    // come from one Sigmoid over [-logit, logit] (a MatMul by [-1, 1] is exact).
+    let signs = g.const_f32("class_signs", &[1, 2], vec![-1.0, 1.0]);
+    let both = g.op("MatMul", &[logits, &signs], vec![]);
+    g.node("", "Sigmoid", &[&both], &["probabilities"], vec![]);
+    let starts = g.const_i64("positive_start", &[1], vec![1]);
+    let ends = g.const_i64("positive_end", &[1], vec![2]);
+    let axes = g.const_i64("positive_axis", &[1], vec![1]);
     g.node(
         "",
-        "Concat",
-        &[&p0, "logistic"],
-        &["probabilities"],
-        vec![("axis", Attr::Int(1))],
+        "Slice",
+        &["probabilities", &starts, &ends, &axes],
+        &["logistic"],
+        vec![],
     );
     g.node(
         "",
