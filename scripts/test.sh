@@ -19,4 +19,8 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 cargo fmt --all -- --check
 cargo clippy --release --locked --all-targets -- -D warnings
+# The load generator (a workspace member, built on its own so its dependencies' features do not
+# change mlengine's build).
+cargo clippy --release --locked -p mlengine-loadtest --all-targets -- -D warnings
+cargo test --release --locked -p mlengine-loadtest
 cargo test --release --locked "$@"

@@ -46,30 +46,43 @@ measure() { # name input command...
   local lines; lines=$(wc -l < "$input")
   echo "$name $lines $wall $rss"
 }
+# ROUNDS rounds, the two scorers alternating within each, so that a noisy neighbour weighs on
+# both; the report takes each run's median.
 results=()
-for size in small large; do
-  results+=("$(measure "mlengine-$size" "$work/$size.jsonl" target/release/mlengine batch-predict \
-    --model-dir "$model_dir" --input-paths "$work/$size.jsonl" --output-path "$work/out-$size" \
-    --batch-size "$batch" --max-worker-count "$(nproc)")")
-  results+=("$(measure "python-$size" "$work/$size.jsonl" "$python" "$here/python_scorer.py" \
-    "$model" "$work/$size.jsonl" "$work/python-$size.jsonl" "$batch")")
+for ((round = 1; round <= ${ROUNDS:-3}; round++)); do
+  for size in small large; do
+    results+=("$(measure "mlengine-$size" "$work/$size.jsonl" target/release/mlengine batch-predict \
+      --model-dir "$model_dir" --input-paths "$work/$size.jsonl" --output-path "$work/out-$size" \
+      --batch-size "$batch" --max-worker-count "$(nproc)")")
+    results+=("$(measure "python-$size" "$work/$size.jsonl" "$python" "$here/python_scorer.py" \
+      "$model" "$work/$size.jsonl" "$work/python-$size.jsonl" "$batch")")
+  done
 done
 cmp <(head -n 1000 "$work/out-large/prediction.results-00000-of-00001" | "$python" -c "import sys,json; [print(json.loads(l)['classes']) for l in sys.stdin]") \
     <(head -n 1000 "$work/python-large.jsonl" | "$python" -c "import sys,json; [print(json.loads(l)['classes']) for l in sys.stdin]") \
   && same="yes" || same="NO"
 
 "$python" - "$root/loadtest/results/batch-benchmark.md" "$batch" "$same" "${results[@]}" <<'PY'
-import platform, subprocess, sys, datetime
+import platform, subprocess, sys, datetime, statistics
 out, batch, same, *rows = sys.argv[1:]
-r = {}
+runs = {}
 for row in rows:
     name, lines, wall, rss = row.split()
-    r[name] = (int(lines), float(wall), int(rss) / 1024)
+    runs.setdefault(name, []).append((int(lines), float(wall), int(rss) / 1024))
+# Per scorer: the median wall time, the largest peak RSS.
+r = {
+    name: (v[0][0], statistics.median(w for _, w, _ in v), max(m for _, _, m in v))
+    for name, v in runs.items()
+}
+rounds = len(runs["mlengine-large"])
+per_round = [
+    (py[1] / ml[1]) for ml, py in zip(runs["mlengine-large"], runs["python-large"])
+]
 cpu = subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 lines = [
     "# Batch prediction benchmark: mlengine batch-predict vs a Python scorer",
     "",
-    f"Generated {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} by `loadtest/batch_benchmark/run.sh`, runs one after the other on one machine ({cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores).",
+    f"Generated {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} by `loadtest/batch_benchmark/run.sh`, runs one after the other on one machine ({cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores), {rounds} rounds with the scorers alternating; the table gives each run's median wall time.",
     "",
     f"Input: `adult.test` as JSON instances, repeated (large) and its first tenth (small); batch size {batch}. The Python scorer is json + numpy + onnxruntime 1.31.1 (the same model file, `python_scorer.py`); mlengine runs `batch-predict` with `--max-worker-count` = cores. Wall time and peak RSS from `/usr/bin/time`, whole process (start, model load, read, score, write).",
     "",
@@ -82,7 +95,7 @@ for name in ["mlengine-small", "python-small", "mlengine-large", "python-large"]
 ml, py = r["mlengine-large"], r["python-large"]
 lines += [
     "",
-    f"- **rows/s, mlengine / Python on the large input: {(ml[0] / ml[1]) / (py[0] / py[1]):.1f}x**",
+    f"- **rows/s, mlengine / Python on the large input: {(ml[0] / ml[1]) / (py[0] / py[1]):.1f}x** (medians; per round: {', '.join(f'{x:.1f}x' for x in per_round)})",
     f"- peak RSS when the input grows 10x: mlengine {r['mlengine-small'][2]:.0f} -> {ml[2]:.0f} MiB, Python {r['python-small'][2]:.0f} -> {py[2]:.0f} MiB",
     f"- classes of the first 1,000 predictions identical between the two: {same}",
 ]

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::inference::json_rows::{decode_instances, write_prediction_lines};
 use crate::inference::tensor::Signature;
-use crate::runtime::worker::{BatchConfig, WorkerConfig, Workers};
+use crate::runtime::pool::SessionPool;
 use crate::runtime::{library, Device, SessionConfig};
 use crate::storage::remote::{self, Object};
 use output::ShardWriter;
@@ -101,8 +101,9 @@ pub fn run(args: &BatchArgs, ort_library: Option<&Path>) -> Result<Summary> {
             args.worker_count
         );
     }
+    // One runtime thread per session: each decodes, runs and encodes whole batches.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(args.max_worker_count.max(1))
         .enable_all()
         .build()?;
     runtime.block_on(run_async(args, ort_library))
@@ -119,30 +120,23 @@ async fn run_async(args: &BatchArgs, ort_library: Option<&Path>) -> Result<Summa
 
     let (model_file, _download) = crate::repository::fetch::model_file(&args.model_dir).await?;
     let env = library::environment(ort_library, args.device == Device::Cuda)?;
-    let workers = Workers::start(
+    let sessions = SessionPool::load(
         env,
         &model_file,
-        "batch",
-        WorkerConfig {
-            workers: args.max_worker_count,
-            queue_capacity: args.max_worker_count * 2,
-            // The pipeline already cuts the input into batches of --batch-size.
-            batching: BatchConfig::OFF,
-            session: SessionConfig {
-                intra_threads: 1,
-                device: args.device,
-            },
+        args.max_worker_count,
+        SessionConfig {
+            intra_threads: 1,
+            device: args.device,
         },
-        Arc::default(),
     )
     .with_context(|| format!("cannot load the model of --model-dir {}", args.model_dir))?;
-    let workers = Arc::new(workers);
+    let sessions = Arc::new(sessions);
     let parts = split::parts(&inputs, args.worker_index, args.worker_count);
     let total_bytes: u64 = parts.iter().map(|p| p.end - p.start).sum();
 
     let mut writer = ShardWriter::new(output, args.worker_index, args.worker_count);
     let progress = Progress::new(total_bytes);
-    let result = pipeline(args, &parts, &workers, &mut writer, &progress).await;
+    let result = pipeline(args, &parts, &sessions, &mut writer, &progress).await;
     progress.finish();
     if let Err(e) = result {
         writer.abandon().await;
@@ -181,7 +175,7 @@ struct Scored {
 async fn pipeline(
     args: &BatchArgs,
     parts: &[split::Part],
-    workers: &Arc<Workers>,
+    sessions: &Arc<SessionPool>,
     writer: &mut ShardWriter,
     progress: &Progress,
 ) -> Result<()> {
@@ -203,15 +197,15 @@ async fn pipeline(
     let stream = Box::pin(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (b, rx))
     }));
-    let signature = workers.signature().clone();
+    let signature = sessions.signature().clone();
     let signature = Arc::new(signature);
     // Each batch is scored in its own task, so decoding and encoding spread over the runtime's
     // threads while `buffered` keeps the results in input order.
     let scored = stream
         .map(|batch| {
-            let workers = Arc::clone(workers);
+            let sessions = Arc::clone(sessions);
             let signature = Arc::clone(&signature);
-            tokio::spawn(async move { score(&signature, &workers, batch).await })
+            tokio::spawn(async move { score(&signature, &sessions, batch) })
         })
         .buffered(args.max_worker_count * 2);
     let mut scored = std::pin::pin!(scored);
@@ -229,10 +223,10 @@ async fn pipeline(
 }
 
 /// Decodes, runs and encodes one batch; a line that fails is an error entry, not a failure.
-async fn score(signature: &Signature, workers: &Workers, lines: Vec<String>) -> Scored {
+fn score(signature: &Signature, sessions: &SessionPool, lines: Vec<String>) -> Scored {
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
     if let Some(inputs) = crate::inference::json_fast::decode_object_lines(signature, &refs) {
-        return run_and_encode(workers, inputs, lines.len(), Vec::new()).await;
+        return run_and_encode(sessions, inputs, lines.len(), Vec::new());
     }
     let mut errors = Vec::new();
     let mut instances = Vec::with_capacity(lines.len());
@@ -269,7 +263,7 @@ async fn score(signature: &Signature, workers: &Workers, lines: Vec<String>) -> 
         }
     };
     match decoded {
-        Some((inputs, rows)) => run_and_encode(workers, inputs, rows, errors).await,
+        Some((inputs, rows)) => run_and_encode(sessions, inputs, rows, errors),
         None => Scored {
             text: Vec::new(),
             predictions: 0,
@@ -279,18 +273,17 @@ async fn score(signature: &Signature, workers: &Workers, lines: Vec<String>) -> 
 }
 
 /// Runs decoded rows and encodes their predictions as JSON lines.
-async fn run_and_encode(
-    workers: &Workers,
+fn run_and_encode(
+    sessions: &SessionPool,
     inputs: Vec<crate::inference::Tensor>,
     rows: usize,
     mut errors: Vec<String>,
 ) -> Scored {
     let mut text = Vec::new();
     let mut predictions = 0;
-    match workers
-        .run(inputs, vec![], None)
-        .await
-        .and_then(|ran| write_prediction_lines(&ran.outputs, &mut text))
+    match sessions
+        .run(inputs, &[])
+        .and_then(|outputs| write_prediction_lines(&outputs, &mut text))
     {
         Ok(n) => predictions = n as u64,
         Err(e) => errors.extend(std::iter::repeat_n(e.message, rows)),
