@@ -336,10 +336,16 @@ async fn serve_http(args: &ServeArgs, state: Arc<RestState>) -> Result<()> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    // Small answers go out at once: with Nagle's algorithm a response waiting for the peer's
+    // delayed ACK stalled gRPC calls for 40 ms (p99.9) under load.
+    use axum::serve::ListenerExt;
+    let rest_listener = rest_listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let rest = axum::serve(rest_listener, rest::router(state))
         .with_graceful_shutdown(stopped(stop_rx.clone()));
     let grpc = grpc_router.serve_with_incoming_shutdown(
-        tonic::transport::server::TcpIncoming::from(grpc_listener),
+        tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
         stopped(stop_rx),
     );
     let (rest, grpc) = tokio::join!(rest, grpc);
