@@ -22,5 +22,9 @@ cargo clippy --release --locked --all-targets -- -D warnings
 # The load generator (a workspace member, built on its own so its dependencies' features do not
 # change mlengine's build).
 cargo clippy --release --locked -p mlengine-loadtest --all-targets -- -D warnings
-cargo test --release --locked -p mlengine-loadtest
-cargo test --release --locked "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --release --locked -p mlengine-loadtest 2>&1 | tee "$log"
+cargo test --release --locked "$@" 2>&1 | tee -a "$log"
+# One closing line for every test binary together (the last binary, the doc tests, runs none).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"
