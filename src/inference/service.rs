@@ -45,18 +45,15 @@ impl InferenceService {
         super::tensor::batch_size(&inputs)?;
         let start = Instant::now();
         let result = version.workers.run(inputs, outputs, deadline).await;
-        let m = &self.metrics;
-        m.inference_duration
-            .with_label_values(&[version.model.as_str(), version.version_string.as_str()])
-            .observe(start.elapsed().as_secs_f64());
+        let m = version.metrics.get_or_init(|| {
+            self.metrics
+                .version(&version.model, &version.version_string)
+        });
+        m.inference_duration.observe(start.elapsed().as_secs_f64());
         let ran = result?;
-        m.queue_duration
-            .with_label_values(&[version.model.as_str()])
-            .observe(ran.queued.as_secs_f64());
+        m.queue_duration.observe(ran.queued.as_secs_f64());
         if ran.first_in_batch {
-            m.batch_size
-                .with_label_values(&[version.model.as_str()])
-                .observe(ran.batch_rows as f64);
+            m.batch_size.observe(ran.batch_rows as f64);
         }
         Ok(ran.outputs)
     }

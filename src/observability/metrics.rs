@@ -11,6 +11,13 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
 
+/// One model version's inference series, resolved from their labels once.
+pub struct VersionMetrics {
+    pub inference_duration: prometheus::Histogram,
+    pub queue_duration: prometheus::Histogram,
+    pub batch_size: prometheus::Histogram,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
@@ -128,6 +135,15 @@ impl Metrics {
         })
     }
 
+    /// The series of a model version.
+    pub fn version(&self, model: &str, version: &str) -> VersionMetrics {
+        VersionMetrics {
+            inference_duration: self.inference_duration.with_label_values(&[model, version]),
+            queue_duration: self.queue_duration.with_label_values(&[model]),
+            batch_size: self.batch_size.with_label_values(&[model]),
+        }
+    }
+
     /// Records one answered request. `status` is the HTTP status, or for gRPC the HTTP status of
     /// the same error (so dashboards can sum across protocols).
     pub fn record_request(
@@ -148,8 +164,23 @@ impl Metrics {
             micros = start.elapsed().as_micros() as u64,
             "request"
         );
+        let status_text;
+        let status_label = match status {
+            200 => "200",
+            400 => "400",
+            404 => "404",
+            413 => "413",
+            429 => "429",
+            500 => "500",
+            503 => "503",
+            504 => "504",
+            other => {
+                status_text = other.to_string();
+                &status_text
+            }
+        };
         self.requests
-            .with_label_values(&[model, version, api, protocol, &status.to_string()])
+            .with_label_values(&[model, version, api, protocol, status_label])
             .inc();
         self.request_duration
             .with_label_values(&[model, api, protocol])

@@ -83,6 +83,8 @@ pub struct LoadedVersion {
     pub version: u64,
     pub version_string: String,
     pub workers: Workers,
+    /// This version's metric series, resolved once (label lookups are string hashing).
+    pub metrics: std::sync::OnceLock<crate::observability::VersionMetrics>,
 }
 
 impl LoadedVersion {
@@ -310,6 +312,7 @@ impl Registry {
             version,
             version_string: version.to_string(),
             workers,
+            metrics: std::sync::OnceLock::new(),
         })
     }
 }
