@@ -18,7 +18,7 @@ use mlengine::api::grpc::proto::inference::{
     grpc_inference_service_client::GrpcInferenceServiceClient,
     model_infer_request::InferInputTensor, InferTensorContents, ModelInferRequest,
 };
-use mlengine::onnx::builder::{to_bytes, Dim, GraphBuilder};
+use mlengine::onnx::builder::{to_bytes, Attr, Dim, GraphBuilder};
 use onnx_protobuf::tensor_proto::DataType;
 use serde_json::{json, Value};
 
@@ -31,12 +31,13 @@ fn slow_model(path: &std::path::Path, matmuls: usize) {
     let mut g = GraphBuilder::new("slow");
     g.input("x", DataType::FLOAT, &[Dim::Named("batch")]);
     let c = g.const_f32("c", &[n, n], vec![1.0 / n as f32; (n * n) as usize]);
-    let top = g.op("ReduceMax", &["x"], vec![]);
+    // Scalars (keepdims 0), so that `y` keeps the input's shape `[batch]`.
+    let top = g.op("ReduceMax", &["x"], vec![("keepdims", Attr::Int(0))]);
     let mut m = g.op("Mul", &[&c, &top], vec![]);
     for _ in 0..matmuls {
         m = g.op("MatMul", &[&m, &c], vec![]);
     }
-    let total = g.op("ReduceSum", &[&m], vec![]);
+    let total = g.op("ReduceSum", &[&m], vec![("keepdims", Attr::Int(0))]);
     let zero = g.const_f32("zero", &[], vec![0.0]);
     let nothing = g.op("Mul", &[&total, &zero], vec![]);
     g.node("", "Add", &["x", &nothing], &["y"], vec![]);
@@ -345,6 +346,13 @@ fn a_flood_is_refused_with_memory_bounded_by_the_queue() {
     );
     assert!(count(429) > 0, "the flood never filled the queue");
     assert!(count(200) > 0);
+    // Queued requests were merged, and their merged answers split back (or they would be 500s).
+    let runs = metric(&server, r#"mlengine_batch_size_count{model="slow"}"#);
+    let rows = metric(&server, r#"mlengine_batch_size_sum{model="slow"}"#);
+    assert!(
+        rows > runs,
+        "no run merged several requests: {rows} rows in {runs} runs"
+    );
     let (_, peak) = rss_kib(server.child.id());
     // At most 8 queued requests, 4 in the running batch and 64 bodies being read: far below
     // 64 MiB over the resident set before the flood.
