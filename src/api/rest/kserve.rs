@@ -8,12 +8,12 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{
-    empty, error_response, json_response, parse_json, read_body, record, request_deadline, Shared,
+    empty, error_response, json_response, parse_json, read_body, record, requested_timeout, Shared,
 };
+use crate::inference::binary;
 use crate::inference::error::{InferenceError, InferenceResult};
 use crate::inference::json_rows::{append, element};
 use crate::inference::tensor::{DType, Tensor, TensorData};
-use crate::inference::{binary, deadline};
 use crate::repository::registry::VersionSelector;
 
 pub fn datatype(d: DType) -> &'static str {
@@ -153,8 +153,7 @@ async fn infer(
                     .ok_or_else(|| InferenceError::invalid("Inference-Header-Content-Length is not a byte count"))?,
             ),
         };
-        let headers_timeout = req.headers().contains_key(deadline::REST_TIMEOUT_HEADER);
-        let header_deadline = request_deadline(state, start, req.headers())?;
+        let header_timeout = requested_timeout(req.headers())?;
         let body = read_body(state, req).await?;
         let (json_part, binary) = match header_len {
             None => (&body[..], &body[..0]),
@@ -231,17 +230,14 @@ async fn infer(
             )));
         }
         // Triton's request parameter `timeout` (microseconds) when no header set one.
-        let deadline = match request.pointer("/parameters/timeout") {
-            Some(t) if !headers_timeout => {
-                let micros = t.as_u64().ok_or_else(|| {
-                    InferenceError::invalid("parameters.timeout must be a whole number of microseconds")
-                })?;
-                state
-                    .service
-                    .deadline(start, Some(std::time::Duration::from_micros(micros)))
-            }
-            _ => header_deadline,
+        let timeout = match (header_timeout, request.pointer("/parameters/timeout")) {
+            (Some(t), _) => Some(t),
+            (None, Some(t)) => Some(std::time::Duration::from_micros(t.as_u64().ok_or_else(
+                || InferenceError::invalid("parameters.timeout must be a whole number of microseconds"),
+            )?)),
+            (None, None) => None,
         };
+        let deadline = state.service.deadline(start, timeout);
         let inputs = signature.ordered_inputs(tensors)?;
         let wanted = match request.get("outputs").and_then(Value::as_array) {
             None => vec![],

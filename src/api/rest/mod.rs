@@ -97,17 +97,14 @@ pub async fn read_body(state: &RestState, req: Request) -> Result<Bytes, Inferen
         })
 }
 
-/// The request's deadline from the timeout header, else the server's default.
-pub fn request_deadline(
-    state: &RestState,
-    start: Instant,
+/// The timeout the request's header asks for, if any.
+pub fn requested_timeout(
     headers: &axum::http::HeaderMap,
-) -> Result<Option<Instant>, InferenceError> {
-    let requested = headers
+) -> Result<Option<std::time::Duration>, InferenceError> {
+    headers
         .get(deadline::REST_TIMEOUT_HEADER)
         .map(|v| deadline::parse_rest_timeout(v.as_bytes()))
-        .transpose()?;
-    Ok(state.service.deadline(start, requested))
+        .transpose()
 }
 
 /// Parses a JSON body (NaN and Infinity tokens allowed); the error names the position.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::{
     error_response, json_bytes_response, json_response, parse_json, read_body, record,
-    request_deadline, Shared,
+    requested_timeout, Shared,
 };
 use crate::inference::error::{InferenceError, InferenceResult};
 use crate::inference::json_columns::{decode_columnar, encode_columnar};
@@ -180,43 +180,16 @@ async fn predict(
     };
     let served = Some(version.version_string.clone());
     let result = async {
-        let deadline = request_deadline(state, start, req.headers())?;
+        let deadline = state
+            .service
+            .deadline(start, requested_timeout(req.headers())?);
         let body = read_body(state, req).await?;
         let signature = version.signature();
-        // The common request ({"instances": [objects]}) decodes without building JSON values and
-        // is answered without them; anything else takes the general path, whose errors name the
-        // instance and the input.
-        if api != Api::TfServing || signature.outputs.len() > 1 {
-            if let Some(inputs) = json_fast::decode_instances_body(signature, &body) {
-                let outputs = state
-                    .service
-                    .run(&version, inputs, vec![], deadline)
-                    .await?;
-                return predictions_body(api, &version.version_string, &outputs);
-            }
-        }
-        let request = parse_json(&body)?;
-        let Value::Object(obj) = &request else {
-            return Err(InferenceError::invalid(
-                "request body must be a JSON object with 'instances'",
-            ));
-        };
-        let (inputs, columnar) = match (obj.get("instances"), obj.get("inputs")) {
-            (Some(_), Some(_)) => {
-                return Err(InferenceError::invalid(
-                    "expecting only one of 'inputs' or 'instances', not both",
-                ))
-            }
-            (Some(Value::Array(instances)), None) => {
-                (decode_instances(signature, instances)?, false)
-            }
-            (Some(_), None) => return Err(InferenceError::invalid("'instances' must be a list")),
-            (None, Some(inputs)) => (decode_columnar(signature, inputs)?, true),
-            (None, None) => {
-                return Err(InferenceError::invalid(
-                    "missing 'instances' in request body",
-                ))
-            }
+        // The common request ({"instances": [objects]}) decodes without building JSON values;
+        // anything else takes the general path, whose errors name the instance and the input.
+        let (inputs, columnar) = match json_fast::decode_instances_body(signature, &body) {
+            Some(inputs) => (inputs, false),
+            None => decode_general(signature, &body)?,
         };
         let outputs = state
             .service
@@ -245,6 +218,32 @@ async fn predict(
     }
     .await;
     (result, served)
+}
+
+/// Row (`instances`) or columnar (`inputs`) tensors of any predict body; true when columnar.
+fn decode_general(
+    signature: &crate::inference::Signature,
+    body: &[u8],
+) -> InferenceResult<(Vec<crate::inference::Tensor>, bool)> {
+    let request = parse_json(body)?;
+    let Value::Object(obj) = &request else {
+        return Err(InferenceError::invalid(
+            "request body must be a JSON object with 'instances'",
+        ));
+    };
+    match (obj.get("instances"), obj.get("inputs")) {
+        (Some(_), Some(_)) => Err(InferenceError::invalid(
+            "expecting only one of 'inputs' or 'instances', not both",
+        )),
+        (Some(Value::Array(instances)), None) => {
+            Ok((decode_instances(signature, instances)?, false))
+        }
+        (Some(_), None) => Err(InferenceError::invalid("'instances' must be a list")),
+        (None, Some(inputs)) => Ok((decode_columnar(signature, inputs)?, true)),
+        (None, None) => Err(InferenceError::invalid(
+            "missing 'instances' in request body",
+        )),
+    }
 }
 
 /// `{"predictions": [...]}` (and Vertex's `deployedModelId`), written without JSON values.
