@@ -288,8 +288,9 @@ async fn serve_http(args: &ServeArgs, state: Arc<RestState>) -> Result<()> {
         args.grpc_max_message_bytes,
     )?;
     state.accepting.store(true, Ordering::Release);
-    // Health follows readiness (every model has a version) until shutdown.
+    // Health is right before the first call can arrive, then follows readiness (every model has a version) until shutdown.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    grpc::set_health(&health, state.ready()).await;
     {
         let (state, health, mut stop) = (Arc::clone(&state), health.clone(), stop_rx.clone());
         tokio::spawn(async move {

@@ -2,16 +2,18 @@
 //! single runs answer, a full queue refuses at once, expired and cancelled requests are dropped
 //! unrun, and a flood of requests leaves memory bounded by the queue.
 //!
-//! Most tests use a deliberately slow model (a chain of 1024 x 1024 MatMuls that depends on the
-//! input, so ONNX Runtime cannot fold it away) to keep the single worker busy while the test
-//! queues requests behind it. Nothing here asserts a duration.
+//! Most tests use a deliberately slow model whose run time a request chooses (its value is the
+//! number of MatMuls run in a loop), to keep the single worker busy while the test queues requests
+//! behind it. The busy run's length is calibrated on the machine at the start of each test and
+//! lasts seconds, long against every wait in between; each step waits for the state it needs (the
+//! queue and in-flight gauges), never for time. Nothing here asserts a duration.
 
 mod common;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use mlengine::api::grpc::proto::inference::{
@@ -23,20 +25,44 @@ use onnx_protobuf::tensor_proto::DataType;
 use serde_json::{json, Value};
 
 const SLOW_PREDICT: &str = "/v1/models/slow:predict";
+const QUEUED: &str = r#"mlengine_queue_size{model="slow",version="1"}"#;
+const INFLIGHT: &str = r#"mlengine_inflight_requests{model="slow",version="1"}"#;
+const RUNS: &str = r#"mlengine_batch_size_count{model="slow"}"#;
+/// How long the run that keeps the worker busy lasts, in seconds.
+const BUSY_SECONDS: f64 = 3.0;
 
-/// `y = x + 0 * sum(C^k * max(x))` over float `[batch]`, with C 1024 x 1024: every run costs
-/// `k` large MatMuls whatever the batch.
-fn slow_model(path: &std::path::Path, matmuls: usize) {
-    let n = 1024i64;
+/// `y = x + 0 * sum(C^k)` over float `[batch]`, C 256 x 256 and `k = max(x)` MatMuls in a
+/// `Loop`: the request's own value sets how long its run takes, and the output keeps the input's
+/// shape `[batch]` (so runs can be merged and split back).
+fn slow_model(path: &std::path::Path) {
+    let n = 256i64;
+    let mut body = GraphBuilder::new("matmul");
+    body.input("i", DataType::INT64, &[]);
+    body.input("cond_in", DataType::BOOL, &[]);
+    body.input("m_in", DataType::FLOAT, &[Dim::Fixed(n), Dim::Fixed(n)]);
+    body.node("", "Identity", &["cond_in"], &["cond_out"], vec![]);
+    body.node("", "MatMul", &["m_in", "c"], &["m_out"], vec![]);
+    body.output("cond_out", DataType::BOOL, &[]);
+    body.output("m_out", DataType::FLOAT, &[Dim::Fixed(n), Dim::Fixed(n)]);
+
     let mut g = GraphBuilder::new("slow");
     g.input("x", DataType::FLOAT, &[Dim::Named("batch")]);
+    // C / n with C all ones is idempotent under MatMul: the values stay finite however long.
     let c = g.const_f32("c", &[n, n], vec![1.0 / n as f32; (n * n) as usize]);
-    // Scalars (keepdims 0), so that `y` keeps the input's shape `[batch]`.
     let top = g.op("ReduceMax", &["x"], vec![("keepdims", Attr::Int(0))]);
-    let mut m = g.op("Mul", &[&c, &top], vec![]);
-    for _ in 0..matmuls {
-        m = g.op("MatMul", &[&m, &c], vec![]);
-    }
+    let trips = g.op(
+        "Cast",
+        &[&top],
+        vec![("to", Attr::Int(DataType::INT64 as i64))],
+    );
+    let m = g.fresh("m");
+    g.node(
+        "",
+        "Loop",
+        &[&trips, "", &c],
+        &[&m],
+        vec![("body", Attr::Graph(Box::new(body.into_graph())))],
+    );
     let total = g.op("ReduceSum", &[&m], vec![("keepdims", Attr::Int(0))]);
     let zero = g.const_f32("zero", &[], vec![0.0]);
     let nothing = g.op("Mul", &[&total, &zero], vec![]);
@@ -46,10 +72,23 @@ fn slow_model(path: &std::path::Path, matmuls: usize) {
     std::fs::write(path, to_bytes(&g.finish("test", "")).unwrap()).unwrap();
 }
 
-/// A server of the slow model (one worker, `matmuls` per run) with extra flags.
-fn slow_server(tmp: &std::path::Path, matmuls: usize, extra: &[&str]) -> Server {
+/// A server of the slow model (one worker) and the request value that keeps it busy for about
+/// `BUSY_SECONDS` on this machine.
+struct Slow {
+    server: Server,
+    busy: f64,
+}
+
+impl std::ops::Deref for Slow {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+fn slow_server(tmp: &std::path::Path, extra: &[&str]) -> Slow {
     let base = tmp.join("slow");
-    slow_model(&base.join("1/model.onnx"), matmuls);
+    slow_model(&base.join("1/model.onnx"));
     let mut args = vec![
         "--model-base-path",
         base.to_str().unwrap(),
@@ -59,67 +98,55 @@ fn slow_server(tmp: &std::path::Path, matmuls: usize, extra: &[&str]) -> Server 
         "0",
     ];
     args.extend_from_slice(extra);
-    Server::start(&args)
+    let server = Server::start(&args);
+    // Time runs of k MatMuls, doubling k until one run is long enough to measure, then scale.
+    let mut k = 8.0f64;
+    let busy = loop {
+        let start = Instant::now();
+        let (status, text) = server.post(SLOW_PREDICT, &format!(r#"{{"instances": [{k}]}}"#));
+        assert_eq!(status, 200, "{text}");
+        let took = start.elapsed().as_secs_f64();
+        if took >= 0.2 {
+            break (k * BUSY_SECONDS / took).ceil();
+        }
+        k *= 2.0;
+    };
+    Slow { server, busy }
 }
 
-/// A request that occupies the worker, answered on a thread.
-fn occupy(server: &Server) -> std::thread::JoinHandle<u16> {
+/// Sends a request on a thread; its status is the thread's result.
+fn send(server: &Server, x: f64) -> std::thread::JoinHandle<u16> {
     let addr = server.addr.clone();
-    let handle = std::thread::spawn(move || {
-        http(&addr, "POST", SLOW_PREDICT, &[], br#"{"instances": [1.0]}"#)
+    std::thread::spawn(move || {
+        let body = format!(r#"{{"instances": [{x}]}}"#);
+        http(&addr, "POST", SLOW_PREDICT, &[], body.as_bytes())
             .unwrap()
             .0
+    })
+}
+
+/// A request that keeps the worker busy for seconds, answered on a thread; returns once the
+/// worker has taken it (nothing queued, one request in flight).
+fn occupy(slow: &Slow) -> std::thread::JoinHandle<u16> {
+    let handle = send(slow, slow.busy);
+    wait_until("the worker to take the busy request", || {
+        metric(slow, INFLIGHT) == 1.0 && metric(slow, QUEUED) == 0.0
     });
-    // Until the worker has taken it: the queue gauge is not exposed, so give the request a
-    // moment to arrive (the slow run lasts far longer).
-    std::thread::sleep(Duration::from_millis(150));
     handle
-}
-
-/// A metric's value from the exposition text (0 when absent).
-fn metric(server: &Server, name_and_labels: &str) -> f64 {
-    let (_, text) = server.get("/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Polls a metric until it reaches `want` (the workers drop requests when they reach them).
-fn wait_metric(server: &Server, name_and_labels: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if metric(server, name_and_labels) == want {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "{name_and_labels} never reached {want}; metrics:\n{}",
-        server.get("/metrics").1
-    );
 }
 
 #[test]
 fn full_queue_refuses_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     // One batch of one request may wait: the queue holds 1 x 1.
-    let server = slow_server(
+    let slow = slow_server(
         tmp.path(),
-        24,
         &["--max-batch-size", "1", "--max-enqueued-batches", "1"],
     );
-    let running = occupy(&server);
-    let queued = {
-        let addr = server.addr.clone();
-        std::thread::spawn(move || {
-            http(&addr, "POST", SLOW_PREDICT, &[], br#"{"instances": [2.0]}"#)
-                .unwrap()
-                .0
-        })
-    };
-    std::thread::sleep(Duration::from_millis(150));
-    let (status, text) = server.post(SLOW_PREDICT, r#"{"instances": [3.0]}"#);
+    let running = occupy(&slow);
+    let queued = send(&slow, 2.0);
+    wait_metric(&slow, QUEUED, 1.0);
+    let (status, text) = slow.post(SLOW_PREDICT, r#"{"instances": [3.0]}"#);
     assert_eq!(status, 429, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert!(
@@ -128,7 +155,7 @@ fn full_queue_refuses_at_once() {
     );
     // gRPC refuses with RESOURCE_EXHAUSTED while the queue is still full.
     let code = rt().block_on(async {
-        let mut client = GrpcInferenceServiceClient::new(channel(&server).await);
+        let mut client = GrpcInferenceServiceClient::new(channel(&slow).await);
         client
             .model_infer(slow_request(4.0))
             .await
@@ -136,23 +163,10 @@ fn full_queue_refuses_at_once() {
             .code()
     });
     assert_eq!(code, tonic::Code::ResourceExhausted);
+    assert_eq!(metric(&slow, QUEUED), 1.0, "refused requests never queue");
     assert_eq!(running.join().unwrap(), 200);
     assert_eq!(queued.join().unwrap(), 200);
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn channel(server: &Server) -> tonic::transport::Channel {
-    tonic::transport::Channel::from_shared(format!("http://{}", server.grpc_addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
+    wait_metric(&slow, INFLIGHT, 0.0);
 }
 
 fn slow_request(x: f32) -> ModelInferRequest {
@@ -175,29 +189,41 @@ fn slow_request(x: f32) -> ModelInferRequest {
 #[test]
 fn requests_past_their_deadline_are_answered_and_never_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = slow_server(tmp.path(), 24, &["--max-batch-size", "1"]);
-    let runs = r#"mlengine_batch_size_count{model="slow"}"#;
-    let running = occupy(&server);
+    let slow = slow_server(tmp.path(), &["--max-batch-size", "1"]);
+    let runs_before = metric(&slow, RUNS);
+    let running = occupy(&slow);
 
+    // Three requests with a 100 ms deadline, at once, while the worker is busy for seconds.
     // REST: the timeout header.
-    let (status, text) = http(
-        &server.addr,
-        "POST",
-        SLOW_PREDICT,
-        &[("X-Request-Timeout-Ms", "100")],
-        br#"{"instances": [2.0]}"#,
-    )
-    .unwrap();
-    assert_eq!(status, 504, "{text}");
-    assert!(text.contains("deadline"), "{text}");
+    let rest = {
+        let addr = slow.addr.clone();
+        std::thread::spawn(move || {
+            http(
+                &addr,
+                "POST",
+                SLOW_PREDICT,
+                &[("X-Request-Timeout-Ms", "100")],
+                br#"{"instances": [2.0]}"#,
+            )
+            .unwrap()
+        })
+    };
     // KServe v2 JSON: Triton's `timeout` parameter, in microseconds.
-    let (status, text) = server.post(
-        "/v2/models/slow/infer",
-        &json!({"parameters": {"timeout": 100_000},
-                "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [3.0]}]})
-        .to_string(),
-    );
-    assert_eq!(status, 504, "{text}");
+    let kserve = {
+        let addr = slow.addr.clone();
+        std::thread::spawn(move || {
+            let body = json!({"parameters": {"timeout": 100_000},
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [3.0]}]});
+            http(
+                &addr,
+                "POST",
+                "/v2/models/slow/infer",
+                &[],
+                body.to_string().as_bytes(),
+            )
+            .unwrap()
+        })
+    };
     // gRPC: grpc-timeout. tonic's own channel enforces the timeout on the client side (and
     // reports CANCELLED), so the call goes through a plain HTTP/2 client to see the server's
     // answer.
@@ -207,7 +233,7 @@ fn requests_past_their_deadline_are_answered_and_never_run() {
                 .http2_only(true)
                 .build_http::<tonic::body::Body>();
         let origin: tonic::codegen::http::Uri =
-            format!("http://{}", server.grpc_addr).parse().unwrap();
+            format!("http://{}", slow.grpc_addr).parse().unwrap();
         let mut client = GrpcInferenceServiceClient::with_origin(http2, origin);
         let mut request = tonic::Request::new(slow_request(4.0));
         request
@@ -217,9 +243,14 @@ fn requests_past_their_deadline_are_answered_and_never_run() {
     });
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     assert!(status.message().contains("deadline"), "{status:?}");
+    let (code, text) = rest.join().unwrap();
+    assert_eq!(code, 504, "{text}");
+    assert!(text.contains("deadline"), "{text}");
+    let (code, text) = kserve.join().unwrap();
+    assert_eq!(code, 504, "{text}");
     // A malformed timeout is the client's error.
     let (status, text) = http(
-        &server.addr,
+        &slow.addr,
         "POST",
         SLOW_PREDICT,
         &[("X-Request-Timeout-Ms", "soon")],
@@ -230,16 +261,21 @@ fn requests_past_their_deadline_are_answered_and_never_run() {
     assert!(text.contains("x-request-timeout-ms"), "{text}");
 
     assert_eq!(running.join().unwrap(), 200);
-    // The worker reaches the three expired requests after the first run and drops them.
+    // The worker reaches the three expired requests after the busy run and drops them.
     wait_metric(
-        &server,
+        &slow,
         r#"mlengine_requests_dropped_total{model="slow",reason="deadline"}"#,
         3.0,
     );
-    assert_eq!(metric(&server, runs), 1.0, "only the first request ran");
+    wait_metric(&slow, INFLIGHT, 0.0);
+    assert_eq!(
+        metric(&slow, RUNS),
+        runs_before + 1.0,
+        "only the busy request ran"
+    );
     // A request with time to spare runs.
     let (status, text) = http(
-        &server.addr,
+        &slow.addr,
         "POST",
         SLOW_PREDICT,
         &[("X-Request-Timeout-Ms", "60000")],
@@ -247,18 +283,20 @@ fn requests_past_their_deadline_are_answered_and_never_run() {
     )
     .unwrap();
     assert_eq!(status, 200, "{text}");
-    assert_eq!(metric(&server, runs), 2.0);
+    assert_eq!(metric(&slow, RUNS), runs_before + 2.0);
 }
 
 #[test]
 fn requests_whose_client_left_are_dropped_unrun() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = slow_server(tmp.path(), 24, &["--max-batch-size", "1"]);
-    let running = occupy(&server);
-    // A REST client that gives up: sends its request, then closes the connection.
+    let slow = slow_server(tmp.path(), &["--max-batch-size", "1"]);
+    let runs_before = metric(&slow, RUNS);
+    let running = occupy(&slow);
+    // A REST client that gives up: sends its request, waits until it is queued, then closes the
+    // connection.
     {
         let body = br#"{"instances": [2.0]}"#;
-        let mut stream = std::net::TcpStream::connect(&server.addr).unwrap();
+        let mut stream = std::net::TcpStream::connect(&slow.addr).unwrap();
         write!(
             stream,
             "POST {SLOW_PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
@@ -266,26 +304,40 @@ fn requests_whose_client_left_are_dropped_unrun() {
         )
         .unwrap();
         stream.write_all(body).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        wait_metric(&slow, QUEUED, 1.0);
     }
-    // A gRPC client that gives up: the call is dropped (RST_STREAM) before it is answered.
-    rt().block_on(async {
-        let mut client = GrpcInferenceServiceClient::new(channel(&server).await);
-        let call = client.model_infer(slow_request(3.0));
-        assert!(tokio::time::timeout(Duration::from_millis(100), call)
-            .await
-            .is_err());
+    // A gRPC client that gives up: the call is dropped (RST_STREAM) once it is queued.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let call = runtime.spawn({
+        let grpc = slow.grpc_addr.clone();
+        async move {
+            let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut client = GrpcInferenceServiceClient::new(channel);
+            let _ = client.model_infer(slow_request(3.0)).await;
+        }
     });
+    wait_metric(&slow, QUEUED, 2.0);
+    call.abort();
+    let _ = runtime.block_on(call);
     assert_eq!(running.join().unwrap(), 200);
     wait_metric(
-        &server,
+        &slow,
         r#"mlengine_requests_dropped_total{model="slow",reason="cancelled"}"#,
         2.0,
     );
+    wait_metric(&slow, INFLIGHT, 0.0);
     assert_eq!(
-        metric(&server, r#"mlengine_batch_size_count{model="slow"}"#),
-        1.0,
-        "only the first request ran"
+        metric(&slow, RUNS),
+        runs_before + 1.0,
+        "only the busy request ran"
     );
 }
 
@@ -306,12 +358,17 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 #[test]
 fn a_flood_is_refused_with_memory_bounded_by_the_queue() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = slow_server(
+    let slow = slow_server(
         tmp.path(),
-        4,
         &["--max-batch-size", "4", "--max-enqueued-batches", "2"],
     );
+    let server = &slow.server;
     let (before, _) = rss_kib(server.child.id());
+    let runs_before = metric(server, RUNS);
+    let rows_before = metric(server, r#"mlengine_batch_size_sum{model="slow"}"#);
+    // The flood arrives while the worker is busy for seconds: the queue (2 batches of 4) fills,
+    // and the requests waiting in it are taken in merged batches afterwards.
+    let running = occupy(&slow);
     let statuses: Arc<[AtomicUsize; 600]> = Arc::new(std::array::from_fn(|_| AtomicUsize::new(0)));
     // 64 clients, 10 requests each, of a 64 KiB body (one instance and a padding field).
     let body = Arc::new(json!({"instances": [1.0], "padding": "x".repeat(64 * 1024)}).to_string());
@@ -347,8 +404,9 @@ fn a_flood_is_refused_with_memory_bounded_by_the_queue() {
     assert!(count(429) > 0, "the flood never filled the queue");
     assert!(count(200) > 0);
     // Queued requests were merged, and their merged answers split back (or they would be 500s).
-    let runs = metric(&server, r#"mlengine_batch_size_count{model="slow"}"#);
-    let rows = metric(&server, r#"mlengine_batch_size_sum{model="slow"}"#);
+    assert_eq!(running.join().unwrap(), 200);
+    let runs = metric(server, RUNS) - runs_before;
+    let rows = metric(server, r#"mlengine_batch_size_sum{model="slow"}"#) - rows_before;
     assert!(
         rows > runs,
         "no run merged several requests: {rows} rows in {runs} runs"

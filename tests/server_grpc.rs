@@ -26,21 +26,6 @@ use tonic::transport::Channel;
 
 use mlengine::census::schema::INPUTS;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn channel(server: &Server) -> Channel {
-    Channel::from_shared(format!("http://{}", server.grpc_addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 fn shape(dims: &[i64]) -> Option<TensorShapeProto> {
     Some(TensorShapeProto {
         dim: dims
@@ -601,7 +586,6 @@ fn health_follows_readiness_and_reflection_lists_services() {
             service: service.into(),
         };
         let status = |r: tonic_health::pb::HealthCheckResponse| r.status;
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let s = status(health.check(check("")).await.unwrap().into_inner());
         assert_eq!(s, ServingStatus::NotServing as i32, "no version yet");
         publish_version(&base, 1, &bundled_version().join("model.onnx"));

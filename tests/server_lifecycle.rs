@@ -183,7 +183,14 @@ fn broken_versions_never_replace_a_good_one() {
     // A half-copied model file in version 3 still fails; v1 keeps serving.
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(base.join("3/model.onnx"), &bytes[..bytes.len() / 2]).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("version 3's new files to fail to load", || {
+        status(&server).iter().any(|v| {
+            v["version"] == "3"
+                && v["status"]["error_message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("cannot load"))
+        })
+    });
     assert_eq!(served_version(&server).as_deref(), Some("1"));
 
     // Fixing version 2's files makes it load (v3 is still broken, so v2 is the newest good one).
@@ -242,7 +249,10 @@ fn sigterm_during_load_finishes_in_flight_requests() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // SIGTERM once the clients are in full swing.
+    wait_until("the clients' first answers", || {
+        counts.lock().unwrap().0 >= 8
+    });
     let exit = server.terminate();
     for c in clients {
         c.join().unwrap();

@@ -58,10 +58,25 @@ impl InferenceService {
         Ok(ran.outputs)
     }
 
-    /// Brings the dropped-request counters up to the workers' counts (before a scrape).
-    pub fn sync_drop_metrics(&self) {
+    /// Brings the dropped-request counters and the queue gauges up to the workers' counts
+    /// (before a scrape). Retired versions leave the gauges.
+    pub fn sync_scrape_metrics(&self) {
+        self.metrics.queue_size.reset();
+        self.metrics.inflight.reset();
         for model in self.registry.models() {
             let name = model.config.name.as_str();
+            for version in model.served().values() {
+                let labels = [name, version.version_string.as_str()];
+                let load = version.workers.load();
+                self.metrics
+                    .queue_size
+                    .with_label_values(&labels)
+                    .set(load.queued() as i64);
+                self.metrics
+                    .inflight
+                    .with_label_values(&labels)
+                    .set(load.inflight() as i64);
+            }
             for (reason, count) in [
                 ("cancelled", &model.drops.cancelled),
                 ("deadline", &model.drops.expired),

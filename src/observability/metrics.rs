@@ -30,6 +30,8 @@ pub struct Metrics {
     pub load_failures: IntCounterVec,
     pub available_versions: IntGaugeVec,
     pub version_load_failed: IntGaugeVec,
+    pub queue_size: IntGaugeVec,
+    pub inflight: IntGaugeVec,
 }
 
 impl Metrics {
@@ -110,6 +112,22 @@ impl Metrics {
             ),
             &["model", "version"],
         )?;
+        let queue_size = IntGaugeVec::new(
+            Opts::new(
+                "mlengine_queue_size",
+                "Requests waiting in a version's queue for a worker (Triton's pending request count).",
+            ),
+            &["model", "version"],
+        )?;
+        let inflight = IntGaugeVec::new(
+            Opts::new(
+                "mlengine_inflight_requests",
+                "Requests a version has accepted and not yet answered: queued or running.",
+            ),
+            &["model", "version"],
+        )?;
+        registry.register(Box::new(queue_size.clone()))?;
+        registry.register(Box::new(inflight.clone()))?;
         registry.register(Box::new(version_load_failed.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
@@ -132,6 +150,8 @@ impl Metrics {
             load_failures,
             available_versions,
             version_load_failed,
+            queue_size,
+            inflight,
         })
     }
 

@@ -28,6 +28,8 @@ pub enum Attr {
     Ints(Vec<i64>),
     Float(f32),
     Strings(Vec<String>),
+    /// A subgraph (the body of `Loop`, the branches of `If`).
+    Graph(Box<GraphProto>),
 }
 
 #[derive(Default)]
@@ -156,6 +158,11 @@ impl GraphBuilder {
         self.graph.node.push(node);
     }
 
+    /// The graph alone, as the subgraph attribute of another node.
+    pub fn into_graph(self) -> GraphProto {
+        self.graph
+    }
+
     /// Wraps the graph in a model with the given metadata; `doc` must not vary between runs when
     /// byte-identical output is expected.
     pub fn finish(self, producer_version: &str, doc: &str) -> ModelProto {
@@ -234,6 +241,10 @@ fn attribute(name: &str, value: Attr) -> AttributeProto {
         Attr::Strings(v) => {
             a.type_ = AttributeType::STRINGS.into();
             a.strings = v.into_iter().map(String::into_bytes).collect();
+        }
+        Attr::Graph(g) => {
+            a.type_ = AttributeType::GRAPH.into();
+            a.g = protobuf::MessageField(Some(g));
         }
     }
     a

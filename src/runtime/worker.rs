@@ -11,7 +11,7 @@
 //! exit, freeing their sessions, which is how a retired version goes away after its last request.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -86,6 +86,30 @@ pub struct DropCounts {
     pub expired: AtomicU64,
 }
 
+/// How many requests a version holds right now, for the queue and in-flight gauges (what an
+/// autoscaler, and a test waiting for a busy worker, read).
+#[derive(Debug, Default)]
+pub struct Load {
+    /// Requests waiting in the queue for a worker.
+    pub queued: AtomicUsize,
+    /// Requests accepted and not yet answered: queued, held for the next batch, or running.
+    pub inflight: AtomicUsize,
+}
+
+impl Load {
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    fn answered(&self, n: usize) {
+        self.inflight.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
 struct Job {
     inputs: Vec<Tensor>,
     rows: usize,
@@ -97,14 +121,16 @@ struct Job {
 
 impl Job {
     /// Whether the job should still run; answers or drops it (and counts it) when not.
-    fn admit(self, drops: &DropCounts) -> Option<Job> {
+    fn admit(self, drops: &DropCounts, load: &Load) -> Option<Job> {
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             drops.expired.fetch_add(1, Ordering::Relaxed);
+            load.answered(1);
             let _ = self.reply.send(Err(deadline_exceeded()));
             return None;
         }
         if self.reply.is_closed() {
             drops.cancelled.fetch_add(1, Ordering::Relaxed);
+            load.answered(1);
             return None;
         }
         Some(self)
@@ -133,6 +159,7 @@ fn deadline_exceeded() -> InferenceError {
 pub struct Workers {
     queue: SyncSender<Job>,
     signature: Signature,
+    load: Arc<Load>,
 }
 
 impl Workers {
@@ -159,12 +186,14 @@ impl Workers {
         };
         let (tx, rx) = sync_channel::<Job>(config.queue_capacity.max(1));
         let rx = Arc::new(Mutex::new(rx));
+        let load = Arc::new(Load::default());
         for (i, session) in sessions.into_iter().enumerate() {
             let worker = Worker {
                 session,
                 queue: Arc::clone(&rx),
                 batching,
                 drops: Arc::clone(&drops),
+                load: Arc::clone(&load),
                 held: None,
             };
             std::thread::Builder::new()
@@ -174,11 +203,29 @@ impl Workers {
         Ok(Workers {
             queue: tx,
             signature,
+            load,
         })
     }
 
     pub fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    /// Requests queued and in flight on this version.
+    pub fn load(&self) -> &Load {
+        &self.load
+    }
+
+    /// Counts a job in before it enters the queue (so a worker never sees it uncounted).
+    fn enter(&self) {
+        self.load.inflight.fetch_add(1, Ordering::Relaxed);
+        self.load.queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes back the count of a job the queue refused.
+    fn refused(&self) {
+        self.load.queued.fetch_sub(1, Ordering::Relaxed);
+        self.load.answered(1);
     }
 
     fn job(
@@ -209,7 +256,12 @@ impl Workers {
         deadline: Option<Instant>,
     ) -> InferenceResult<Ran> {
         let (job, answer) = Self::job(inputs, outputs, deadline);
-        match self.queue.try_send(job) {
+        self.enter();
+        let sent = self.queue.try_send(job);
+        if sent.is_err() {
+            self.refused();
+        }
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 return Err(InferenceError::new(
@@ -237,9 +289,11 @@ impl Workers {
     /// Runs synchronously from a non-async thread (warm-up, local prediction).
     pub fn run_blocking(&self, inputs: Vec<Tensor>, outputs: Vec<usize>) -> InferenceResult<Ran> {
         let (job, answer) = Self::job(inputs, outputs, None);
-        self.queue
-            .send(job)
-            .map_err(|_| InferenceError::internal("the inference worker stopped"))?;
+        self.enter();
+        self.queue.send(job).map_err(|_| {
+            self.refused();
+            InferenceError::internal("the inference worker stopped")
+        })?;
         answer
             .blocking_recv()
             .unwrap_or_else(|_| Err(InferenceError::internal("the inference worker stopped")))
@@ -260,6 +314,7 @@ struct Worker {
     queue: Arc<Mutex<Receiver<Job>>>,
     batching: BatchConfig,
     drops: Arc<DropCounts>,
+    load: Arc<Load>,
     /// A job taken from the queue that did not fit the last batch; it starts the next one.
     held: Option<Job>,
 }
@@ -278,12 +333,16 @@ impl Worker {
         // the same jobs), never across a run.
         let queue = Arc::clone(&self.queue);
         let queue = queue.lock().ok()?;
+        let taken = |job: Job| {
+            self.load.queued.fetch_sub(1, Ordering::Relaxed);
+            job
+        };
         let first = loop {
             let job = match self.held.take() {
                 Some(job) => job,
-                None => queue.recv().ok()?,
+                None => taken(queue.recv().ok()?),
             };
-            if let Some(job) = job.admit(&self.drops) {
+            if let Some(job) = job.admit(&self.drops, &self.load) {
                 break job;
             }
         };
@@ -293,19 +352,19 @@ impl Worker {
         let until = Instant::now() + self.batching.batch_timeout;
         while rows < max {
             let job = match queue.try_recv() {
-                Ok(job) => job,
+                Ok(job) => taken(job),
                 Err(_) => {
                     let now = Instant::now();
                     if now >= until {
                         break;
                     }
                     match queue.recv_timeout(until - now) {
-                        Ok(job) => job,
+                        Ok(job) => taken(job),
                         Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                     }
                 }
             };
-            let Some(job) = job.admit(&self.drops) else {
+            let Some(job) = job.admit(&self.drops, &self.load) else {
                 continue;
             };
             if rows + job.rows > max || !batch[0].fits_with(&job) {
@@ -322,7 +381,7 @@ impl Worker {
         // Jobs may have expired or lost their client while the batch formed.
         let batch: Vec<Job> = batch
             .into_iter()
-            .filter_map(|j| j.admit(&self.drops))
+            .filter_map(|j| j.admit(&self.drops, &self.load))
             .collect();
         let started = Instant::now();
         if batch.len() == 1 {
@@ -331,6 +390,7 @@ impl Worker {
             };
             let rows = job.rows;
             let result = self.session.run(job.inputs, &job.outputs);
+            self.load.answered(1);
             let _ = job.reply.send(result.map(|outputs| Ran {
                 outputs,
                 batch_rows: rows,
@@ -378,6 +438,7 @@ impl Worker {
             }
             Ok(())
         });
+        self.load.answered(replies.len());
         for (i, ((reply, enqueued), outputs)) in replies.into_iter().zip(per_job).enumerate() {
             let answer = match &result {
                 Ok(()) => Ok(Ran {

@@ -280,3 +280,55 @@ pub fn census_instance() -> serde_json::Value {
         "race": " Black", "gender": " Male", "capital_gain": 0, "capital_loss": 0, "hours_per_week": 40,
         "native_country": " United-States"})
 }
+
+/// Polls `state` until it holds, failing with `what` after a generous bound: tests wait for a
+/// state (a metric, a file, a status), never for a stretch of time.
+pub fn wait_until(what: &str, mut state: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !state() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A metric's value from the server's exposition text (0 when the series is absent).
+pub fn metric(server: &Server, name_and_labels: &str) -> f64 {
+    let (_, text) = server.get("/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until a metric has the value `want`.
+pub fn wait_metric(server: &Server, name_and_labels: &str, want: f64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while metric(server, name_and_labels) != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name_and_labels} never reached {want}; metrics:\n{}",
+            server.get("/metrics").1
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A single-threaded tokio runtime for a test's gRPC client.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A connected gRPC channel to the server's gRPC port.
+pub async fn channel(server: &Server) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}

@@ -49,7 +49,7 @@ pub fn router(state: Shared) -> Router {
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
-    state.service.sync_drop_metrics();
+    state.service.sync_scrape_metrics();
     (
         [(
             header::CONTENT_TYPE,
