@@ -1,20 +1,27 @@
 //! mlengine: the Cloud ML Engine census workflow (train, export, serve, predict) in one binary.
 //!
-//! The request path, top to bottom: `api` adapters (REST, gRPC) decode a protocol into the
-//! protocol-neutral `inference` core, which runs ONNX Runtime sessions from `runtime` on the model
-//! versions that `repository` loads. `census`, `trainer` and `onnx` produce those models.
+//! The layers, bottom up; each imports only those below it:
+//! - `status` (errors, once), `tensor` (tensors, signatures, element rules), `storage`;
+//! - `codec` (request and answer bodies ↔ tensors), `census`, `onnx`, `observability`;
+//! - `runtime` (ONNX Runtime sessions behind a batcher), `trainer`;
+//! - `repository` (models and versions: sources, policies, the manager), `batch`;
+//! - `serving` (the one inference path, status, lifecycle);
+//! - `api` (REST and gRPC adapters), `server` (`serve` as a library);
+//! - `cli` (flags → configs) and `cmd` (a runner per command).
 
 pub mod api;
 pub mod batch;
-pub mod bench;
 pub mod census;
 pub mod cli;
-pub mod inference;
+pub mod cmd;
+pub mod codec;
 pub mod observability;
 pub mod onnx;
-pub mod predict;
 pub mod repository;
 pub mod runtime;
-pub mod serve;
+pub mod server;
+pub mod serving;
+pub mod status;
 pub mod storage;
+pub mod tensor;
 pub mod trainer;

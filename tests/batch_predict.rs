@@ -353,7 +353,7 @@ fn fatal_errors_are_one_line_and_publish_nothing() {
         "--data-format",
         "TF_RECORD",
     ]);
-    assert_one_line_error(&o, "invalid value 'TF_RECORD'");
+    assert_usage_error(&o, "invalid value 'TF_RECORD'");
     assert!(results(&out).is_empty());
 }
 

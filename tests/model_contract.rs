@@ -6,9 +6,9 @@ mod common;
 
 use common::*;
 use mlengine::census::csv;
-use mlengine::inference::json_rows::decode_instances;
-use mlengine::inference::TensorData;
+use mlengine::codec::instances::decode_instances;
 use mlengine::runtime::{load_model, SessionConfig};
+use mlengine::tensor::TensorData;
 use mlengine::trainer::checkpoint::restore_network;
 
 fn floats(v: &serde_json::Value) -> Vec<f64> {
@@ -55,7 +55,7 @@ fn python_onnxruntime_rust_runtime_and_trainer_agree() {
     let version = exported_versions(&job).pop().unwrap();
     let model = version.join("model.onnx");
 
-    let rows = csv::read_files(&[&eval]).unwrap();
+    let rows = csv::read_local_files(&[&eval]).unwrap();
     if census_dir().is_some() {
         assert_eq!(rows.len(), 16_281);
     }

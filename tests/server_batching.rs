@@ -426,7 +426,7 @@ fn a_flood_is_refused_with_memory_bounded_by_the_queue() {
 /// Census instances: the UCI test file when present, else the generated fixture.
 fn census_instances(tmp: &std::path::Path) -> Vec<Value> {
     let rows = match census_dir() {
-        Some(d) => mlengine::census::csv::read_files(&[d.join("adult.test")]).unwrap(),
+        Some(d) => mlengine::census::csv::read_local_files(&[d.join("adult.test")]).unwrap(),
         None => fixture_files(tmp).2,
     };
     mlengine::census::fixture::to_json_instances(&rows)

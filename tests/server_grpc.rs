@@ -382,7 +382,7 @@ fn grpc_errors_use_the_shared_table() {
         let mut kv = GrpcInferenceServiceClient::new(channel(&server).await);
         let mut cases: Vec<(PredictRequest, tonic::Code, &str)> = Vec::new();
         let mut wrong_dtype = tf_inputs(&instances);
-        wrong_dtype.get_mut("age").unwrap().dtype = DataType::DtFloat as i32;
+        wrong_dtype.get_mut("age").unwrap().dtype = DataType::DtString as i32;
         cases.push((
             PredictRequest {
                 model_spec: spec(None),
@@ -390,7 +390,22 @@ fn grpc_errors_use_the_shared_table() {
                 ..Default::default()
             },
             tonic::Code::InvalidArgument,
-            "input 'age': dtype DT_FLOAT does not match the model's DT_INT64",
+            "input 'age': dtype DT_STRING does not match the model's DT_INT64",
+        ));
+        // Another numeric type converts only when every value does, exactly.
+        let mut inexact = tf_inputs(&instances);
+        let age = inexact.get_mut("age").unwrap();
+        age.dtype = DataType::DtFloat as i32;
+        age.int64_val.clear();
+        age.float_val = vec![25.5];
+        cases.push((
+            PredictRequest {
+                model_spec: spec(None),
+                inputs: inexact,
+                ..Default::default()
+            },
+            tonic::Code::InvalidArgument,
+            "input 'age': float32 value 25.5 (element 0) does not convert exactly to int64",
         ));
         let mut wrong_shape = tf_inputs(&instances);
         wrong_shape.get_mut("race").unwrap().tensor_shape = shape(&[1, 1]);
@@ -476,11 +491,11 @@ fn grpc_errors_use_the_shared_table() {
             e.message()
         );
         let mut bad_type = kserve_request(&instances);
-        bad_type.inputs[0].datatype = "FP32".into();
+        bad_type.inputs[0].datatype = "BYTES".into();
         let e = kv.model_infer(bad_type).await.unwrap_err();
         assert!(
             e.message()
-                .contains("datatype \"FP32\" does not match the model's INT64"),
+                .contains("datatype \"BYTES\" does not match the model's INT64"),
             "{}",
             e.message()
         );
@@ -510,7 +525,7 @@ fn grpc_errors_use_the_shared_table() {
 #[test]
 fn grpc_predictions_equal_rest_on_adult_test() {
     let rows = match census_dir() {
-        Some(d) => mlengine::census::csv::read_files(&[d.join("adult.test")]).unwrap(),
+        Some(d) => mlengine::census::csv::read_local_files(&[d.join("adult.test")]).unwrap(),
         None => mlengine::census::fixture::rows(500, 4),
     };
     let instances: Vec<Value> = mlengine::census::fixture::to_json_instances(&rows)

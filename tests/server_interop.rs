@@ -41,7 +41,7 @@ fn write_instances(
 fn rest_predictions_equal_python_onnxruntime_on_adult_test() {
     let tmp = tempfile::tempdir().unwrap();
     let rows = match census_dir() {
-        Some(d) => csv::read_files(&[d.join("adult.test")]).unwrap(),
+        Some(d) => csv::read_local_files(&[d.join("adult.test")]).unwrap(),
         None => {
             eprintln!("census data absent: comparing on fixture rows");
             fixture::rows(500, 3)

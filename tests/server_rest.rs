@@ -252,7 +252,7 @@ fn bad_requests_get_4xx_naming_the_problem() {
         ("/v1/projects/p/models/census/versions/123:predict", json!({"instances": [good]}).to_string(), 404, "has no available version 123"),
         ("/v1/projects/p/models/census/versions/prod:predict", json!({"instances": [good]}).to_string(), 404, "has no version label 'prod'"),
         ("/v1/models/census/labels/prod:predict", json!({"instances": [good]}).to_string(), 404, "has no version label 'prod'"),
-        ("/v2/models/census/infer", json!({"inputs": [{"name": "age", "shape": [1], "datatype": "FP32", "data": [1.0]}]}).to_string(), 400, "datatype \"FP32\" does not match the model's INT64"),
+        ("/v2/models/census/infer", json!({"inputs": [{"name": "age", "shape": [1], "datatype": "BYTES", "data": ["1"]}]}).to_string(), 400, "datatype \"BYTES\" does not match the model's INT64"),
         (predict, format!("{{\"instances\": [{}]}}", vec![good.to_string(); 200].join(",")), 413, "larger than the limit of 20000 bytes"),
     ];
     for (path, body, want_status, needle) in cases {
@@ -340,7 +340,7 @@ fn bad_serve_flags_fail_with_one_line() {
         ),
         (
             vec!["--version-policy".into(), "newest".into()],
-            "invalid version policy",
+            "invalid value 'newest' for '--version-policy <VERSION_POLICY>': invalid version policy",
         ),
         (
             vec!["--version-labels".into(), "v1=abc".into()],
@@ -362,7 +362,7 @@ fn bad_serve_flags_fail_with_one_line() {
         let out = run(bin()
             .args(["serve", "--host", "127.0.0.1", "--rest-port", "0"])
             .args(&args));
-        assert_one_line_error(&out, needle);
+        assert_error(&out, needle);
     }
     // Without a GPU (or the onnxruntime-gpu build), --device cuda stops with the reason rather
     // than silently serving on the CPU.

@@ -321,10 +321,44 @@ fn bad_input_is_one_line_and_leaves_no_export() {
     ];
     for (args, needle) in cases {
         let out = run(bin().arg("train").args(&args));
-        assert_one_line_error(&out, needle);
+        assert_error(&out, needle);
         assert!(
             exported_versions(&job).is_empty(),
             "export left behind by {args:?}"
         );
     }
+}
+
+#[test]
+fn usage_errors_show_clap_s_whole_message() {
+    // A missing flag is named, with the subcommand's usage.
+    let out = run(bin().args(["train", "--train-steps", "5"]));
+    assert_usage_error(&out, "the following required arguments were not provided");
+    let err = stderr(&out);
+    assert!(err.contains("--train-files"), "{err}");
+    assert!(err.contains("Usage: mlengine train"), "{err}");
+    // A misspelt flag gets clap's suggestion.
+    let out = run(bin().args(["train", "--train-step", "5"]));
+    assert_usage_error(&out, "unexpected argument '--train-step'");
+    assert!(
+        stderr(&out).contains("a similar argument exists: '--train-steps'"),
+        "{}",
+        stderr(&out)
+    );
+    // Possible values are listed.
+    let out = run(bin().args(["train", "--optimizer", "rmsprop"]));
+    assert_usage_error(&out, "invalid value 'rmsprop'");
+    assert!(
+        stderr(&out).contains("[possible values: adagrad, adam, sgd]"),
+        "{}",
+        stderr(&out)
+    );
+    // A misspelt subcommand gets one too.
+    let out = run(bin().arg("trian"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("similar subcommand exists: 'train'"),
+        "{}",
+        stderr(&out)
+    );
 }

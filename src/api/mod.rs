@@ -1,5 +1,6 @@
-//! Protocol adapters over the inference core. They decode, call `InferenceService`, encode:
+//! Protocol adapters over the serving core. They decode, call `InferenceService`, encode:
 //! nothing else.
 
+pub mod deadline;
 pub mod grpc;
 pub mod rest;

@@ -1,86 +1,63 @@
-//! `mlengine batch-predict`: Cloud ML Engine's batch prediction of JSON-lines files from local
-//! disk, `s3://`, `gs://` or `https://`, streamed with bounded read-ahead, and split
-//! deterministically across `--worker-count` processes.
+//! Batch prediction as a library: Cloud ML Engine's batch prediction of JSON-lines files from
+//! local disk, `s3://`, `gs://` or `https://`, streamed with bounded read-ahead, and split
+//! deterministically across `worker_count` processes. [`run`] works on the caller's runtime,
+//! can be cancelled, and reports progress to whoever asks.
+//!
+//! A job's path: inputs listed and cut into this worker's parts (`split`) → lines read in
+//! batches (`lines`) → each batch decoded, run on a pooled session and encoded by its own task
+//! → results and error counts written under `_temporary/` and published (`output`).
 
 mod lines;
 pub mod output;
 pub mod split;
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
-use crate::inference::json_rows::{decode_instances, write_prediction_lines};
-use crate::inference::tensor::Signature;
+use crate::codec::instances::decode_lines;
+use crate::codec::predictions::write_prediction_lines;
 use crate::runtime::pool::SessionPool;
 use crate::runtime::{library, Device, SessionConfig};
 use crate::storage::remote::{self, Object};
+use crate::tensor::Signature;
 use output::ShardWriter;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "UPPER")]
-pub enum DataFormat {
-    /// One JSON instance per line.
-    Json,
-    /// The same (gcloud's name for JSON lines).
-    Text,
-}
-
-fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BatchArgs {
-    /// A version directory or an export/Servo base (its latest version), local or a storage URI.
-    #[arg(long, env = "MLENGINE_MODEL_DIR")]
+/// What a batch prediction job does.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// A version directory or an export/Servo base (its latest version), local or a URI.
     pub model_dir: String,
-
     /// Input files or URIs; `*` and `?` match within the last path components.
-    #[arg(long, required = true, num_args = 1.., value_delimiter = ',', env = "MLENGINE_INPUT_PATHS")]
     pub input_paths: Vec<String>,
-
     /// Where the prediction.results and prediction.errors_stats shards go (local or URI).
-    #[arg(long, env = "MLENGINE_OUTPUT_PATH")]
     pub output_path: String,
-
-    #[arg(
-        long,
-        value_enum,
-        ignore_case = true,
-        default_value = "JSON",
-        env = "MLENGINE_DATA_FORMAT"
-    )]
-    pub data_format: DataFormat,
-
     /// Instances per ONNX Runtime run.
-    #[arg(long, default_value_t = 64, env = "MLENGINE_BATCH_SIZE")]
     pub batch_size: usize,
-
-    /// ONNX Runtime sessions running batches in parallel (default: the machine's cores).
-    #[arg(long, default_value_t = default_workers(), env = "MLENGINE_MAX_WORKER_COUNT")]
+    /// ONNX Runtime sessions running batches in parallel.
     pub max_worker_count: usize,
-
-    /// Accepted for compatibility with Cloud ML; the model's one signature is used.
-    #[arg(long, env = "MLENGINE_SIGNATURE_NAME")]
-    pub signature_name: Option<String>,
-
-    #[arg(long, value_enum, default_value = "cpu", env = "MLENGINE_DEVICE")]
     pub device: Device,
-
-    /// This process's share of the input (a Kubernetes Indexed Job sets JOB_COMPLETION_INDEX).
-    #[arg(long, default_value_t = 0, env = "JOB_COMPLETION_INDEX")]
+    /// This process's share of the input, and the number of processes sharing it.
     pub worker_index: usize,
-
-    /// Number of processes sharing the input; each writes its own shards.
-    #[arg(long, default_value_t = 1, env = "MLENGINE_WORKER_COUNT")]
     pub worker_count: usize,
+    pub ort_library: Option<PathBuf>,
 }
+
+/// Where a running job tells how far it got.
+pub trait Progress: Send + Sync {
+    /// `rows` more lines done, `errors` lines failed so far.
+    fn advance(&self, _rows: u64, _errors: u64) {}
+}
+
+/// Reports nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {}
 
 /// What a run did.
 #[derive(Debug, Clone)]
@@ -90,7 +67,13 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-pub fn run(args: &BatchArgs, ort_library: Option<&Path>) -> Result<Summary> {
+/// Runs a job on the caller's runtime (ideally one thread per session: each scoring task
+/// decodes, runs and encodes a whole batch). A cancelled job publishes nothing.
+pub async fn run(
+    args: &BatchConfig,
+    cancel: &CancellationToken,
+    progress: &dyn Progress,
+) -> Result<Summary> {
     if args.batch_size == 0 || args.max_worker_count == 0 {
         bail!("--batch-size and --max-worker-count must be at least 1");
     }
@@ -101,15 +84,6 @@ pub fn run(args: &BatchArgs, ort_library: Option<&Path>) -> Result<Summary> {
             args.worker_count
         );
     }
-    // One runtime thread per session: each decodes, runs and encodes whole batches.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.max_worker_count.max(1))
-        .enable_all()
-        .build()?;
-    runtime.block_on(run_async(args, ort_library))
-}
-
-async fn run_async(args: &BatchArgs, ort_library: Option<&Path>) -> Result<Summary> {
     let start = Instant::now();
     let mut inputs: Vec<Object> = Vec::new();
     for uri in &args.input_paths {
@@ -119,7 +93,7 @@ async fn run_async(args: &BatchArgs, ort_library: Option<&Path>) -> Result<Summa
     let output = remote::open(&args.output_path)?;
 
     let (model_file, _download) = crate::repository::fetch::model_file(&args.model_dir).await?;
-    let env = library::environment(ort_library, args.device == Device::Cuda)?;
+    let env = library::environment(args.ort_library.as_deref(), args.device == Device::Cuda)?;
     let sessions = SessionPool::load(
         env,
         &model_file,
@@ -132,12 +106,12 @@ async fn run_async(args: &BatchArgs, ort_library: Option<&Path>) -> Result<Summa
     .with_context(|| format!("cannot load the model of --model-dir {}", args.model_dir))?;
     let sessions = Arc::new(sessions);
     let parts = split::parts(&inputs, args.worker_index, args.worker_count);
-    let total_bytes: u64 = parts.iter().map(|p| p.end - p.start).sum();
 
     let mut writer = ShardWriter::new(output, args.worker_index, args.worker_count);
-    let progress = Progress::new(total_bytes);
-    let result = pipeline(args, &parts, &sessions, &mut writer, &progress).await;
-    progress.finish();
+    let result = tokio::select! {
+        r = pipeline(args, &parts, &sessions, &mut writer, progress) => r,
+        _ = cancel.cancelled() => Err(anyhow::anyhow!("the batch prediction job was cancelled")),
+    };
     if let Err(e) = result {
         writer.abandon().await;
         return Err(e);
@@ -173,11 +147,11 @@ struct Scored {
 }
 
 async fn pipeline(
-    args: &BatchArgs,
+    args: &BatchConfig,
     parts: &[split::Part],
     sessions: &Arc<SessionPool>,
     writer: &mut ShardWriter,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<()> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<String>>(args.max_worker_count * 2);
     let batch_size = args.batch_size;
@@ -216,7 +190,7 @@ async fn pipeline(
         for e in s.errors {
             writer.count_error(e);
         }
-        progress.add(rows, writer.error_count);
+        progress.advance(rows, writer.error_count);
     }
     reader.await.context("input reader stopped")??;
     Ok(())
@@ -225,45 +199,14 @@ async fn pipeline(
 /// Decodes, runs and encodes one batch; a line that fails is an error entry, not a failure.
 fn score(signature: &Signature, sessions: &SessionPool, lines: Vec<String>) -> Scored {
     let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-    if let Some(inputs) = crate::inference::json_fast::decode_object_lines(signature, &refs) {
-        return run_and_encode(sessions, inputs, lines.len(), Vec::new());
-    }
-    let mut errors = Vec::new();
-    let mut instances = Vec::with_capacity(lines.len());
-    for line in &lines {
-        match serde_json::from_str::<Value>(line) {
-            Ok(v) => instances.push(v),
-            Err(e) => errors.push(format!("invalid JSON: {e}")),
-        }
-    }
-    // Decode the batch at once; when that fails, find the lines at fault one by one.
-    let decoded = match decode_instances(signature, &instances) {
-        Ok(tensors) => Some((tensors, instances.len())),
-        Err(_) => {
-            let good: Vec<Value> = instances
-                .into_iter()
-                .filter(
-                    |i| match decode_instances(signature, std::slice::from_ref(i)) {
-                        Ok(_) => true,
-                        Err(e) => {
-                            errors.push(e.message.trim_start_matches("instance 0: ").to_string());
-                            false
-                        }
-                    },
-                )
-                .collect();
-            match decode_instances(signature, &good) {
-                Ok(tensors) => Some((tensors, good.len())),
-                // Each line decodes alone but not together (their shapes differ): count them all.
-                Err(e) => {
-                    errors.extend(std::iter::repeat_n(e.message, good.len()));
-                    None
-                }
-            }
-        }
-    };
-    match decoded {
-        Some((inputs, rows)) => run_and_encode(sessions, inputs, rows, errors),
+    let decoded = decode_lines(signature, &refs);
+    let errors: Vec<String> = decoded
+        .bad
+        .into_iter()
+        .map(|(_, message)| message)
+        .collect();
+    match decoded.tensors {
+        Some(inputs) => run_and_encode(sessions, inputs, decoded.rows, errors),
         None => Scored {
             text: Vec::new(),
             predictions: 0,
@@ -275,7 +218,7 @@ fn score(signature: &Signature, sessions: &SessionPool, lines: Vec<String>) -> S
 /// Runs decoded rows and encodes their predictions as JSON lines.
 fn run_and_encode(
     sessions: &SessionPool,
-    inputs: Vec<crate::inference::Tensor>,
+    inputs: Vec<crate::tensor::Tensor>,
     rows: usize,
     mut errors: Vec<String>,
 ) -> Scored {
@@ -292,38 +235,5 @@ fn run_and_encode(
         text,
         predictions,
         errors,
-    }
-}
-
-/// Rows, rows/s and errors on a terminal; nothing otherwise.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Progress {
-    fn new(_bytes: u64) -> Self {
-        use std::io::IsTerminal;
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {pos} rows  {per_sec}  {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-            );
-            bar
-        });
-        Progress { bar }
-    }
-
-    fn add(&self, rows: u64, errors: u64) {
-        if let Some(bar) = &self.bar {
-            bar.inc(rows);
-            bar.set_message(format!("{errors} errors"));
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::schema::{CATEGORICAL, CSV_COLUMNS, LABELS, NUMERIC};
+use crate::storage::Storage;
 
 /// One labelled example. Categorical values are trimmed; numbers are the integers of the file.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,13 +18,24 @@ pub struct CensusRow {
     pub label: u8,
 }
 
-/// Reads and parses every file, in order.
-pub fn read_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<CensusRow>> {
+/// Reads and parses every file (local paths or storage URIs), in order.
+pub fn read_files(storage: &Storage, uris: &[String]) -> Result<Vec<CensusRow>> {
+    let mut rows = Vec::new();
+    for uri in uris {
+        let bytes = storage.read(uri)?;
+        let text = String::from_utf8(bytes).with_context(|| format!("{uri} is not UTF-8 text"))?;
+        rows.extend(parse(uri, &text)?);
+    }
+    Ok(rows)
+}
+
+/// Reads and parses local files, in order.
+pub fn read_local_files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<CensusRow>> {
     let mut rows = Vec::new();
     for path in paths {
         let name = path.as_ref().display().to_string();
-        let bytes = crate::storage::remote::read_uri_blocking(&name)?;
-        let text = String::from_utf8(bytes).with_context(|| format!("{name} is not UTF-8 text"))?;
+        let text = std::fs::read_to_string(path.as_ref())
+            .with_context(|| format!("cannot read {name}"))?;
         rows.extend(parse(&name, &text)?);
     }
     Ok(rows)

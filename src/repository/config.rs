@@ -10,13 +10,37 @@
 //! ```
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use super::policy::VersionPolicy;
-use super::registry::ModelConfig;
+
+/// What one model serves from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelConfig {
+    pub name: String,
+    pub base_path: PathBuf,
+    pub policy: VersionPolicy,
+    /// Version labels (Cloud ML version names, TF Serving labels) to version numbers.
+    pub labels: HashMap<String, u64>,
+    /// The version a request without one gets; `None`: the latest.
+    pub default_version: Option<u64>,
+}
+
+impl ModelConfig {
+    /// A model served from a base path with the default policy (the latest version).
+    pub fn new(name: impl Into<String>, base_path: impl Into<PathBuf>) -> Self {
+        ModelConfig {
+            name: name.into(),
+            base_path: base_path.into(),
+            policy: VersionPolicy::default(),
+            labels: HashMap::new(),
+            default_version: None,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +89,7 @@ pub fn load(path: &Path) -> Result<Vec<ModelConfig>> {
                 base_path: dir.join(&e.base_path),
                 policy,
                 labels: e.version_labels,
+                default_version: None,
             })
         })
         .collect()

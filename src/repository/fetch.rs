@@ -48,17 +48,3 @@ pub async fn model_file(dir: &str) -> Result<(PathBuf, Option<tempfile::TempDir>
     std::fs::write(&path, &bytes)?;
     Ok((path, Some(tmp)))
 }
-
-/// [`model_file`] from synchronous code.
-pub fn model_file_blocking(dir: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
-    if !remote::is_remote(dir) {
-        return Ok((
-            super::resolve_model_file(Path::new(dir.strip_prefix("file://").unwrap_or(dir)))?,
-            None,
-        ));
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(model_file(dir))
-}

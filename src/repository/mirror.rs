@@ -17,7 +17,6 @@ pub struct Mirror {
     remote: Location,
     local: PathBuf,
     known: BTreeMap<u64, Fingerprint>,
-    runtime: tokio::runtime::Runtime,
 }
 
 impl Mirror {
@@ -28,16 +27,13 @@ impl Mirror {
             remote: remote::open(uri)?,
             local: local.to_path_buf(),
             known: BTreeMap::new(),
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?,
         })
     }
 
     /// Brings the local copy in line with the bucket: new or changed versions downloaded,
     /// versions gone from the bucket removed.
-    pub fn sync(&mut self) -> Result<()> {
-        let objects = self.runtime.block_on(self.remote.list())?;
+    pub async fn sync(&mut self) -> Result<()> {
+        let objects = self.remote.list().await?;
         let prefix = self.remote.uri.trim_end_matches('/').len() + 1;
         let mut remote_versions: BTreeMap<u64, Vec<(String, remote::Object)>> = BTreeMap::new();
         for o in objects {
@@ -56,12 +52,15 @@ impl Mirror {
                 .or_default()
                 .push((file.to_string(), o));
         }
+        // A version is complete once its model file is there (exports upload it last); one
+        // without it is not (or no longer) a version.
+        remote_versions.retain(|_, files| files.iter().any(|(f, _)| f == super::MODEL_FILE));
         for (version, files) in &remote_versions {
             let fingerprint: Fingerprint = files.iter().map(|(f, o)| (f.clone(), o.size)).collect();
             if self.known.get(version) == Some(&fingerprint) {
                 continue;
             }
-            self.download(*version, files)?;
+            self.download(*version, files).await?;
             self.known.insert(*version, fingerprint);
         }
         let gone: Vec<u64> = self
@@ -78,11 +77,11 @@ impl Mirror {
         Ok(())
     }
 
-    fn download(&self, version: u64, files: &[(String, remote::Object)]) -> Result<()> {
+    async fn download(&self, version: u64, files: &[(String, remote::Object)]) -> Result<()> {
         let tmp = self.local.join(format!(".download-{version}"));
         let _ = std::fs::remove_dir_all(&tmp);
         for (file, object) in files {
-            let bytes = self.runtime.block_on(object.location.read_all())?;
+            let bytes = object.location.read_all().await?;
             let path = tmp.join(file);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;

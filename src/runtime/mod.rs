@@ -1,5 +1,6 @@
-//! ONNX Runtime: the shared library, sessions and the conversion of tensors.
+//! ONNX Runtime: the shared library, sessions, and the batcher whose threads run them.
 
+pub mod batcher;
 pub mod library;
 pub mod pool;
 pub mod session;

@@ -9,9 +9,8 @@ use std::sync::Mutex;
 use anyhow::Result;
 
 use super::session::{ModelSession, SessionConfig};
-use super::worker::Outputs;
-use crate::inference::error::{InferenceError, InferenceResult};
-use crate::inference::tensor::{Signature, Tensor};
+use crate::status::{self, Error};
+use crate::tensor::{Outputs, Signature, Tensor};
 
 pub struct SessionPool {
     sessions: Vec<Mutex<ModelSession>>,
@@ -46,8 +45,8 @@ impl SessionPool {
 
     /// Runs on a free session, or waits for the first one when all are busy (the job runs no
     /// more tasks at once than it has sessions, so that is rare).
-    pub fn run(&self, inputs: Vec<Tensor>, outputs: &[usize]) -> InferenceResult<Outputs> {
-        let unusable = || InferenceError::internal("a model session is unusable");
+    pub fn run(&self, inputs: Vec<Tensor>, outputs: &[usize]) -> status::Result<Outputs> {
+        let unusable = || Error::internal("a model session is unusable");
         for session in &self.sessions {
             if let Ok(mut free) = session.try_lock() {
                 return free.run(inputs, outputs);

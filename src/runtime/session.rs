@@ -8,17 +8,30 @@ use anyhow::{anyhow, bail, Result};
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 
-use crate::inference::error::{InferenceError, InferenceResult};
-use crate::inference::tensor::{DType, Signature, Tensor, TensorData, TensorSpec};
+use super::batcher::Runner;
+use crate::status::{self, Error};
+use crate::tensor::{DType, Outputs, Signature, Tensor, TensorData, TensorSpec};
 
 /// Where sessions run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
     #[default]
     Cpu,
     /// The CUDA execution provider of the `onnxruntime-gpu` build; registration failure is an
     /// error rather than ONNX Runtime's silent fallback to the CPU.
     Cuda,
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda),
+            _ => Err(format!("unknown device {s:?}: cpu or cuda")),
+        }
+    }
 }
 
 /// Settings of one session.
@@ -90,13 +103,9 @@ impl ModelSession {
     /// Runs the model on one tensor per input (signature order) and returns the requested outputs
     /// (all when `outputs` is empty), in signature order.
     /// The input tensors are moved into ONNX Runtime without a copy.
-    pub fn run(
-        &mut self,
-        inputs: Vec<Tensor>,
-        outputs: &[usize],
-    ) -> InferenceResult<Vec<(String, Tensor)>> {
+    pub fn run(&mut self, inputs: Vec<Tensor>, outputs: &[usize]) -> status::Result<Outputs> {
         if inputs.len() != self.signature.inputs.len() {
-            return Err(InferenceError::internal(format!(
+            return Err(Error::internal(format!(
                 "{} input tensors for {} model inputs",
                 inputs.len(),
                 self.signature.inputs.len()
@@ -105,13 +114,13 @@ impl ModelSession {
         let mut values: Vec<(&str, DynValue)> = Vec::with_capacity(inputs.len());
         for (spec, tensor) in self.signature.inputs.iter().zip(inputs) {
             let value = to_ort(tensor)
-                .map_err(|e| InferenceError::invalid(format!("input '{}': {e}", spec.name)))?;
+                .map_err(|e| Error::invalid(format!("input '{}': {e}", spec.name)))?;
             values.push((spec.name.as_str(), value));
         }
         let result = self
             .session
             .run(values)
-            .map_err(|e| InferenceError::internal(format!("model execution failed: {e}")))?;
+            .map_err(|e| Error::internal(format!("model execution failed: {e}")))?;
         let wanted: Vec<usize> = if outputs.is_empty() {
             (0..self.signature.outputs.len()).collect()
         } else {
@@ -120,16 +129,25 @@ impl ModelSession {
         let mut out = Vec::with_capacity(wanted.len());
         for i in wanted {
             let name = &self.signature.outputs[i].name;
-            let value = result.get(name.as_str()).ok_or_else(|| {
-                InferenceError::internal(format!("the model produced no output '{name}'"))
-            })?;
+            let value = result
+                .get(name.as_str())
+                .ok_or_else(|| Error::internal(format!("the model produced no output '{name}'")))?;
             out.push((
                 name.clone(),
-                from_ort(value)
-                    .map_err(|e| InferenceError::internal(format!("output '{name}': {e}")))?,
+                from_ort(value).map_err(|e| Error::internal(format!("output '{name}': {e}")))?,
             ));
         }
         Ok(out)
+    }
+}
+
+impl Runner for ModelSession {
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn run(&mut self, inputs: Vec<Tensor>, outputs: &[usize]) -> status::Result<Outputs> {
+        ModelSession::run(self, inputs, outputs)
     }
 }
 

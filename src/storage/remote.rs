@@ -166,6 +166,36 @@ impl Location {
             .with_context(|| format!("cannot move {} to {}", self.uri, to.uri))
     }
 
+    pub async fn copy_to(&self, to: &Location) -> Result<()> {
+        self.store
+            .copy(&self.path, &to.path)
+            .await
+            .with_context(|| format!("cannot copy {} to {}", self.uri, to.uri))
+    }
+
+    /// Whether the object exists (`false` when the store says it is not found).
+    pub async fn exists(&self) -> Result<bool> {
+        match self.store.head(&self.path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.uri)),
+        }
+    }
+
+    /// The object's bytes, or `None` when it does not exist.
+    pub async fn read_if_exists(&self) -> Result<Option<Bytes>> {
+        match self.store.get(&self.path).await {
+            Ok(result) => Ok(Some(
+                result
+                    .bytes()
+                    .await
+                    .with_context(|| format!("cannot read {}", self.uri))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.uri)),
+        }
+    }
+
     pub async fn delete(&self) -> Result<()> {
         match self.store.delete(&self.path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -257,17 +287,6 @@ pub fn matches(pattern: &str, text: &str) -> bool {
         }
     }
     go(pattern.as_bytes(), text.as_bytes())
-}
-
-/// Reads a whole file given as a local path or URI (blocking; for CLI set-up work).
-pub fn read_uri_blocking(uri: &str) -> Result<Vec<u8>> {
-    if !is_remote(uri) && !uri.starts_with("file://") {
-        return std::fs::read(uri).with_context(|| format!("cannot read {uri}"));
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async { Ok(open(uri)?.read_all().await?.to_vec()) })
 }
 
 #[cfg(test)]

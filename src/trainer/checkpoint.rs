@@ -10,12 +10,14 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::job_dir::JobDir;
 use super::network::Network;
 use super::optimizer::{Optimizer, OptimizerKind};
 use crate::census::FeatureSpec;
 use crate::storage::write_atomic;
 
-const INDEX: &str = "checkpoint.json";
+/// The index naming the latest checkpoint.
+pub const INDEX: &str = "checkpoint.json";
 
 /// Everything besides tensors that a resumed run needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,8 +43,10 @@ struct Index {
 }
 
 /// Writes checkpoint `state.global_step`, then the index, dropping the oldest beyond `keep`.
+/// The checkpoint is published before the index that names it, so a reader (or a resumed run)
+/// never finds an index pointing at a missing file.
 pub fn save(
-    job_dir: &Path,
+    job_dir: &JobDir,
     state: &CheckpointState,
     network: &Network,
     optimizer: &Optimizer,
@@ -54,31 +58,52 @@ pub fn save(
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
         .collect();
     tensors.extend(optimizer.state(&vars));
-    let name = format!("model.ckpt-{}.safetensors", state.global_step);
-    let path = job_dir.join(&name);
-    let tmp = job_dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let name = checkpoint_name(state.global_step);
+    let path = job_dir.path(&name);
+    let tmp = job_dir.path(&format!(".{name}.tmp-{}", std::process::id()));
     candle_core::safetensors::save(&tensors, &tmp)
         .with_context(|| format!("cannot write checkpoint {}", tmp.display()))?;
     fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    job_dir.publish(&name)?;
 
-    let mut all = read_index(job_dir)?.map(|i| i.all).unwrap_or_default();
+    let mut all = read_index(job_dir.path(INDEX).as_path())?
+        .map(|i| i.all)
+        .unwrap_or_default();
     all.retain(|n| n != &name);
     all.push(name.clone());
+    let mut dropped = Vec::new();
     while all.len() > keep {
-        let old = all.remove(0);
-        let _ = fs::remove_file(job_dir.join(old));
+        dropped.push(all.remove(0));
     }
     let index = Index {
         latest: name,
         all,
         state: state.clone(),
     };
-    write_atomic(&job_dir.join(INDEX), &serde_json::to_vec_pretty(&index)?)
+    write_atomic(&job_dir.path(INDEX), &serde_json::to_vec_pretty(&index)?)?;
+    job_dir.publish(INDEX)?;
+    for old in dropped {
+        job_dir.remove(&old)?;
+    }
+    Ok(())
 }
 
-fn read_index(job_dir: &Path) -> Result<Option<Index>> {
-    let path = job_dir.join(INDEX);
-    match fs::read(&path) {
+/// The file name of the checkpoint of a step.
+pub fn checkpoint_name(step: u64) -> String {
+    format!("model.ckpt-{step}.safetensors")
+}
+
+/// The checkpoint file the index in `dir` names, for bringing it down from a bucket.
+pub fn latest_name(dir: &Path) -> Vec<String> {
+    read_index(&dir.join(INDEX))
+        .ok()
+        .flatten()
+        .map(|i| vec![i.latest])
+        .unwrap_or_default()
+}
+
+fn read_index(path: &Path) -> Result<Option<Index>> {
+    match fs::read(path) {
         Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
             format!("{} is not a valid checkpoint index", path.display())
         })?)),
@@ -87,12 +112,13 @@ fn read_index(job_dir: &Path) -> Result<Option<Index>> {
     }
 }
 
-/// The latest checkpoint's state and tensors, if the job-dir has one.
-pub fn load_latest(job_dir: &Path) -> Result<Option<(CheckpointState, HashMap<String, Tensor>)>> {
-    let Some(index) = read_index(job_dir)? else {
+/// The latest checkpoint's state and tensors, if the job-dir (a local folder, or a bucket
+/// job-dir's staging folder) has one.
+pub fn load_latest(dir: &Path) -> Result<Option<(CheckpointState, HashMap<String, Tensor>)>> {
+    let Some(index) = read_index(&dir.join(INDEX))? else {
         return Ok(None);
     };
-    let path = job_dir.join(&index.latest);
+    let path = dir.join(&index.latest);
     let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
         .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
     Ok(Some((index.state, tensors)))

@@ -2,23 +2,21 @@
 //! `model.onnx` and `model.json`, built in a hidden temporary directory and renamed into place so a
 //! server polling `export/Servo` never sees half a version.
 
-use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use super::args::TrainArgs;
+use super::config::TrainConfig;
+use super::job_dir::{JobDir, METADATA_FILE};
 use super::metrics::EvalMetrics;
 use crate::census::features::LOG_SCALED;
 use crate::census::model::WideDeepWeights;
 use crate::census::schema::{CATEGORICAL, INPUTS, NUMERIC};
 use crate::census::FeatureSpec;
 use crate::onnx::{builder, census_graph};
-use crate::storage::publish_dir;
 
-pub const MODEL_FILE: &str = "model.onnx";
-pub const METADATA_FILE: &str = "model.json";
+pub use crate::repository::MODEL_FILE;
 
 /// The ONNX bytes of a model; the same spec and weights always give the same bytes.
 pub fn onnx_bytes(spec: &FeatureSpec, weights: &WideDeepWeights) -> Result<Vec<u8>> {
@@ -30,7 +28,7 @@ pub fn onnx_bytes(spec: &FeatureSpec, weights: &WideDeepWeights) -> Result<Vec<u
 /// The metadata written beside `model.onnx`.
 pub fn metadata(
     spec: &FeatureSpec,
-    args: &TrainArgs,
+    config: &TrainConfig,
     metrics: &EvalMetrics,
     created: u64,
 ) -> Value {
@@ -63,6 +61,7 @@ pub fn metadata(
     json!({
         "format": "mlengine/census-wide-deep/v1",
         "created_unix_seconds": created,
+        "global_step": metrics.global_step,
         "producer": format!("mlengine {}", env!("CARGO_PKG_VERSION")),
         "signature": {
             "name": "serving_default",
@@ -77,32 +76,30 @@ pub fn metadata(
         "out_of_vocabulary_id": 0,
         "vocabularies": vocabularies,
         "numeric": numeric,
-        "training": args,
+        "training": config,
         "eval_metrics": metrics,
     })
 }
 
-/// Publishes a version under `<job-dir>/export/Servo/` and returns its directory.
+/// Publishes a version under `<job-dir>/export/Servo/` and returns its URI.
 pub fn export(
-    job_dir: &Path,
+    job_dir: &JobDir,
     spec: &FeatureSpec,
     weights: &WideDeepWeights,
-    args: &TrainArgs,
+    config: &TrainConfig,
     metrics: &EvalMetrics,
-) -> Result<PathBuf> {
+) -> Result<String> {
     let onnx = onnx_bytes(spec, weights)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let base = job_dir.join("export").join("Servo");
-    publish_dir(
-        &base,
+    job_dir.export(
         |attempt| (now + attempt as u64).to_string(),
         |dir| {
-            std::fs::write(dir.join(MODEL_FILE), &onnx)?;
-            let meta = metadata(spec, args, metrics, now);
+            let meta = metadata(spec, config, metrics, now);
             std::fs::write(dir.join(METADATA_FILE), serde_json::to_vec_pretty(&meta)?)?;
+            std::fs::write(dir.join(MODEL_FILE), &onnx)?;
             Ok(())
         },
     )

@@ -1,104 +1,135 @@
-//! `mlengine train`: the census sample's Wide & Deep classifier, trained with candle's autodiff,
-//! evaluated, checkpointed and exported as a self-contained ONNX model.
+//! Training as a library: the census sample's Wide & Deep classifier, trained with candle's
+//! autodiff, evaluated, checkpointed and exported as a self-contained ONNX model.
+//!
+//! A run's path: [`run`] opens the job-dir (local or a bucket) and restores the latest
+//! checkpoint → `train_loop` steps, checkpoints and evaluates, telling its observers → the final
+//! evaluation → `export` publishes `export/Servo/<ts>`. The caller owns threads, the runtime its
+//! storage uses, and what is printed.
 
-pub mod args;
 pub mod checkpoint;
+pub mod collective;
+pub mod config;
 pub mod export;
+pub mod job_dir;
 pub mod metrics;
 pub mod network;
+pub mod observe;
 pub mod optimizer;
-mod progress;
+mod train_loop;
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use anyhow::Result;
+use tokio_util::sync::CancellationToken;
 
-pub use args::TrainArgs;
 use checkpoint::CheckpointState;
+pub use collective::{Alone, Collective};
+pub use config::TrainConfig;
+use job_dir::JobDir;
 use metrics::EvalMetrics;
-use network::{sigmoid_cross_entropy, Batch, Network};
+use network::Network;
+pub use observe::Observer;
 use optimizer::Optimizer;
 
 use crate::census::features::Encoded;
 use crate::census::{csv, FeatureSpec};
-use crate::storage::write_atomic;
+use crate::storage::Storage;
 
 /// What a training run produced.
 #[derive(Debug)]
 pub struct TrainOutcome {
     pub global_step: u64,
     pub metrics: EvalMetrics,
-    pub export_dir: PathBuf,
+    /// The exported version's URI.
+    pub export: String,
+    /// False when the job-dir already held an export of this step, which is kept.
+    pub exported_now: bool,
 }
 
-/// The order of training rows in an epoch: a permutation fixed by the seed and the epoch, so a
-/// resumed run continues exactly where the interrupted one was.
-fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    order.shuffle(&mut rng);
-    order
+/// A run stopped by its caller (Ctrl-C, a cancelled job); its last step is checkpointed.
+#[derive(Debug)]
+pub struct Interrupted {
+    pub global_step: u64,
+    pub job_dir: String,
 }
 
-pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
-    args.validate()?;
-    // candle sizes its thread use from RAYON_NUM_THREADS; set before the first tensor operation.
-    // SAFETY: no other thread exists yet that could read the environment concurrently.
-    unsafe { std::env::set_var("RAYON_NUM_THREADS", args.num_threads.to_string()) };
-    let train_rows = csv::read_files(&args.train_files)?;
-    let eval_rows = csv::read_files(&args.eval_files)?;
-    std::fs::create_dir_all(&args.job_dir)
-        .with_context(|| format!("cannot create --job-dir {}", args.job_dir.display()))?;
-    write_atomic(
-        &args.job_dir.join(".mlengine-job-dir"),
-        b"mlengine train job-dir\n",
-    )
-    .with_context(|| format!("--job-dir {} is not writable", args.job_dir.display()))?;
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "training interrupted; step {} is checkpointed in {}: run the same command again to resume",
+            self.global_step, self.job_dir
+        )
+    }
+}
 
-    let hidden_units = args.hidden_units();
-    let resumed = checkpoint::load_latest(&args.job_dir)?;
+impl std::error::Error for Interrupted {}
+
+/// Trains as `config` asks, resuming from the job-dir's latest checkpoint, then evaluates and
+/// exports. Thread use is the caller's (candle reads `RAYON_NUM_THREADS`).
+pub fn run(
+    config: &TrainConfig,
+    storage: &Storage,
+    mut observers: Vec<Box<dyn Observer>>,
+    collective: &dyn Collective,
+    cancel: &CancellationToken,
+) -> Result<TrainOutcome> {
+    config.validate()?;
+    let train_rows = csv::read_files(storage, &config.train_files)?;
+    let eval_rows = csv::read_files(storage, &config.eval_files)?;
+    let job_dir = Arc::new(JobDir::open(
+        &config.job_dir,
+        storage,
+        &[checkpoint::INDEX, observe::METRICS_HISTORY],
+        checkpoint::latest_name,
+    )?);
+    observers.insert(
+        0,
+        Box::new(observe::MetricFiles {
+            job_dir: Arc::clone(&job_dir),
+        }),
+    );
+
+    let hidden_units = config.hidden_units();
+    let resumed = checkpoint::load_latest(&job_dir.path(""))?;
     let (mut state, network, mut optimizer) = match resumed {
         Some((state, tensors)) => {
-            if state.embedding_size != args.embedding_size || state.hidden_units != hidden_units {
+            if state.embedding_size != config.embedding_size || state.hidden_units != hidden_units {
                 anyhow::bail!(
                     "--job-dir {} holds a checkpoint with embedding size {} and layers {:?}, \
                      these flags ask for {} and {:?}: use another job-dir",
-                    args.job_dir.display(),
+                    job_dir.uri(),
                     state.embedding_size,
                     state.hidden_units,
-                    args.embedding_size,
+                    config.embedding_size,
                     hidden_units
                 );
             }
             let network =
                 Network::init(&state.spec, state.embedding_size, &hidden_units, state.seed)?;
             network.load(&tensors)?;
-            let mut optimizer = Optimizer::new(args.optimizer_config(), &network.named_vars())?;
+            let mut optimizer = Optimizer::new(config.optimizer_config(), &network.named_vars())?;
             optimizer.restore(&network.named_vars(), &tensors, state.global_step)?;
             tracing::info!(
                 global_step = state.global_step,
                 "resuming from the latest checkpoint in {}",
-                args.job_dir.display()
+                job_dir.uri()
             );
             (state, network, optimizer)
         }
         None => {
             let spec = FeatureSpec::fit(&train_rows);
-            let network = Network::init(&spec, args.embedding_size, &hidden_units, args.seed)?;
-            let optimizer = Optimizer::new(args.optimizer_config(), &network.named_vars())?;
+            let network = Network::init(&spec, config.embedding_size, &hidden_units, config.seed)?;
+            let optimizer = Optimizer::new(config.optimizer_config(), &network.named_vars())?;
             let state = CheckpointState {
                 global_step: 0,
                 epoch: 0,
                 batch_in_epoch: 0,
-                seed: args.seed,
-                train_batch_size: args.train_batch_size,
-                embedding_size: args.embedding_size,
+                seed: config.seed,
+                train_batch_size: config.train_batch_size,
+                embedding_size: config.embedding_size,
                 hidden_units: hidden_units.clone(),
-                optimizer: args.optimizer,
+                optimizer: config.optimizer,
                 spec,
             };
             (state, network, optimizer)
@@ -113,128 +144,59 @@ pub fn run(args: &TrainArgs) -> Result<TrainOutcome> {
         "training the census Wide & Deep model"
     );
 
-    train_loop(args, &mut state, &network, &mut optimizer, &train, &eval)?;
+    let mut run = train_loop::Loop {
+        config,
+        job_dir: &job_dir,
+        state: &mut state,
+        network: &network,
+        optimizer: &mut optimizer,
+        train: &train,
+        eval: &eval,
+        observers: &mut observers,
+        collective,
+        cancel,
+    };
+    run.train()?;
 
     let metrics = evaluate(
         &network,
         &eval,
-        args.eval_batch_size,
+        config.eval_batch_size,
         None,
         state.global_step,
     )?;
-    record_metrics(args, &metrics)?;
+    for o in observers.iter_mut() {
+        o.evaluated(&metrics)?;
+    }
+    // An export never carries an older step than one already exported from this job-dir (a
+    // server following `latest` would quietly roll back), and one step is exported once.
+    if let Some((uri, step)) = job_dir.latest_export()? {
+        if step > state.global_step {
+            anyhow::bail!(
+                "--job-dir {} already holds an export of step {step} ({uri}), newer than this \
+                 run's step {}: train past step {step}, or use another job-dir",
+                job_dir.uri(),
+                state.global_step
+            );
+        }
+        if step == state.global_step {
+            tracing::info!("step {step} is already exported to {uri}; not exporting it again");
+            return Ok(TrainOutcome {
+                global_step: state.global_step,
+                metrics,
+                export: uri,
+                exported_now: false,
+            });
+        }
+    }
     let weights = network.to_weights()?;
-    let export_dir = export::export(&args.job_dir, &state.spec, &weights, args, &metrics)?;
+    let export = export::export(&job_dir, &state.spec, &weights, config, &metrics)?;
     Ok(TrainOutcome {
         global_step: state.global_step,
         metrics,
-        export_dir,
+        export,
+        exported_now: true,
     })
-}
-
-fn done(args: &TrainArgs, state: &CheckpointState) -> bool {
-    args.train_steps.is_some_and(|s| state.global_step >= s)
-        || args.num_epochs.is_some_and(|e| state.epoch >= e)
-}
-
-/// Number of steps this run will take, when it is known in advance.
-fn planned_steps(args: &TrainArgs, state: &CheckpointState, rows: usize) -> Option<u64> {
-    let per_epoch = (rows / state.train_batch_size).max(1) as u64;
-    let by_steps = args
-        .train_steps
-        .map(|s| s.saturating_sub(state.global_step));
-    let by_epochs = args
-        .num_epochs
-        .map(|e| (e.saturating_sub(state.epoch) * per_epoch).saturating_sub(state.batch_in_epoch));
-    match (by_steps, by_epochs) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn train_loop(
-    args: &TrainArgs,
-    state: &mut CheckpointState,
-    network: &Network,
-    optimizer: &mut Optimizer,
-    train: &Encoded,
-    eval: &Encoded,
-) -> Result<()> {
-    if done(args, state) {
-        tracing::info!(
-            global_step = state.global_step,
-            "the checkpoint already reached the requested steps or epochs; evaluating and exporting"
-        );
-        return Ok(());
-    }
-    let batch_size = state.train_batch_size;
-    if batch_size != args.train_batch_size {
-        tracing::warn!(
-            checkpoint = batch_size,
-            flag = args.train_batch_size,
-            "keeping the checkpoint's batch size so the resumed run sees the same batches"
-        );
-    }
-    let vars = network.named_vars();
-    let start = Instant::now();
-    let mut last_eval_step = state.global_step;
-    let mut progress = progress::Progress::new(
-        planned_steps(args, state, train.n),
-        args.log_step_count_steps,
-    );
-    let mut order = epoch_order(train.n, state.seed, state.epoch);
-    while !done(args, state) {
-        let first = state.batch_in_epoch as usize * batch_size;
-        // A partial last batch is dropped (tf.data's drop_remainder): one step on a handful of
-        // rows moves every weight towards those rows, which measurably hurts a model evaluated
-        // right after it. Rows skipped here are seen in other epochs, whose orders differ.
-        if first >= train.n || (first > 0 && first + batch_size > train.n) {
-            state.epoch += 1;
-            state.batch_in_epoch = 0;
-            order = epoch_order(train.n, state.seed, state.epoch);
-            continue;
-        }
-        let rows = &order[first..(first + batch_size).min(train.n)];
-        let batch = Batch::gather(train, rows)?;
-        let logits = network.forward(&batch)?;
-        let loss = sigmoid_cross_entropy(&logits, &batch.labels)?;
-        let grads = loss.backward()?;
-        optimizer.step(&vars, &grads)?;
-        state.global_step += 1;
-        state.batch_in_epoch += 1;
-        progress.step(state.global_step, loss.to_scalar::<f32>()?);
-
-        let finished = done(args, state);
-        if state
-            .global_step
-            .is_multiple_of(args.save_checkpoints_steps)
-            || finished
-        {
-            checkpoint::save(
-                &args.job_dir,
-                state,
-                network,
-                optimizer,
-                args.keep_checkpoint_max,
-            )?;
-            let due = state.global_step - last_eval_step >= args.min_eval_frequency
-                && start.elapsed().as_secs() >= args.eval_delay_secs;
-            if due && !finished {
-                let metrics = evaluate(
-                    network,
-                    eval,
-                    args.eval_batch_size,
-                    args.eval_steps,
-                    state.global_step,
-                )?;
-                progress.suspend(|| print_metrics(&metrics));
-                record_metrics(args, &metrics)?;
-                last_eval_step = state.global_step;
-            }
-        }
-    }
-    progress.finish(state.global_step);
-    Ok(())
 }
 
 /// Metrics on the eval set (at most `max_batches` batches).
@@ -254,11 +216,9 @@ pub fn evaluate(
     ))
 }
 
-/// Prints metrics on one line, as an Estimator logs them.
-pub fn print_metrics(m: &EvalMetrics) {
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stdout(),
+/// Metrics on one line, as an Estimator logs them.
+pub fn metrics_line(m: &EvalMetrics) -> String {
+    format!(
         "Saving dict for global step {}: accuracy = {:.4}, accuracy_baseline = {:.4}, auc = {:.4}, \
          auc_precision_recall = {:.4}, average_loss = {:.4}, label/mean = {:.4}, loss = {:.4}, \
          precision = {:.4}, prediction/mean = {:.4}, recall = {:.4}",
@@ -273,24 +233,7 @@ pub fn print_metrics(m: &EvalMetrics) {
         m.precision,
         m.prediction_mean,
         m.recall
-    );
-}
-
-/// Latest metrics in `<job-dir>/eval_metrics.json`, every evaluation in `eval_history.jsonl`.
-fn record_metrics(args: &TrainArgs, metrics: &EvalMetrics) -> Result<()> {
-    write_atomic(
-        &args.job_dir.join("eval_metrics.json"),
-        &serde_json::to_vec_pretty(metrics)?,
-    )?;
-    use std::io::Write;
-    let path = args.job_dir.join("eval_history.jsonl");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    writeln!(f, "{}", serde_json::to_string(metrics)?)?;
-    Ok(())
+    )
 }
 
 /// The README's reference training flags (besides files and job-dir): the command that trained

@@ -99,6 +99,32 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
     assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
 }
 
+/// Asserts a usage error as clap words it, whole: exit status 2, `error: ` and what is wrong
+/// (naming `needle`), and where the help is.
+pub fn assert_usage_error(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(2), "stdout: {}", stdout(out));
+    let err = stderr(out);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "stderr {err:?} lacks {needle:?}");
+    assert!(err.contains("--help"), "{err}");
+}
+
+/// A command's error, whichever of the two forms it takes: a usage error (clap's whole
+/// message, exit status 2) when the needle is one of clap's, otherwise exactly one line.
+pub fn assert_error(out: &Output, needle: &str) {
+    let clap = [
+        "invalid value",
+        "unexpected argument",
+        "required arguments",
+        "unrecognized subcommand",
+    ];
+    if clap.iter().any(|c| needle.contains(c)) {
+        assert_usage_error(out, needle);
+    } else {
+        assert_one_line_error(out, needle);
+    }
+}
+
 /// A running `mlengine serve` on a free loopback port; stopped when dropped.
 pub struct Server {
     pub child: std::process::Child,

@@ -1,9 +1,7 @@
 //! KServe v2 `GRPCInferenceService`: inputs in `raw_input_contents` (what tritonclient sends) or
 //! typed `contents`; outputs always in `raw_output_contents`, the only form tritonclient reads.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
@@ -14,183 +12,122 @@ use super::proto::inference::{
     ModelReadyResponse, ServerLiveRequest, ServerLiveResponse, ServerMetadataRequest,
     ServerMetadataResponse, ServerReadyRequest, ServerReadyResponse,
 };
-use super::{record, request_deadline, status};
-use crate::api::rest::datatype;
-use crate::inference::binary;
-use crate::inference::error::{InferenceError, InferenceResult};
-use crate::inference::service::InferenceService;
-use crate::inference::tensor::{DType, Tensor, TensorData, TensorSpec};
-use crate::repository::registry::VersionSelector;
+use super::{arrival, requested_timeout, status};
+use crate::codec::kserve::{datatype, decode_inputs, Data, Input};
+use crate::codec::raw;
+use crate::repository::VersionSelector;
+use crate::serving::{Call, InferenceService};
+use crate::status::{Error, Result};
+use crate::tensor::{element, DType, TensorData, TensorSpec};
 
 pub struct KServe {
     pub service: Arc<InferenceService>,
-    pub ready: Arc<AtomicBool>,
 }
 
 fn selector(version: &str) -> VersionSelector {
     VersionSelector::parse(Some(version))
 }
 
-/// Typed `contents` of one input as `count` elements of `dtype`.
-fn from_contents(
-    spec: &TensorSpec,
-    c: &InferTensorContents,
-    count: usize,
-) -> InferenceResult<TensorData> {
-    let name = &spec.name;
-    let err = |msg: String| InferenceError::invalid(format!("input '{name}': {msg}"));
-    fn exact<T: Clone>(
-        v: &[T],
-        count: usize,
-        field: &str,
-        err: &dyn Fn(String) -> InferenceError,
-    ) -> InferenceResult<Vec<T>> {
-        if v.len() != count {
-            return Err(err(format!(
-                "{field} has {} values for a shape of {count} elements",
-                v.len()
-            )));
-        }
-        Ok(v.to_vec())
-    }
+/// Typed `contents` of one input as elements of `dtype`.
+fn from_contents(name: &str, dtype: DType, c: &InferTensorContents) -> Result<TensorData> {
+    let err = |msg: String| Error::invalid(format!("input '{name}': {msg}"));
     fn narrow<S: Copy, T: TryFrom<S>>(
-        v: Vec<S>,
+        v: &[S],
         dtype: DType,
-        err: &dyn Fn(String) -> InferenceError,
-    ) -> InferenceResult<Vec<T>> {
-        v.into_iter()
-            .map(|x| {
+        err: &dyn Fn(String) -> Error,
+    ) -> Result<Vec<T>> {
+        v.iter()
+            .map(|&x| {
                 T::try_from(x).map_err(|_| err(format!("a value is out of range for {dtype}")))
             })
             .collect()
     }
-    Ok(match spec.dtype {
-        DType::Bool => TensorData::Bool(exact(&c.bool_contents, count, "bool_contents", &err)?),
-        DType::I8 => TensorData::I8(narrow(
-            exact(&c.int_contents, count, "int_contents", &err)?,
-            DType::I8,
-            &err,
-        )?),
-        DType::I16 => TensorData::I16(narrow(
-            exact(&c.int_contents, count, "int_contents", &err)?,
-            DType::I16,
-            &err,
-        )?),
-        DType::I32 => TensorData::I32(exact(&c.int_contents, count, "int_contents", &err)?),
-        DType::I64 => TensorData::I64(exact(&c.int64_contents, count, "int64_contents", &err)?),
-        DType::U8 => TensorData::U8(narrow(
-            exact(&c.uint_contents, count, "uint_contents", &err)?,
-            DType::U8,
-            &err,
-        )?),
-        DType::U16 => TensorData::U16(narrow(
-            exact(&c.uint_contents, count, "uint_contents", &err)?,
-            DType::U16,
-            &err,
-        )?),
-        DType::U32 => TensorData::U32(exact(&c.uint_contents, count, "uint_contents", &err)?),
-        DType::U64 => TensorData::U64(exact(&c.uint64_contents, count, "uint64_contents", &err)?),
-        DType::F32 => TensorData::F32(exact(&c.fp32_contents, count, "fp32_contents", &err)?),
-        DType::F64 => TensorData::F64(exact(&c.fp64_contents, count, "fp64_contents", &err)?),
-        DType::String => {
-            let items = exact(&c.bytes_contents, count, "bytes_contents", &err)?;
-            let texts = items
-                .into_iter()
+    Ok(match dtype {
+        DType::Bool => TensorData::Bool(c.bool_contents.clone()),
+        DType::I8 => TensorData::I8(narrow(&c.int_contents, dtype, &err)?),
+        DType::I16 => TensorData::I16(narrow(&c.int_contents, dtype, &err)?),
+        DType::I32 => TensorData::I32(c.int_contents.clone()),
+        DType::I64 => TensorData::I64(c.int64_contents.clone()),
+        DType::U8 => TensorData::U8(narrow(&c.uint_contents, dtype, &err)?),
+        DType::U16 => TensorData::U16(narrow(&c.uint_contents, dtype, &err)?),
+        DType::U32 => TensorData::U32(c.uint_contents.clone()),
+        DType::U64 => TensorData::U64(c.uint64_contents.clone()),
+        DType::F32 => TensorData::F32(c.fp32_contents.clone()),
+        DType::F64 => TensorData::F64(c.fp64_contents.clone()),
+        DType::String => TensorData::String(
+            c.bytes_contents
+                .iter()
                 .enumerate()
                 .map(|(i, b)| {
-                    let s = String::from_utf8(b)
-                        .map_err(|_| err(format!("bytes_contents[{i}] is not UTF-8 text")))?;
-                    if s.contains('\0') {
-                        return Err(err(format!("bytes_contents[{i}] contains a NUL byte")));
-                    }
-                    Ok(s)
+                    element::text(b)
+                        .map(str::to_string)
+                        .map_err(|e| err(format!("bytes_contents[{i}] {e}")))
                 })
-                .collect::<InferenceResult<Vec<String>>>()?;
-            TensorData::String(texts)
-        }
+                .collect::<Result<Vec<String>>>()?,
+        ),
     })
 }
 
 impl KServe {
     async fn infer(
         &self,
+        call: &mut Call<'_>,
         req: ModelInferRequest,
-        deadline: Option<Instant>,
-        served: &mut String,
-    ) -> InferenceResult<ModelInferResponse> {
-        let version = self
-            .service
-            .resolve(&req.model_name, &selector(&req.model_version))?;
-        *served = version.version_string.clone();
+        timeout: Option<std::time::Duration>,
+    ) -> Result<ModelInferResponse> {
+        let version = call.resolve(&req.model_name, &selector(&req.model_version))?;
         let signature = version.signature();
         if !req.raw_input_contents.is_empty() && req.raw_input_contents.len() != req.inputs.len() {
-            return Err(InferenceError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "raw_input_contents has {} entries for {} inputs",
                 req.raw_input_contents.len(),
                 req.inputs.len()
             )));
         }
-        let mut tensors: Vec<Option<Tensor>> = vec![None; signature.inputs.len()];
+        let mut inputs = Vec::with_capacity(req.inputs.len());
         for (i, input) in req.inputs.iter().enumerate() {
-            let name = &input.name;
-            let (index, spec) = signature.input(name).ok_or_else(|| {
-                InferenceError::invalid(format!("inputs[{i}]: unknown input '{name}'"))
-            })?;
-            if input.datatype != datatype(spec.dtype) {
-                return Err(InferenceError::invalid(format!(
-                    "input '{name}': datatype {:?} does not match the model's {}",
-                    input.datatype,
-                    datatype(spec.dtype)
-                )));
-            }
-            let shape: Vec<usize> = input
-                .shape
-                .iter()
-                .map(|&d| {
-                    usize::try_from(d).map_err(|_| {
-                        InferenceError::invalid(format!(
-                            "input '{name}': dimension size {d} is negative"
-                        ))
-                    })
-                })
-                .collect::<InferenceResult<_>>()?;
-            spec.check_shape(&shape)?;
-            let count: usize = shape.iter().product();
+            let name = input.name.as_str();
             let data = match (req.raw_input_contents.get(i), &input.contents) {
-                (Some(raw), None) => {
-                    binary::decode(spec.dtype, raw, count, &format!("input '{name}'"))?
-                }
+                (Some(raw), None) => Data::Raw(raw),
                 (Some(_), Some(_)) => {
-                    return Err(InferenceError::invalid(format!(
+                    return Err(Error::invalid(format!(
                         "input '{name}': set either raw_input_contents or contents, not both"
                     )))
                 }
-                (None, Some(contents)) => from_contents(spec, contents, count)?,
-                (None, None) => {
-                    return Err(InferenceError::invalid(format!("input '{name}': no data")))
+                (None, Some(contents)) => {
+                    let dtype = datatype(signature, name, &input.datatype)?;
+                    Data::Typed(from_contents(name, dtype, contents)?)
                 }
+                (None, None) => return Err(Error::invalid(format!("input '{name}': no data"))),
             };
-            tensors[index] = Some(Tensor::new(shape, data));
+            inputs.push(Input {
+                name,
+                datatype: &input.datatype,
+                shape: input.shape.clone(),
+                data,
+            });
         }
-        let inputs = signature.ordered_inputs(tensors)?;
+        let tensors = decode_inputs(signature, inputs)?;
         let wanted = signature.output_indices(req.outputs.iter().map(|o| o.name.as_str()))?;
-        let outputs = self.service.run(&version, inputs, wanted, deadline).await?;
+        let outputs = call
+            .run(&version, tensors, wanted, call.deadline(timeout))
+            .await?;
         let mut response = ModelInferResponse {
             model_name: req.model_name.clone(),
-            model_version: version.version_string.clone(),
+            model_version: version.version_id.clone(),
             id: req.id.clone(),
             ..Default::default()
         };
         for (name, t) in &outputs {
             response.outputs.push(InferOutputTensor {
                 name: name.clone(),
-                datatype: datatype(t.dtype()).to_string(),
+                datatype: t.dtype().kserve_name().to_string(),
                 shape: t.shape.iter().map(|&d| d as i64).collect(),
                 ..Default::default()
             });
-            let mut raw = Vec::new();
-            binary::encode(&t.data, &mut raw);
-            response.raw_output_contents.push(raw);
+            let mut bytes = Vec::new();
+            raw::encode(&t.data, &mut bytes);
+            response.raw_output_contents.push(bytes);
         }
         Ok(response)
     }
@@ -209,7 +146,7 @@ impl GrpcInferenceService for KServe {
         &self,
         _: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        let ready = self.ready.load(Ordering::Acquire) && self.service.registry.is_ready();
+        let ready = self.service.ready();
         Ok(Response::new(ServerReadyResponse { ready }))
     }
 
@@ -218,11 +155,7 @@ impl GrpcInferenceService for KServe {
         request: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
         let req = request.into_inner();
-        let ready = self.ready.load(Ordering::Acquire)
-            && self
-                .service
-                .resolve(&req.name, &selector(&req.version))
-                .is_ok();
+        let ready = self.service.model_ready(&req.name, &selector(&req.version));
         Ok(Response::new(ModelReadyResponse { ready }))
     }
 
@@ -242,25 +175,24 @@ impl GrpcInferenceService for KServe {
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let req = request.into_inner();
-        let inner = || -> InferenceResult<ModelMetadataResponse> {
-            let model = self.service.registry.model(&req.name)?;
-            let version = model.resolve(&selector(&req.version))?;
-            let meta = |specs: &[TensorSpec]| -> Vec<TensorMetadata> {
+        let inner = || -> Result<ModelMetadataResponse> {
+            let meta = self.service.metadata(&req.name, &selector(&req.version))?;
+            let tensors = |specs: &[TensorSpec]| -> Vec<TensorMetadata> {
                 specs
                     .iter()
                     .map(|s| TensorMetadata {
                         name: s.name.clone(),
-                        datatype: datatype(s.dtype).to_string(),
+                        datatype: s.dtype.kserve_name().to_string(),
                         shape: s.shape.clone(),
                     })
                     .collect()
             };
             Ok(ModelMetadataResponse {
-                name: req.name.clone(),
-                versions: model.served().keys().map(u64::to_string).collect(),
+                name: meta.model.clone(),
+                versions: meta.versions.iter().map(u64::to_string).collect(),
                 platform: "onnxruntime_onnx".to_string(),
-                inputs: meta(&version.signature().inputs),
-                outputs: meta(&version.signature().outputs),
+                inputs: tensors(&meta.version.signature().inputs),
+                outputs: tensors(&meta.version.signature().outputs),
             })
         };
         inner().map(Response::new).map_err(|e| status(&e))
@@ -270,23 +202,14 @@ impl GrpcInferenceService for KServe {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        let start = Instant::now();
-        let deadline = request_deadline(&self.service, &request);
+        let mut call = self.service.call("kserve", "grpc", arrival(&request));
+        let timeout = requested_timeout(&request);
         let req = request.into_inner();
-        let model = req.model_name.clone();
-        let mut version = String::new();
-        let result = match deadline {
-            Ok(deadline) => self.infer(req, deadline, &mut version).await,
+        let result = match timeout {
+            Ok(timeout) => self.infer(&mut call, req, timeout).await,
             Err(e) => Err(e),
         };
-        record(
-            &self.service,
-            &model,
-            &version,
-            "kserve",
-            result.as_ref().map(|_| ()),
-            start,
-        );
+        call.finish(&result);
         result.map(Response::new).map_err(|e| status(&e))
     }
 }

@@ -1,6 +1,6 @@
 //! gRPC on one port (tonic): TensorFlow Serving's PredictionService and ModelService, KServe v2's
 //! GRPCInferenceService, `grpc.health.v1.Health` and server reflection. Adapters only: decoding
-//! and encoding around the same `InferenceService` as REST.
+//! and encoding around the same serving core as REST.
 
 mod kserve;
 pub mod proto;
@@ -9,27 +9,12 @@ mod tfserving;
 
 use std::sync::Arc;
 
-use crate::inference::error::InferenceError;
-use crate::inference::service::InferenceService;
+use crate::serving::InferenceService;
+use crate::status::Error;
 
 /// The shared error table's gRPC code and the same message as REST.
-pub fn status(e: &InferenceError) -> tonic::Status {
-    tonic::Status::new(tonic::Code::from_i32(e.kind.grpc_code()), e.message.clone())
-}
-
-/// Records a gRPC request under the HTTP status of its outcome.
-fn record(
-    service: &InferenceService,
-    model: &str,
-    version: &str,
-    api: &str,
-    result: Result<(), &InferenceError>,
-    start: std::time::Instant,
-) {
-    let status = result.map_or_else(|e| e.kind.http_status(), |_| 200);
-    service
-        .metrics
-        .record_request(model, version, api, "grpc", status, start);
+pub fn status(e: &Error) -> tonic::Status {
+    tonic::Status::new(tonic::Code::from_i32(e.code.grpc_code()), e.message.clone())
 }
 
 /// When a call arrived, stamped before its message is read and decoded.
@@ -43,26 +28,26 @@ fn stamp_arrival(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, 
     Ok(request)
 }
 
-/// The call's deadline from `grpc-timeout`, else the server's default.
+/// When a call arrived (stamped by the interceptor), else now.
+fn arrival<T>(request: &tonic::Request<T>) -> std::time::Instant {
+    request
+        .extensions()
+        .get::<Arrival>()
+        .map_or_else(std::time::Instant::now, |a| a.0)
+}
+
+/// The call's requested timeout from `grpc-timeout`.
 ///
 /// tonic enforces `grpc-timeout` itself, from the same arrival, and answers CANCELLED when it
 /// expires; a deadline a millisecond (tokio's timer tick) earlier lets the inference core answer
 /// DEADLINE_EXCEEDED, as gRPC specifies, first.
-fn request_deadline<T>(
-    service: &InferenceService,
-    request: &tonic::Request<T>,
-) -> Result<Option<std::time::Instant>, InferenceError> {
-    let arrival = request
-        .extensions()
-        .get::<Arrival>()
-        .map_or_else(std::time::Instant::now, |a| a.0);
-    let requested = request
+fn requested_timeout<T>(request: &tonic::Request<T>) -> Result<Option<std::time::Duration>, Error> {
+    Ok(request
         .metadata()
-        .get(crate::inference::deadline::GRPC_TIMEOUT_HEADER)
-        .map(|v| crate::inference::deadline::parse_grpc_timeout(v.as_bytes()))
+        .get(crate::api::deadline::GRPC_TIMEOUT_HEADER)
+        .map(|v| crate::api::deadline::parse_grpc_timeout(v.as_bytes()))
         .transpose()?
-        .map(|t| t.saturating_sub(std::time::Duration::from_millis(1)));
-    Ok(service.deadline(arrival, requested))
+        .map(|t| t.saturating_sub(std::time::Duration::from_millis(1))))
 }
 
 /// Service names reported by the health service besides the overall status "".
@@ -75,7 +60,6 @@ pub const SERVICES: [&str; 3] = [
 /// The router with every gRPC service, and the health reporter that follows readiness.
 pub fn router(
     service: Arc<InferenceService>,
-    ready: Arc<std::sync::atomic::AtomicBool>,
     max_message_bytes: usize,
 ) -> anyhow::Result<(
     tonic::transport::server::Router,
@@ -97,7 +81,7 @@ pub fn router(
     let tf = tfserving::TfServing {
         service: Arc::clone(&service),
     };
-    let kserve = kserve::KServe { service, ready };
+    let kserve = kserve::KServe { service };
     let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection_v1)

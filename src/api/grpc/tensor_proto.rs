@@ -2,25 +2,16 @@
 //! `tensor_content`, with TensorFlow's broadcast of a single value to the whole shape.
 
 use super::proto::tensorflow::{tensor_shape_proto::Dim, DataType, TensorProto, TensorShapeProto};
-use crate::inference::binary;
-use crate::inference::error::{InferenceError, InferenceResult};
-use crate::inference::tensor::{DType, Tensor, TensorData, TensorSpec};
+use crate::codec::kserve::element_count;
+use crate::codec::raw;
+use crate::status::{Error, Result};
+use crate::tensor::{element, DType, Tensor, TensorData, TensorSpec};
+
+/// Most elements one value may be broadcast to: a declared shape costs memory only up to here.
+const MAX_BROADCAST: usize = 1 << 24;
 
 pub fn data_type(d: DType) -> DataType {
-    match d {
-        DType::Bool => DataType::DtBool,
-        DType::U8 => DataType::DtUint8,
-        DType::U16 => DataType::DtUint16,
-        DType::U32 => DataType::DtUint32,
-        DType::U64 => DataType::DtUint64,
-        DType::I8 => DataType::DtInt8,
-        DType::I16 => DataType::DtInt16,
-        DType::I32 => DataType::DtInt32,
-        DType::I64 => DataType::DtInt64,
-        DType::F32 => DataType::DtFloat,
-        DType::F64 => DataType::DtDouble,
-        DType::String => DataType::DtString,
-    }
+    DataType::from_str_name(d.tf_name()).unwrap_or(DataType::DtInvalid)
 }
 
 pub fn shape_proto(dims: impl IntoIterator<Item = i64>) -> TensorShapeProto {
@@ -36,20 +27,27 @@ pub fn shape_proto(dims: impl IntoIterator<Item = i64>) -> TensorShapeProto {
     }
 }
 
-/// Decodes one input for `spec`; errors name the input.
-pub fn decode(spec: &TensorSpec, proto: &TensorProto) -> InferenceResult<Tensor> {
+/// Decodes one input for `spec`; errors name the input. Numbers of another numeric type are
+/// decoded as sent (the core converts them exactly).
+pub fn decode(spec: &TensorSpec, proto: &TensorProto) -> Result<Tensor> {
     let name = &spec.name;
-    let err = |msg: String| InferenceError::invalid(format!("input '{name}': {msg}"));
-    let want = data_type(spec.dtype);
-    if proto.dtype != want as i32 {
-        let got = DataType::try_from(proto.dtype)
-            .map(|d| d.as_str_name())
-            .unwrap_or("an unknown dtype");
-        return Err(err(format!(
-            "dtype {got} does not match the model's {}",
-            want.as_str_name()
-        )));
-    }
+    let err = |msg: String| Error::invalid(format!("input '{name}': {msg}"));
+    let got = DataType::try_from(proto.dtype)
+        .ok()
+        .and_then(|d| DType::from_tf_name(d.as_str_name()));
+    let numeric = |d: DType| d.is_integer() || d.is_float();
+    let dtype = match got {
+        Some(d) if d == spec.dtype || (numeric(d) && numeric(spec.dtype)) => d,
+        _ => {
+            let got = DataType::try_from(proto.dtype)
+                .map(|d| d.as_str_name())
+                .unwrap_or("an unknown dtype");
+            return Err(err(format!(
+                "dtype {got} does not match the model's {}",
+                spec.dtype.tf_name()
+            )));
+        }
+    };
     let shape: Vec<usize> = match &proto.tensor_shape {
         Some(s) => s
             .dim
@@ -58,19 +56,20 @@ pub fn decode(spec: &TensorSpec, proto: &TensorProto) -> InferenceResult<Tensor>
                 usize::try_from(d.size)
                     .map_err(|_| err(format!("dimension size {} is negative", d.size)))
             })
-            .collect::<InferenceResult<_>>()?,
+            .collect::<Result<_>>()?,
         None => vec![],
     };
     spec.check_shape(&shape)?;
-    let count: usize = shape.iter().product();
+    let count =
+        element_count(&shape).ok_or_else(|| err(format!("shape {shape:?} is too large")))?;
     if !proto.tensor_content.is_empty() {
-        if spec.dtype == DType::String {
+        if dtype == DType::String {
             return Err(err(
                 "string tensors cannot use tensor_content; use string_val".to_string(),
             ));
         }
-        let data = binary::decode(
-            spec.dtype,
+        let data = raw::decode(
+            dtype,
             &proto.tensor_content,
             count,
             &format!("input '{name}': tensor_content"),
@@ -80,34 +79,36 @@ pub fn decode(spec: &TensorSpec, proto: &TensorProto) -> InferenceResult<Tensor>
     fn spread<T: Clone>(
         values: &[T],
         count: usize,
-        err: &dyn Fn(String) -> InferenceError,
-    ) -> InferenceResult<Vec<T>> {
+        err: &dyn Fn(String) -> Error,
+    ) -> Result<Vec<T>> {
         match values.len() {
             n if n == count => Ok(values.to_vec()),
-            1 => Ok(vec![values[0].clone(); count]),
+            1 if count <= MAX_BROADCAST => Ok(vec![values[0].clone(); count]),
+            1 => Err(err(format!(
+                "one value cannot be broadcast to {count} elements (at most {MAX_BROADCAST})"
+            ))),
             n => Err(err(format!("{n} values for a shape of {count} elements"))),
         }
     }
-    fn narrow<T: TryFrom<i64>>(
-        values: Vec<i64>,
+    fn narrow<T: TryFrom<i32>>(
+        values: &[i32],
         dtype: DType,
-        err: &dyn Fn(String) -> InferenceError,
-    ) -> InferenceResult<Vec<T>> {
+        err: &dyn Fn(String) -> Error,
+    ) -> Result<Vec<T>> {
         values
-            .into_iter()
-            .map(|v| T::try_from(v).map_err(|_| err(format!("{v} is out of range for {dtype}"))))
+            .iter()
+            .map(|&v| T::try_from(v).map_err(|_| err(format!("{v} is out of range for {dtype}"))))
             .collect()
     }
-    let ints = || -> Vec<i64> { proto.int_val.iter().map(|&v| v as i64).collect() };
-    let data = match spec.dtype {
+    let data = match dtype {
         DType::F32 => TensorData::F32(spread(&proto.float_val, count, &err)?),
         DType::F64 => TensorData::F64(spread(&proto.double_val, count, &err)?),
         DType::I64 => TensorData::I64(spread(&proto.int64_val, count, &err)?),
         DType::I32 => TensorData::I32(spread(&proto.int_val, count, &err)?),
-        DType::I16 => TensorData::I16(narrow(spread(&ints(), count, &err)?, DType::I16, &err)?),
-        DType::I8 => TensorData::I8(narrow(spread(&ints(), count, &err)?, DType::I8, &err)?),
-        DType::U8 => TensorData::U8(narrow(spread(&ints(), count, &err)?, DType::U8, &err)?),
-        DType::U16 => TensorData::U16(narrow(spread(&ints(), count, &err)?, DType::U16, &err)?),
+        DType::I16 => TensorData::I16(spread(&narrow(&proto.int_val, dtype, &err)?, count, &err)?),
+        DType::I8 => TensorData::I8(spread(&narrow(&proto.int_val, dtype, &err)?, count, &err)?),
+        DType::U8 => TensorData::U8(spread(&narrow(&proto.int_val, dtype, &err)?, count, &err)?),
+        DType::U16 => TensorData::U16(spread(&narrow(&proto.int_val, dtype, &err)?, count, &err)?),
         DType::U32 => TensorData::U32(spread(&proto.uint32_val, count, &err)?),
         DType::U64 => TensorData::U64(spread(&proto.uint64_val, count, &err)?),
         DType::Bool => TensorData::Bool(spread(&proto.bool_val, count, &err)?),
@@ -117,14 +118,11 @@ pub fn decode(spec: &TensorSpec, proto: &TensorProto) -> InferenceResult<Tensor>
                 .iter()
                 .enumerate()
                 .map(|(i, b)| {
-                    let s = std::str::from_utf8(b)
-                        .map_err(|_| err(format!("string_val[{i}] is not UTF-8 text")))?;
-                    if s.contains('\0') {
-                        return Err(err(format!("string_val[{i}] contains a NUL byte")));
-                    }
-                    Ok(s.to_string())
+                    element::text(b)
+                        .map(str::to_string)
+                        .map_err(|e| err(format!("string_val[{i}] {e}")))
                 })
-                .collect::<InferenceResult<Vec<String>>>()?;
+                .collect::<Result<Vec<String>>>()?;
             TensorData::String(spread(&texts, count, &err)?)
         }
     };

@@ -2,7 +2,6 @@
 //! (`GetModelStatus`).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -15,11 +14,11 @@ use super::proto::tensorflow::serving::{
 };
 use super::proto::tensorflow::{SignatureDef, TensorInfo};
 use super::tensor_proto::{data_type, decode, encode, shape_proto};
-use super::{record, request_deadline, status};
-use crate::inference::error::{InferenceError, InferenceResult};
-use crate::inference::service::InferenceService;
-use crate::inference::tensor::{Tensor, TensorSpec};
-use crate::repository::registry::{VersionSelector, VersionState};
+use super::{arrival, requested_timeout, status};
+use crate::repository::{VersionSelector, VersionState};
+use crate::serving::{Call, InferenceService};
+use crate::status::{Error, Result};
+use crate::tensor::{Tensor, TensorSpec};
 
 #[derive(Clone)]
 pub struct TfServing {
@@ -28,7 +27,7 @@ pub struct TfServing {
 
 fn selector(spec: &ModelSpec) -> VersionSelector {
     match &spec.version_choice {
-        None => VersionSelector::Latest,
+        None => VersionSelector::Default,
         Some(VersionChoice::Version(v)) => {
             u64::try_from(*v).map_or(VersionSelector::Number(u64::MAX), VersionSelector::Number)
         }
@@ -36,8 +35,8 @@ fn selector(spec: &ModelSpec) -> VersionSelector {
     }
 }
 
-fn model_spec(req: Option<&ModelSpec>) -> InferenceResult<&ModelSpec> {
-    req.ok_or_else(|| InferenceError::invalid("missing model_spec"))
+fn model_spec(req: Option<&ModelSpec>) -> Result<&ModelSpec> {
+    req.ok_or_else(|| Error::invalid("missing model_spec"))
 }
 
 fn served_spec(name: &str, version: u64) -> ModelSpec {
@@ -51,17 +50,16 @@ fn served_spec(name: &str, version: u64) -> ModelSpec {
 impl TfServing {
     async fn predict_inner(
         &self,
+        call: &mut Call<'_>,
         req: PredictRequest,
-        deadline: Option<Instant>,
-        version_label: &mut String,
-    ) -> InferenceResult<PredictResponse> {
+        timeout: Option<std::time::Duration>,
+    ) -> Result<PredictResponse> {
         let spec = model_spec(req.model_spec.as_ref())?;
-        let version = self.service.resolve(&spec.name, &selector(spec))?;
-        *version_label = version.version_string.clone();
+        let version = call.resolve(&spec.name, &selector(spec))?;
         let signature = version.signature();
         for key in req.inputs.keys() {
             if signature.input(key).is_none() {
-                return Err(InferenceError::invalid(format!(
+                return Err(Error::invalid(format!(
                     "unknown input '{key}'; the model's inputs are {}",
                     signature
                         .inputs
@@ -76,14 +74,17 @@ impl TfServing {
             .inputs
             .iter()
             .map(|s| {
-                let proto = req.inputs.get(&s.name).ok_or_else(|| {
-                    InferenceError::invalid(format!("missing input '{}'", s.name))
-                })?;
+                let proto = req
+                    .inputs
+                    .get(&s.name)
+                    .ok_or_else(|| Error::invalid(format!("missing input '{}'", s.name)))?;
                 decode(s, proto)
             })
-            .collect::<InferenceResult<_>>()?;
+            .collect::<Result<_>>()?;
         let wanted = signature.output_indices(req.output_filter.iter().map(String::as_str))?;
-        let outputs = self.service.run(&version, inputs, wanted, deadline).await?;
+        let outputs = call
+            .run(&version, inputs, wanted, call.deadline(timeout))
+            .await?;
         Ok(PredictResponse {
             model_spec: Some(served_spec(&spec.name, version.version)),
             outputs: outputs
@@ -110,27 +111,14 @@ impl PredictionService for TfServing {
         &self,
         request: Request<PredictRequest>,
     ) -> Result<Response<PredictResponse>, Status> {
-        let start = Instant::now();
-        let deadline = request_deadline(&self.service, &request);
+        let mut call = self.service.call("tfserving", "grpc", arrival(&request));
+        let timeout = requested_timeout(&request);
         let req = request.into_inner();
-        let model = req
-            .model_spec
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
-        let mut version = String::new();
-        let result = match deadline {
-            Ok(deadline) => self.predict_inner(req, deadline, &mut version).await,
+        let result = match timeout {
+            Ok(timeout) => self.predict_inner(&mut call, req, timeout).await,
             Err(e) => Err(e),
         };
-        record(
-            &self.service,
-            &model,
-            &version,
-            "tfserving",
-            result.as_ref().map(|_| ()),
-            start,
-        );
+        call.finish(&result);
         result.map(Response::new).map_err(|e| status(&e))
     }
 
@@ -139,17 +127,15 @@ impl PredictionService for TfServing {
         request: Request<GetModelMetadataRequest>,
     ) -> Result<Response<GetModelMetadataResponse>, Status> {
         let req = request.into_inner();
-        let inner = || -> InferenceResult<GetModelMetadataResponse> {
+        let inner = || -> Result<GetModelMetadataResponse> {
             let spec = model_spec(req.model_spec.as_ref())?;
             if req.metadata_field.iter().any(|f| f != "signature_def")
                 || req.metadata_field.is_empty()
             {
-                return Err(InferenceError::invalid(
-                    "metadata_field must be [\"signature_def\"]",
-                ));
+                return Err(Error::invalid("metadata_field must be [\"signature_def\"]"));
             }
-            let version = self.service.resolve(&spec.name, &selector(spec))?;
-            let sig = version.signature();
+            let meta = self.service.metadata(&spec.name, &selector(spec))?;
+            let sig = meta.version.signature();
             let def = SignatureDef {
                 inputs: sig
                     .inputs
@@ -171,7 +157,7 @@ impl PredictionService for TfServing {
                 value: map.encode_to_vec(),
             };
             Ok(GetModelMetadataResponse {
-                model_spec: Some(served_spec(&spec.name, version.version)),
+                model_spec: Some(served_spec(&spec.name, meta.version.version)),
                 metadata: [("signature_def".to_string(), any)].into_iter().collect(),
             })
         };
@@ -186,18 +172,12 @@ impl ModelService for TfServing {
         request: Request<GetModelStatusRequest>,
     ) -> Result<Response<GetModelStatusResponse>, Status> {
         let req = request.into_inner();
-        let inner = || -> InferenceResult<GetModelStatusResponse> {
+        let inner = || -> Result<GetModelStatusResponse> {
             let spec = model_spec(req.model_spec.as_ref())?;
-            let model = self.service.registry.model(&spec.name)?;
-            let wanted = match selector(spec) {
-                VersionSelector::Latest => None,
-                VersionSelector::Number(n) => Some(n),
-                label => Some(model.resolve(&label)?.version),
-            };
-            let list: Vec<ModelVersionStatus> = model
-                .status()
+            let list: Vec<ModelVersionStatus> = self
+                .service
+                .version_status(&spec.name, &selector(spec))?
                 .into_iter()
-                .filter(|s| wanted.is_none_or(|w| w == s.version))
                 .map(|s| ModelVersionStatus {
                     version: s.version as i64,
                     state: match s.state {
@@ -215,12 +195,6 @@ impl ModelService for TfServing {
                     }),
                 })
                 .collect();
-            if let (Some(w), true) = (wanted, list.is_empty()) {
-                return Err(InferenceError::not_found(format!(
-                    "model '{}' has no version {w}",
-                    spec.name
-                )));
-            }
             Ok(GetModelStatusResponse {
                 model_version_status: list,
             })

@@ -1,4 +1,5 @@
-//! KServe v2 / Open Inference Protocol over REST (JSON tensors).
+//! KServe v2 / Open Inference Protocol over REST: JSON tensors and Triton's binary tensor
+//! extension (`Inference-Header-Content-Length`); answers are JSON.
 
 use std::time::Instant;
 
@@ -8,30 +9,14 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{
-    empty, error_response, json_response, parse_json, read_body, record, requested_timeout, Shared,
+    empty, error_response, json_response, json_result, read_body, requested_timeout, Shared,
 };
-use crate::inference::binary;
-use crate::inference::error::{InferenceError, InferenceResult};
-use crate::inference::json_rows::{append, element};
-use crate::inference::tensor::{DType, Tensor, TensorData};
-use crate::repository::registry::VersionSelector;
-
-pub fn datatype(d: DType) -> &'static str {
-    match d {
-        DType::Bool => "BOOL",
-        DType::U8 => "UINT8",
-        DType::U16 => "UINT16",
-        DType::U32 => "UINT32",
-        DType::U64 => "UINT64",
-        DType::I8 => "INT8",
-        DType::I16 => "INT16",
-        DType::I32 => "INT32",
-        DType::I64 => "INT64",
-        DType::F32 => "FP32",
-        DType::F64 => "FP64",
-        DType::String => "BYTES",
-    }
-}
+use crate::codec::json::parse_body;
+use crate::codec::kserve::{decode_inputs, output_json, Data, Input};
+use crate::repository::VersionSelector;
+use crate::serving::InferenceService;
+use crate::status::{Error, Result};
+use crate::tensor::TensorSpec;
 
 pub async fn server_metadata() -> Response {
     json_response(
@@ -44,11 +29,29 @@ pub async fn live() -> Response {
     empty(StatusCode::OK)
 }
 
+/// 200 when ready; otherwise 400 with the error shape of every other answer.
+fn readiness(ready: std::result::Result<(), Error>) -> Response {
+    match ready {
+        Ok(()) => empty(StatusCode::OK),
+        Err(e) => json_response(StatusCode::BAD_REQUEST, &json!({ "error": e.message })),
+    }
+}
+
 pub async fn ready(State(state): State<Shared>) -> Response {
-    empty(if state.ready() {
-        StatusCode::OK
+    readiness(if state.service.ready() {
+        Ok(())
+    } else if !state.service.lifecycle.accepting() {
+        Err(Error::unavailable("the server is not accepting requests"))
     } else {
-        StatusCode::BAD_REQUEST
+        Err(Error::unavailable("a model has no available version yet"))
+    })
+}
+
+fn model_ready(service: &InferenceService, model: &str, version: &VersionSelector) -> Response {
+    readiness(match service.resolve(model, version) {
+        Ok(_) if service.lifecycle.accepting() => Ok(()),
+        Ok(_) => Err(Error::unavailable("the server is not accepting requests")),
+        Err(e) => Err(e),
     })
 }
 
@@ -60,231 +63,172 @@ pub async fn models(
 ) -> Response {
     let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let (model, version, tail) = match segs.as_slice() {
-        [m, "versions", v, tail @ ..] => (
-            m.to_string(),
-            VersionSelector::parse(Some(v)),
-            tail.to_vec(),
-        ),
-        [m, tail @ ..] => (m.to_string(), VersionSelector::Latest, tail.to_vec()),
-        [] => return error_response(&InferenceError::not_found("no model named")),
+        [m, "versions", v, tail @ ..] => (*m, VersionSelector::parse(Some(v)), tail),
+        [m, tail @ ..] => (*m, VersionSelector::Default, tail),
+        [] => return error_response(&Error::not_found("no model named")),
     };
-    let method = req.method().clone();
-    match (tail.as_slice(), method) {
-        ([], Method::GET) => match model_metadata(&state, &model, &version) {
-            Ok(v) => json_response(StatusCode::OK, &v),
-            Err(e) => error_response(&e),
-        },
-        (["ready"], Method::GET) => {
-            let ok = state.accepting.load(std::sync::atomic::Ordering::Acquire)
-                && state.service.resolve(&model, &version).is_ok();
-            empty(if ok {
-                StatusCode::OK
-            } else {
-                StatusCode::BAD_REQUEST
-            })
-        }
+    match (tail, req.method().clone()) {
+        ([], Method::GET) => json_result(model_metadata(&state.service, model, &version)),
+        (["ready"], Method::GET) => model_ready(&state.service, model, &version),
         (["infer"], Method::POST) => {
-            let start = Instant::now();
-            let (result, served) = infer(&state, &model, &version, req, start).await;
-            let status = result
-                .as_ref()
-                .map_or_else(|e| e.kind.http_status(), |_| 200);
-            record(
-                &state,
-                &model,
-                served.as_deref().unwrap_or(""),
-                "kserve",
-                status,
-                start,
-            );
-            match result {
-                Ok(v) => json_response(StatusCode::OK, &v),
-                Err(e) => error_response(&e),
-            }
+            let mut call = state.service.call("kserve", "rest", Instant::now());
+            let result = infer(&state, &mut call, model, &version, req).await;
+            call.finish(&result);
+            json_result(result)
         }
-        _ => error_response(&InferenceError::not_found(format!(
-            "no such endpoint: /v2/models/{rest}"
+        _ => error_response(&Error::not_found(format!(
+            "no such endpoint: {} /v2/models/{rest}",
+            req.method()
         ))),
     }
 }
 
 fn model_metadata(
-    state: &Shared,
+    service: &InferenceService,
     model: &str,
     selector: &VersionSelector,
-) -> InferenceResult<Value> {
-    let served = state.service.registry.model(model)?;
-    let version = served.resolve(selector)?;
-    let tensors = |specs: &[crate::inference::TensorSpec]| -> Vec<Value> {
+) -> Result<Value> {
+    let meta = service.metadata(model, selector)?;
+    let tensors = |specs: &[TensorSpec]| -> Vec<Value> {
         specs
             .iter()
-            .map(|s| json!({"name": s.name, "datatype": datatype(s.dtype), "shape": s.shape}))
+            .map(|s| json!({"name": s.name, "datatype": s.dtype.kserve_name(), "shape": s.shape}))
             .collect()
     };
-    let versions: Vec<String> = served.served().keys().map(u64::to_string).collect();
+    let versions: Vec<String> = meta.versions.iter().map(u64::to_string).collect();
     Ok(json!({
-        "name": model,
+        "name": meta.model,
         "versions": versions,
         "platform": "onnxruntime_onnx",
-        "inputs": tensors(&version.signature().inputs),
-        "outputs": tensors(&version.signature().outputs),
+        "inputs": tensors(&meta.version.signature().inputs),
+        "outputs": tensors(&meta.version.signature().outputs),
     }))
 }
 
 async fn infer(
     state: &Shared,
+    call: &mut crate::serving::Call<'_>,
     model: &str,
     selector: &VersionSelector,
     req: Request,
-    start: Instant,
-) -> (InferenceResult<Value>, Option<String>) {
-    let version = match state.service.resolve(model, selector) {
-        Ok(v) => v,
-        Err(e) => return (Err(e), None),
+) -> Result<Value> {
+    let version = call.resolve(model, selector)?;
+    let header_len = match req.headers().get("inference-header-content-length") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    Error::invalid("Inference-Header-Content-Length is not a byte count")
+                })?,
+        ),
     };
-    let served = Some(version.version_string.clone());
-    let result = async {
-        let header_len = match req.headers().get("inference-header-content-length") {
-            None => None,
-            Some(v) => Some(
-                v.to_str()
-                    .ok()
-                    .and_then(|s| s.trim().parse::<usize>().ok())
-                    .ok_or_else(|| InferenceError::invalid("Inference-Header-Content-Length is not a byte count"))?,
+    let header_timeout = requested_timeout(req.headers())?;
+    let body = read_body(state, req).await?;
+    let (json_part, binary) = match header_len {
+        None => (&body[..], &body[..0]),
+        Some(n) if n <= body.len() => body.split_at(n),
+        Some(n) => {
+            return Err(Error::invalid(format!(
+                "Inference-Header-Content-Length is {n} but the body has only {} bytes",
+                body.len()
+            )))
+        }
+    };
+    let request = parse_body(json_part)?;
+    let listed = request
+        .get("inputs")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::invalid("missing 'inputs' list in request body"))?;
+    // Binary inputs take consecutive slices of the bytes after the JSON header, in input order.
+    let mut inputs = Vec::with_capacity(listed.len());
+    let mut offset = 0usize;
+    for (i, input) in listed.iter().enumerate() {
+        let name = input
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::invalid(format!("inputs[{i}]: missing 'name'")))?;
+        let datatype = input
+            .get("datatype")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::invalid(format!("input '{name}': missing 'datatype'")))?;
+        let shape: Vec<i64> = input
+            .get("shape")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| {
+                Error::invalid(format!("input '{name}': 'shape' must be a list of sizes"))
+            })?;
+        let binary_size = input
+            .get("parameters")
+            .and_then(|p| p.get("binary_data_size"));
+        let data = match binary_size {
+            Some(size) => {
+                let size = size
+                    .as_u64()
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "input '{name}': binary_data_size must be a byte count"
+                        ))
+                    })?;
+                let Some(bytes) = offset
+                    .checked_add(size)
+                    .and_then(|end| binary.get(offset..end))
+                else {
+                    return Err(Error::invalid(format!(
+                        "input '{name}': binary_data_size {size} runs past the end of the binary data"
+                    )));
+                };
+                offset += size;
+                Data::Raw(bytes)
+            }
+            None => Data::Json(
+                input
+                    .get("data")
+                    .ok_or_else(|| Error::invalid(format!("input '{name}': missing 'data'")))?,
             ),
         };
-        let header_timeout = requested_timeout(req.headers())?;
-        let body = read_body(state, req).await?;
-        let (json_part, binary) = match header_len {
-            None => (&body[..], &body[..0]),
-            Some(n) if n <= body.len() => body.split_at(n),
-            Some(n) => {
-                return Err(InferenceError::invalid(format!(
-                    "Inference-Header-Content-Length is {n} but the body has only {} bytes",
-                    body.len()
-                )))
-            }
-        };
-        let request = parse_json(json_part)?;
-        let signature = version.signature();
-        let inputs = request
-            .get("inputs")
-            .and_then(Value::as_array)
-            .ok_or_else(|| InferenceError::invalid("missing 'inputs' list in request body"))?;
-        let mut tensors: Vec<Option<Tensor>> = vec![None; signature.inputs.len()];
-        let mut offset = 0usize;
-        for (i, input) in inputs.iter().enumerate() {
-            let name = input
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| InferenceError::invalid(format!("inputs[{i}]: missing 'name'")))?;
-            let (index, spec) = signature
-                .input(name)
-                .ok_or_else(|| InferenceError::invalid(format!("inputs[{i}]: unknown input '{name}'")))?;
-            let dt = input.get("datatype").and_then(Value::as_str).unwrap_or_default();
-            if dt != datatype(spec.dtype) {
-                return Err(InferenceError::invalid(format!(
-                    "input '{name}': datatype {dt:?} does not match the model's {}",
-                    datatype(spec.dtype)
-                )));
-            }
-            let shape: Vec<usize> = input
-                .get("shape")
-                .and_then(Value::as_array)
-                .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>())
-                .ok_or_else(|| InferenceError::invalid(format!("input '{name}': 'shape' must be a list of sizes")))?;
-            spec.check_shape(&shape)?;
-            let count: usize = shape.iter().product();
-            let binary_size = input
-                .get("parameters")
-                .and_then(|p| p.get("binary_data_size"))
-                .map(|v| v.as_u64().map(|n| n as usize));
-            let data = match binary_size {
-                Some(Some(size)) => {
-                    let Some(bytes) = binary.get(offset..offset + size) else {
-                        return Err(InferenceError::invalid(format!(
-                            "input '{name}': binary_data_size {size} runs past the end of the binary data"
-                        )));
-                    };
-                    offset += size;
-                    binary::decode(spec.dtype, bytes, count, &format!("input '{name}'"))?
-                }
-                Some(None) => {
-                    return Err(InferenceError::invalid(format!(
-                        "input '{name}': binary_data_size must be a byte count"
-                    )))
-                }
-                None => {
-                    let data = input
-                        .get("data")
-                        .ok_or_else(|| InferenceError::invalid(format!("input '{name}': missing 'data'")))?;
-                    json_data(name, spec.dtype, data, count)?
-                }
-            };
-            tensors[index] = Some(Tensor::new(shape, data));
-        }
-        if offset != binary.len() {
-            return Err(InferenceError::invalid(format!(
-                "{} bytes of binary data are not claimed by any input",
-                binary.len() - offset
-            )));
-        }
-        // Triton's request parameter `timeout` (microseconds) when no header set one.
-        let timeout = match (header_timeout, request.pointer("/parameters/timeout")) {
-            (Some(t), _) => Some(t),
-            (None, Some(t)) => Some(std::time::Duration::from_micros(t.as_u64().ok_or_else(
-                || InferenceError::invalid("parameters.timeout must be a whole number of microseconds"),
-            )?)),
-            (None, None) => None,
-        };
-        let deadline = state.service.deadline(start, timeout);
-        let inputs = signature.ordered_inputs(tensors)?;
-        let wanted = match request.get("outputs").and_then(Value::as_array) {
-            None => vec![],
-            Some(list) => signature.output_indices(
-                list.iter().map(|o| o.get("name").and_then(Value::as_str).unwrap_or_default()),
-            )?,
-        };
-        let outputs = state.service.run(&version, inputs, wanted, deadline).await?;
-        // Plain JSON answers: tritonclient reads them even when it asked for binary outputs.
-        let outputs: Vec<Value> = outputs
-            .iter()
-            .map(|(n, t)| {
-                let data: Vec<Value> = (0..t.data.len()).map(|i| element(&t.data, i)).collect();
-                json!({"name": n, "datatype": datatype(t.dtype()), "shape": t.shape, "data": data})
-            })
-            .collect();
-        let mut answer = json!({"model_name": model, "model_version": version.version_string, "outputs": outputs});
-        if let Some(id) = request.get("id") {
-            answer["id"] = id.clone();
-        }
-        Ok(answer)
+        inputs.push(Input {
+            name,
+            datatype,
+            shape,
+            data,
+        });
     }
-    .await;
-    (result, served)
-}
-
-/// A JSON `data` array (flat or nested, row-major) as `count` elements.
-fn json_data(name: &str, dtype: DType, data: &Value, count: usize) -> InferenceResult<TensorData> {
-    let mut flat = Vec::new();
-    flatten(data, &mut flat);
-    if flat.len() != count {
-        return Err(InferenceError::invalid(format!(
-            "input '{name}': its shape needs {count} values, 'data' has {}",
-            flat.len()
+    if offset != binary.len() {
+        return Err(Error::invalid(format!(
+            "{} bytes of binary data are not claimed by any input",
+            binary.len() - offset
         )));
     }
-    let mut out = TensorData::with_capacity(dtype, count);
-    for (i, v) in flat.into_iter().enumerate() {
-        append(v, &mut out)
-            .map_err(|e| InferenceError::invalid(format!("input '{name}': element {i}: {e}")))?;
+    let signature = version.signature();
+    let tensors = decode_inputs(signature, inputs)?;
+    // Triton's request parameter `timeout` (microseconds) when no header set one.
+    let timeout = match (header_timeout, request.pointer("/parameters/timeout")) {
+        (Some(t), _) => Some(t),
+        (None, Some(t)) => Some(std::time::Duration::from_micros(t.as_u64().ok_or_else(
+            || Error::invalid("parameters.timeout must be a whole number of microseconds"),
+        )?)),
+        (None, None) => None,
+    };
+    let wanted = match request.get("outputs").and_then(Value::as_array) {
+        None => vec![],
+        Some(list) => signature.output_indices(
+            list.iter()
+                .map(|o| o.get("name").and_then(Value::as_str).unwrap_or_default()),
+        )?,
+    };
+    let outputs = call
+        .run(&version, tensors, wanted, call.deadline(timeout))
+        .await?;
+    // Plain JSON answers: tritonclient reads them even when it asked for binary outputs.
+    let outputs: Vec<Value> = outputs.iter().map(|(n, t)| output_json(n, t)).collect();
+    let mut answer =
+        json!({"model_name": model, "model_version": version.version_id, "outputs": outputs});
+    if let Some(id) = request.get("id") {
+        answer["id"] = id.clone();
     }
-    Ok(out)
-}
-
-fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
-    match v {
-        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-        other => out.push(other),
-    }
+    Ok(answer)
 }

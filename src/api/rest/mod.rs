@@ -1,14 +1,12 @@
 //! REST on one port (axum): Cloud ML Engine / Vertex and TensorFlow Serving under `/v1`, KServe v2
-//! under `/v2`, Prometheus metrics.
+//! under `/v2`, Prometheus metrics. Adapters only: they decode, call the serving core, encode.
 
 mod kserve;
+mod predict;
+pub mod routes;
+mod tfserving;
 
-pub use kserve::datatype;
-mod v1;
-
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -17,21 +15,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 
-use crate::inference::deadline;
-use crate::inference::error::{ErrorKind, InferenceError};
-use crate::inference::service::InferenceService;
+use super::deadline;
+use crate::serving::InferenceService;
+use crate::status::{Code, Error};
 
 pub struct RestState {
     pub service: Arc<InferenceService>,
     pub max_body_bytes: usize,
-    /// False while starting and once shutdown begins.
-    pub accepting: AtomicBool,
-}
-
-impl RestState {
-    pub fn ready(&self) -> bool {
-        self.accepting.load(Ordering::Acquire) && self.service.registry.is_ready()
-    }
 }
 
 pub type Shared = Arc<RestState>;
@@ -44,8 +34,25 @@ pub fn router(state: Shared) -> Router {
         .route("/v2/health/live", get(kserve::live))
         .route("/v2/health/ready", get(kserve::ready))
         .route("/v2/models/{*rest}", any(kserve::models))
-        .route("/v1/{*rest}", any(v1::dispatch))
+        .route("/v1/{*rest}", any(v1))
         .with_state(state)
+}
+
+async fn v1(State(state): State<Shared>, req: Request) -> Response {
+    match routes::parse(req.method(), req.uri().path()) {
+        Ok(routes::Route::Predict {
+            api,
+            model,
+            version,
+        }) => predict::predict(&state, api, &model, &version, req).await,
+        Ok(routes::Route::Status { model, version }) => {
+            tfserving::status(&state.service, &model, &version)
+        }
+        Ok(routes::Route::Metadata { model, version }) => {
+            tfserving::metadata(&state.service, &model, &version)
+        }
+        Err(e) => error_response(&e),
+    }
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
@@ -60,10 +67,14 @@ async fn metrics(State(state): State<Shared>) -> Response {
         .into_response()
 }
 
-/// `{"error": "..."}` with the error's HTTP status.
-pub fn error_response(e: &InferenceError) -> Response {
+fn status_code(code: Code) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The prediction APIs' error shape, `{"error": "..."}`, with the error's HTTP status.
+pub fn error_response(e: &Error) -> Response {
     json_response(
-        StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        status_code(e.code),
         &serde_json::json!({ "error": e.message }),
     )
 }
@@ -82,14 +93,22 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response 
         .into_response()
 }
 
+/// A JSON answer, or the error's.
+pub fn json_result(result: crate::status::Result<serde_json::Value>) -> Response {
+    match result {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(e) => error_response(&e),
+    }
+}
+
 /// The request body, refused with 413 past the limit.
-pub async fn read_body(state: &RestState, req: Request) -> Result<Bytes, InferenceError> {
+pub async fn read_body(state: &RestState, req: Request) -> Result<Bytes, Error> {
     let limit = state.max_body_bytes;
     axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|_| {
-            InferenceError::new(
-                ErrorKind::PayloadTooLarge,
+            Error::new(
+                Code::PayloadTooLarge,
                 format!(
                     "request body is larger than the limit of {limit} bytes (--max-body-bytes)"
                 ),
@@ -100,31 +119,11 @@ pub async fn read_body(state: &RestState, req: Request) -> Result<Bytes, Inferen
 /// The timeout the request's header asks for, if any.
 pub fn requested_timeout(
     headers: &axum::http::HeaderMap,
-) -> Result<Option<std::time::Duration>, InferenceError> {
+) -> Result<Option<std::time::Duration>, Error> {
     headers
         .get(deadline::REST_TIMEOUT_HEADER)
         .map(|v| deadline::parse_rest_timeout(v.as_bytes()))
         .transpose()
-}
-
-/// Parses a JSON body (NaN and Infinity tokens allowed); the error names the position.
-pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, InferenceError> {
-    crate::inference::json_rows::parse_body(body)
-}
-
-/// Records one answered request.
-pub fn record(
-    state: &RestState,
-    model: &str,
-    version: &str,
-    api: &str,
-    status: u16,
-    start: Instant,
-) {
-    state
-        .service
-        .metrics
-        .record_request(model, version, api, "rest", status, start);
 }
 
 pub fn empty(status: StatusCode) -> Response {

@@ -1,16 +1,17 @@
-//! A fast path for the common request: JSON objects whose values are scalars, decoded straight
-//! into the column buffers without building a `serde_json::Value` per instance. Anything unusual
-//! (nested lists, `{"b64": ...}`, a wrong type, a missing or unknown key) makes it give up, and
-//! the caller decodes with `json_rows`, whose errors name the instance and the input.
+//! The fast decoder of the common request: JSON objects whose values are scalars, decoded
+//! straight into the column buffers without building a `serde_json::Value` per instance.
+//! Anything unusual (nested lists, `{"b64": ...}`, a wrong type, a missing or unknown key) makes
+//! it give up, and the general decoder of [`super::instances`], whose errors name the instance
+//! and the input, takes over.
 
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, Visitor};
 
-use super::tensor::{Signature, Tensor, TensorData};
+use crate::tensor::{element, Signature, Tensor, TensorData};
 
 /// Tensors for `lines` (one JSON object each), or `None` when the fast path does not apply.
-pub fn decode_object_lines(signature: &Signature, lines: &[&str]) -> Option<Vec<Tensor>> {
+pub fn decode_lines(signature: &Signature, lines: &[&str]) -> Option<Vec<Tensor>> {
     if signature.inputs.iter().any(|s| s.shape.len() != 1) {
         return None;
     }
@@ -43,8 +44,8 @@ pub fn decode_object_lines(signature: &Signature, lines: &[&str]) -> Option<Vec<
 }
 
 /// Tensors for a predict body of exactly `{"instances": [<object>, ...]}`, or `None` when the
-/// fast path does not apply (the caller then decodes with `json_rows`).
-pub fn decode_instances_body(signature: &Signature, body: &[u8]) -> Option<Vec<Tensor>> {
+/// fast path does not apply.
+pub fn decode_body(signature: &Signature, body: &[u8]) -> Option<Vec<Tensor>> {
     if signature.inputs.iter().any(|s| s.shape.len() != 1) {
         return None;
     }
@@ -257,10 +258,10 @@ impl<'de> Visitor<'de> for Scalar<'_> {
         match self.0 {
             TensorData::F32(c) => c.push(v as f32),
             TensorData::F64(c) => c.push(v),
-            _ if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.2e18 => {
-                return self.integer(v as i128)
-            }
-            _ => return Err(E::custom("wrong type")),
+            _ => match element::integral(v) {
+                Some(i) => return self.integer(i),
+                None => return Err(E::custom("wrong type")),
+            },
         }
         Ok(())
     }
@@ -275,7 +276,7 @@ impl<'de> Visitor<'de> for Scalar<'_> {
 
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
         match self.0 {
-            TensorData::String(c) if !v.contains('\0') => c.push(v.to_string()),
+            TensorData::String(c) if element::check_text(v).is_ok() => c.push(v.to_string()),
             _ => return Err(E::custom("wrong type")),
         }
         Ok(())
@@ -285,36 +286,13 @@ impl<'de> Visitor<'de> for Scalar<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::json_rows::decode_instances;
-    use crate::inference::tensor::{DType, TensorSpec};
-
-    fn sig() -> Signature {
-        Signature {
-            inputs: vec![
-                TensorSpec {
-                    name: "age".into(),
-                    dtype: DType::I64,
-                    shape: vec![-1],
-                },
-                TensorSpec {
-                    name: "job".into(),
-                    dtype: DType::String,
-                    shape: vec![-1],
-                },
-                TensorSpec {
-                    name: "w".into(),
-                    dtype: DType::F32,
-                    shape: vec![-1],
-                },
-            ],
-            outputs: vec![],
-        }
-    }
+    use crate::codec::instances::decode_instances;
+    use crate::codec::test_signature as sig;
 
     #[test]
     fn instances_bodies_decode_like_the_general_decoder() {
         let body = br#"{"instances": [{"age": 25, "job": " x", "w": 1.5}, {"w": 2, "job": "y", "age": 30.0}]}"#;
-        let fast = decode_instances_body(&sig(), body).unwrap();
+        let fast = decode_body(&sig(), body).unwrap();
         let value: serde_json::Value = serde_json::from_slice(body).unwrap();
         let instances = value["instances"].as_array().unwrap();
         assert_eq!(fast, decode_instances(&sig(), instances).unwrap());
@@ -329,7 +307,7 @@ mod tests {
             br#"{"instances": [{"age": 25, "job": "x", "w": 1}]} x"#,
         ] {
             assert!(
-                decode_instances_body(&sig(), odd).is_none(),
+                decode_body(&sig(), odd).is_none(),
                 "{}",
                 String::from_utf8_lossy(odd)
             );
@@ -342,7 +320,7 @@ mod tests {
             r#"{"age": 25, "job": " x", "w": 1.5}"#,
             r#"{"w": 2, "job": "y\u00e9", "age": 30.0}"#,
         ];
-        let fast = decode_object_lines(&sig(), &lines).unwrap();
+        let fast = decode_lines(&sig(), &lines).unwrap();
         let values: Vec<serde_json::Value> = lines
             .iter()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -360,7 +338,7 @@ mod tests {
             r#"{"age": 25, "job": "x", "w": 1} trailing"#,
             "[1, 2]",
         ] {
-            assert!(decode_object_lines(&sig(), &[odd]).is_none(), "{odd}");
+            assert!(decode_lines(&sig(), &[odd]).is_none(), "{odd}");
         }
     }
 }

@@ -1,15 +1,22 @@
-//! Command-line interface. Every flag can also be set through the environment variable named in
-//! its help.
+//! The command line, clap only: each command's flags, turned into the plain configurations the
+//! library takes. Every flag can also be set through the environment variable named in its help.
+
+pub mod batch;
+pub mod bench;
+pub mod predict;
+pub mod serve;
+pub mod train;
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
 
-use crate::batch::BatchArgs;
-use crate::bench::BenchOrtArgs;
-use crate::predict::PredictArgs;
-use crate::serve::ServeArgs;
-use crate::trainer::TrainArgs;
+pub use batch::BatchArgs;
+pub use bench::BenchOrtArgs;
+pub use predict::PredictArgs;
+pub use serve::ServeArgs;
+pub use train::TrainArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,4 +46,17 @@ pub enum Command {
     Serve(ServeArgs),
     /// Time raw ONNX Runtime runs of a model for several batch sizes (no server around them).
     BenchOrt(BenchOrtArgs),
+}
+
+/// A parser of one of `values` (listed in help and errors) into a type that parses itself.
+pub fn parse_with<T>(values: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(values).try_map(|s| s.parse::<T>())
+}
+
+/// `--device`: where sessions run.
+pub fn device_parser() -> impl TypedValueParser<Value = crate::runtime::Device> {
+    parse_with(&["cpu", "cuda"])
 }

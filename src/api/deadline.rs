@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::error::{InferenceError, InferenceResult};
+use crate::status::{Error, Result};
 
 /// The REST header carrying a request's timeout in milliseconds (a decimal number).
 pub const REST_TIMEOUT_HEADER: &str = "x-request-timeout-ms";
@@ -12,9 +12,9 @@ pub const REST_TIMEOUT_HEADER: &str = "x-request-timeout-ms";
 pub const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
 
 /// Parses the REST timeout header: non-negative milliseconds, fractions allowed.
-pub fn parse_rest_timeout(value: &[u8]) -> InferenceResult<Duration> {
+pub fn parse_rest_timeout(value: &[u8]) -> Result<Duration> {
     let bad = || {
-        InferenceError::invalid(format!(
+        Error::invalid(format!(
             "header '{REST_TIMEOUT_HEADER}': expected a non-negative number of milliseconds, got {:?}",
             String::from_utf8_lossy(value)
         ))
@@ -30,9 +30,9 @@ pub fn parse_rest_timeout(value: &[u8]) -> InferenceResult<Duration> {
 }
 
 /// Parses gRPC's `grpc-timeout`: at most 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
-pub fn parse_grpc_timeout(value: &[u8]) -> InferenceResult<Duration> {
+pub fn parse_grpc_timeout(value: &[u8]) -> Result<Duration> {
     let bad = || {
-        InferenceError::invalid(format!(
+        Error::invalid(format!(
             "header '{GRPC_TIMEOUT_HEADER}': expected up to 8 digits and a unit (H, M, S, m, u, n), got {:?}",
             String::from_utf8_lossy(value)
         ))

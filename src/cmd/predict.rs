@@ -1,66 +1,42 @@
 //! `mlengine predict`: as `gcloud ml-engine local predict` with `--model-dir` (ONNX Runtime in
 //! this process), or as `gcloud ml-engine predict` with `--url` (a running server's Cloud ML
 //! predict API). One JSON instance per line in (`--json-instances`), or one string instance per
-//! line (`--text-instances`); one prediction per line out.
+//! line (`--text-instances`); one prediction per line out. Every instance is checked before
+//! anything is printed: a bad one fails the command, naming the first such line.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use serde_json::Value;
 
-use crate::inference::json_rows::{decode_instances, encode_predictions};
-use crate::repository::fetch::model_file_blocking;
+use crate::cli::PredictArgs;
+use crate::codec::instances::decode_each;
+use crate::codec::predictions::encode_predictions;
 use crate::runtime::{load_model, SessionConfig};
 
-#[derive(Debug, Clone, Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["model_dir", "url"])))]
-#[command(group(clap::ArgGroup::new("instances").required(true).args(["json_instances", "text_instances"])))]
-pub struct PredictArgs {
-    /// Local prediction: a version directory, an `export/Servo` base or a job-dir (local path or
-    /// storage URI).
-    #[arg(long, env = "MLENGINE_MODEL_DIR")]
-    pub model_dir: Option<String>,
-
-    /// Online prediction: the base URL of a server, e.g. http://localhost:8080.
-    #[arg(long, env = "MLENGINE_URL")]
-    pub url: Option<String>,
-
-    /// Model name for --url.
-    #[arg(long, default_value = "census", env = "MLENGINE_MODEL")]
-    pub model: String,
-
-    /// Version (number or name) for --url; default: the model's default version.
-    #[arg(long, env = "MLENGINE_VERSION")]
-    pub version: Option<String>,
-
-    /// Project segment of the Cloud ML path for --url.
-    #[arg(long, default_value = "mlengine", env = "MLENGINE_PROJECT")]
-    pub project: String,
-
-    /// File with one JSON instance per line.
-    #[arg(long, env = "MLENGINE_JSON_INSTANCES")]
-    pub json_instances: Option<PathBuf>,
-
-    /// File with one instance per line, each sent as a JSON string.
-    #[arg(long, env = "MLENGINE_TEXT_INSTANCES")]
-    pub text_instances: Option<PathBuf>,
-
-    /// Instances per run (local) or per request (online).
-    #[arg(long, default_value_t = 64, env = "MLENGINE_BATCH_SIZE")]
-    pub batch_size: usize,
-}
-
-/// The instances of the input file with their line numbers.
+/// The instances of the input with their line numbers, and the input's name for messages.
 fn read_instances(args: &PredictArgs) -> Result<(String, Vec<(usize, Value)>)> {
     let (path, text_mode) = match (&args.json_instances, &args.text_instances) {
         (Some(p), _) => (p, false),
         (None, Some(p)) => (p, true),
         (None, None) => bail!("one of --json-instances or --text-instances is required"),
     };
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+    let (name, mut text) = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?;
+        ("<stdin>".to_string(), text)
+    } else {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {name}"))?;
+        (name, text)
+    };
+    // Editors on some systems start UTF-8 files with a byte order mark.
+    if let Some(rest) = text.strip_prefix('\u{feff}') {
+        text = rest.to_string();
+    }
     let mut instances = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if text_mode {
@@ -80,7 +56,7 @@ fn read_instances(args: &PredictArgs) -> Result<(String, Vec<(usize, Value)>)> {
     Ok((name, instances))
 }
 
-pub fn run(args: &PredictArgs, ort_library: Option<&Path>) -> Result<()> {
+pub fn run(args: &PredictArgs, ort_library: Option<PathBuf>) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
@@ -97,43 +73,51 @@ fn local(
     name: &str,
     instances: &[(usize, Value)],
     batch_size: usize,
-    ort_library: Option<&Path>,
+    ort_library: Option<PathBuf>,
 ) -> Result<()> {
-    let (model, _download) = model_file_blocking(dir)?;
-    let mut session = load_model(&model, ort_library, SessionConfig::default())?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let runtime = super::runtime(1)?;
+    let (model, _download) = runtime.block_on(crate::repository::fetch::model_file(dir))?;
+    let mut session = load_model(&model, ort_library.as_deref(), SessionConfig::default())?;
+    // Decode everything first: the first bad line (in file order) fails the command before a
+    // single prediction is printed.
+    let mut batches = Vec::new();
     for chunk in instances.chunks(batch_size) {
         let values: Vec<Value> = chunk.iter().map(|(_, v)| v.clone()).collect();
-        let inputs = decode_instances(session.signature(), &values).map_err(|e| {
-            // Name the file line of the first instance at fault rather than a chunk index.
-            let bad = chunk.iter().find_map(|(line, instance)| {
-                decode_instances(session.signature(), std::slice::from_ref(instance))
-                    .err()
-                    .map(|e| (line, e))
-            });
-            match bad {
-                Some((line, e)) => {
-                    let msg = e.message.strip_prefix("instance 0: ").unwrap_or(&e.message);
-                    anyhow::anyhow!("{name}:{line}: {msg}")
-                }
-                None => anyhow::anyhow!("{name}: {e}"),
-            }
-        })?;
+        let decoded = decode_each(session.signature(), &values);
+        if let Some((index, message)) = decoded.bad.first() {
+            bail!("{name}:{}: {message}", chunk[*index].0);
+        }
+        if let Some(tensors) = decoded.tensors {
+            batches.push(tensors);
+        }
+    }
+    let mut text = Vec::new();
+    for inputs in batches {
         let outputs = session
             .run(inputs, &[])
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         for prediction in encode_predictions(&outputs).map_err(|e| anyhow::anyhow!("{e}"))? {
-            writeln!(out, "{prediction}")?;
+            writeln!(text, "{prediction}")?;
         }
     }
+    std::io::stdout().write_all(&text)?;
     Ok(())
+}
+
+/// The base URL of a server, `http://` assumed when no scheme is given (as curl does).
+fn base_url(url: &str) -> String {
+    let url = url.trim_end_matches('/');
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
 }
 
 fn online(args: &PredictArgs, url: &str, instances: &[(usize, Value)]) -> Result<()> {
     let mut endpoint = format!(
         "{}/v1/projects/{}/models/{}",
-        url.trim_end_matches('/'),
+        base_url(url),
         args.project,
         args.model
     );
@@ -145,8 +129,7 @@ fn online(args: &PredictArgs, url: &str, instances: &[(usize, Value)]) -> Result
         .http_status_as_error(false)
         .build()
         .into();
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let mut text = Vec::new();
     for chunk in instances.chunks(args.batch_size) {
         let body =
             serde_json::json!({"instances": chunk.iter().map(|(_, v)| v).collect::<Vec<_>>()});
@@ -156,25 +139,36 @@ fn online(args: &PredictArgs, url: &str, instances: &[(usize, Value)]) -> Result
             .send(body.to_string())
             .with_context(|| format!("cannot reach {endpoint}"))?;
         let status = response.status().as_u16();
-        let text = response
+        let answer_text = response
             .body_mut()
             .read_to_string()
             .with_context(|| format!("cannot read the answer of {endpoint}"))?;
-        let answer: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        let answer: Value =
+            serde_json::from_str(&answer_text).unwrap_or(Value::String(answer_text.clone()));
         if status != 200 {
             let message = match &answer["error"] {
                 Value::String(s) => s.clone(),
-                Value::Null => text.trim().to_string(),
+                Value::Null => answer_text.trim().to_string(),
                 other => other.to_string(),
             };
             bail!("the server answered {status}: {message}");
         }
         let predictions = answer["predictions"]
             .as_array()
-            .with_context(|| format!("the server's answer has no predictions: {text}"))?;
+            .with_context(|| format!("the server's answer has no predictions: {answer_text}"))?;
         for p in predictions {
-            writeln!(out, "{p}")?;
+            writeln!(text, "{p}")?;
         }
     }
+    std::io::stdout().write_all(&text)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_without_a_scheme_are_http() {
+        assert_eq!(super::base_url("localhost:8080"), "http://localhost:8080");
+        assert_eq!(super::base_url("https://x/"), "https://x");
+    }
 }

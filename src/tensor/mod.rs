@@ -1,67 +1,15 @@
-//! Protocol-neutral tensors: what every adapter decodes requests into and encodes answers from.
+//! Protocol-neutral tensors: what every adapter decodes requests into and encodes answers from,
+//! and what the runtime runs. The floor of the crate: it imports nothing above it.
 
-use std::fmt;
+mod dtype;
+pub mod element;
+mod signature;
 
-/// Element types the server accepts and returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DType {
-    Bool,
-    U8,
-    U16,
-    U32,
-    U64,
-    I8,
-    I16,
-    I32,
-    I64,
-    F32,
-    F64,
-    String,
-}
+pub use dtype::DType;
+pub use signature::{Signature, TensorSpec};
 
-impl DType {
-    /// The lower-case name used in messages and in metadata JSON (`float32`, `int64`, `string`).
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::Bool => "bool",
-            DType::U8 => "uint8",
-            DType::U16 => "uint16",
-            DType::U32 => "uint32",
-            DType::U64 => "uint64",
-            DType::I8 => "int8",
-            DType::I16 => "int16",
-            DType::I32 => "int32",
-            DType::I64 => "int64",
-            DType::F32 => "float32",
-            DType::F64 => "float64",
-            DType::String => "string",
-        }
-    }
-
-    pub fn is_integer(self) -> bool {
-        matches!(
-            self,
-            DType::U8
-                | DType::U16
-                | DType::U32
-                | DType::U64
-                | DType::I8
-                | DType::I16
-                | DType::I32
-                | DType::I64
-        )
-    }
-
-    pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F64)
-    }
-}
-
-impl fmt::Display for DType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// Named output tensors of one run, in signature order.
+pub type Outputs = Vec<(String, Tensor)>;
 
 /// A tensor's elements, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,88 +103,8 @@ impl Tensor {
     }
 }
 
-/// Name, type and shape of a model input or output; `-1` marks a dimension of any size.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub dtype: DType,
-    pub shape: Vec<i64>,
-}
-
-/// A model's inputs and outputs, read from the model file.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Signature {
-    pub inputs: Vec<TensorSpec>,
-    pub outputs: Vec<TensorSpec>,
-}
-
-impl Signature {
-    pub fn input(&self, name: &str) -> Option<(usize, &TensorSpec)> {
-        self.inputs.iter().enumerate().find(|(_, s)| s.name == name)
-    }
-
-    pub fn output(&self, name: &str) -> Option<(usize, &TensorSpec)> {
-        self.outputs
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.name == name)
-    }
-}
-
-impl TensorSpec {
-    /// Whether a request's shape fits this input: same rank, fixed dimensions equal.
-    pub fn check_shape(&self, shape: &[usize]) -> crate::inference::InferenceResult<()> {
-        let fits = shape.len() == self.shape.len()
-            && shape
-                .iter()
-                .zip(&self.shape)
-                .all(|(&got, &want)| want < 0 || got as i64 == want);
-        if fits {
-            Ok(())
-        } else {
-            Err(crate::inference::InferenceError::invalid(format!(
-                "input '{}': shape {shape:?} does not fit the model's {:?}",
-                self.name, self.shape
-            )))
-        }
-    }
-}
-
-impl Signature {
-    /// Indices of the named outputs (all outputs for an empty list).
-    pub fn output_indices<'a>(
-        &self,
-        names: impl IntoIterator<Item = &'a str>,
-    ) -> crate::inference::InferenceResult<Vec<usize>> {
-        names
-            .into_iter()
-            .map(|n| {
-                self.output(n).map(|(i, _)| i).ok_or_else(|| {
-                    crate::inference::InferenceError::invalid(format!("unknown output '{n}'"))
-                })
-            })
-            .collect()
-    }
-
-    /// Inputs collected by name into signature order; a missing one is an error.
-    pub fn ordered_inputs(
-        &self,
-        tensors: Vec<Option<Tensor>>,
-    ) -> crate::inference::InferenceResult<Vec<Tensor>> {
-        tensors
-            .into_iter()
-            .zip(&self.inputs)
-            .map(|(t, s)| {
-                t.ok_or_else(|| {
-                    crate::inference::InferenceError::invalid(format!("missing input '{}'", s.name))
-                })
-            })
-            .collect()
-    }
-}
-
 /// The batch size shared by every input (their first dimension); different sizes are an error.
-pub fn batch_size(inputs: &[Tensor]) -> crate::inference::InferenceResult<usize> {
+pub fn batch_size(inputs: &[Tensor]) -> crate::status::Result<usize> {
     let sizes: Vec<usize> = inputs
         .iter()
         .map(|t| t.shape.first().copied().unwrap_or(1))
@@ -244,7 +112,7 @@ pub fn batch_size(inputs: &[Tensor]) -> crate::inference::InferenceResult<usize>
     match sizes.split_first() {
         None => Ok(0),
         Some((first, rest)) if rest.iter().all(|s| s == first) => Ok(*first),
-        Some(_) => Err(crate::inference::InferenceError::invalid(format!(
+        Some(_) => Err(crate::status::Error::invalid(format!(
             "ragged input: the inputs have different batch sizes {sizes:?}"
         ))),
     }

@@ -3,13 +3,13 @@
 
 use serde_json::Value;
 
-use super::error::{InferenceError, InferenceResult};
-use super::json_rows::{append, element, is_b64, names, nest, shape_of};
-use super::tensor::{Signature, Tensor, TensorData, TensorSpec};
+use super::json::{append, is_b64, nest, shape_of, value_at};
+use crate::status::{Error, Result};
+use crate::tensor::{Signature, Tensor, TensorData, TensorSpec};
 
 /// Decodes TF Serving's columnar `inputs`: an object of input name to a whole-batch tensor, or for
 /// a single-input model the tensor itself.
-pub fn decode_columnar(signature: &Signature, inputs: &Value) -> InferenceResult<Vec<Tensor>> {
+pub fn decode(signature: &Signature, inputs: &Value) -> Result<Vec<Tensor>> {
     let single = signature.inputs.len() == 1;
     let named = match inputs {
         Value::Object(obj) if !(single && is_b64(obj)) => obj,
@@ -17,17 +17,17 @@ pub fn decode_columnar(signature: &Signature, inputs: &Value) -> InferenceResult
             return Ok(vec![decode_tensor(&signature.inputs[0], value)?]);
         }
         _ => {
-            return Err(InferenceError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "'inputs' must be an object keyed by input name ({})",
-                names(signature)
+                signature.input_names()
             )))
         }
     };
     for key in named.keys() {
         if signature.input(key).is_none() {
-            return Err(InferenceError::invalid(format!(
+            return Err(Error::invalid(format!(
                 "unknown input '{key}' in 'inputs'; the model's inputs are {}",
-                names(signature)
+                signature.input_names()
             )));
         }
     }
@@ -36,15 +36,15 @@ pub fn decode_columnar(signature: &Signature, inputs: &Value) -> InferenceResult
         .iter()
         .map(|spec| {
             let value = named.get(&spec.name).ok_or_else(|| {
-                InferenceError::invalid(format!("missing input '{}' in 'inputs'", spec.name))
+                Error::invalid(format!("missing input '{}' in 'inputs'", spec.name))
             })?;
             decode_tensor(spec, value)
         })
         .collect()
 }
 
-fn decode_tensor(spec: &TensorSpec, value: &Value) -> InferenceResult<Tensor> {
-    let ctx = |msg: String| InferenceError::invalid(format!("input '{}': {msg}", spec.name));
+fn decode_tensor(spec: &TensorSpec, value: &Value) -> Result<Tensor> {
+    let ctx = |msg: String| Error::invalid(format!("input '{}': {msg}", spec.name));
     let mut shape = Vec::new();
     shape_of(value, &mut shape).map_err(ctx)?;
     if shape.len() != spec.shape.len() {
@@ -60,9 +60,9 @@ fn decode_tensor(spec: &TensorSpec, value: &Value) -> InferenceResult<Tensor> {
 }
 
 /// TF Serving's columnar answer: one output gives its tensor, several an object of them.
-pub fn encode_columnar(outputs: &[(String, Tensor)]) -> Value {
+pub fn encode(outputs: &[(String, Tensor)]) -> Value {
     let tensor = |t: &Tensor| {
-        let mut items = (0..t.data.len()).map(|i| element(&t.data, i));
+        let mut items = (0..t.data.len()).map(|i| value_at(&t.data, i));
         nest(&t.shape, &mut items)
     };
     if let [(_, t)] = outputs {

@@ -1,27 +1,24 @@
 //! `mlengine train` flags: those of the census sample's `task.py`, same names and defaults, plus
 //! seed, optimizer and checkpoint settings. Every flag can also be set by an environment variable.
 
-use std::path::PathBuf;
-
-use anyhow::{bail, Result};
 use clap::Args;
-use serde::Serialize;
 
-use super::optimizer::{OptimizerConfig, OptimizerKind};
+use crate::trainer::optimizer::OptimizerKind;
+use crate::trainer::TrainConfig;
 
-#[derive(Debug, Clone, Args, Serialize)]
+#[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Training files (census CSV, UCI or Cloud ML form); one or more.
     #[arg(long, required = true, num_args = 1.., value_delimiter = ',', env = "MLENGINE_TRAIN_FILES")]
-    pub train_files: Vec<PathBuf>,
+    pub train_files: Vec<String>,
 
     /// Evaluation files; one or more.
     #[arg(long, required = true, num_args = 1.., value_delimiter = ',', env = "MLENGINE_EVAL_FILES")]
-    pub eval_files: Vec<PathBuf>,
+    pub eval_files: Vec<String>,
 
-    /// Where checkpoints, evaluation results and the export go.
+    /// Where checkpoints, evaluation results and the export go: a local folder, s3:// or gs://.
     #[arg(long, env = "MLENGINE_JOB_DIR")]
-    pub job_dir: PathBuf,
+    pub job_dir: String,
 
     /// Train until this global step (counted across resumed runs).
     #[arg(long, env = "MLENGINE_TRAIN_STEPS")]
@@ -81,7 +78,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 42, env = "MLENGINE_SEED")]
     pub seed: u64,
 
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Adagrad, env = "MLENGINE_OPTIMIZER")]
+    #[arg(long, default_value = "adagrad", value_parser = super::parse_with::<OptimizerKind>(&["adagrad", "adam", "sgd"]), env = "MLENGINE_OPTIMIZER")]
     pub optimizer: OptimizerKind,
 
     #[arg(long, default_value_t = 0.05, env = "MLENGINE_LEARNING_RATE")]
@@ -102,68 +99,31 @@ pub struct TrainArgs {
     pub log_step_count_steps: u64,
 }
 
-impl TrainArgs {
-    /// Checks values that clap's types cannot, before anything is written.
-    pub fn validate(&self) -> Result<()> {
-        if self.train_steps.is_none() && self.num_epochs.is_none() {
-            bail!("one of --train-steps or --num-epochs is required");
-        }
-        if self.train_steps == Some(0) {
-            bail!("--train-steps must be at least 1");
-        }
-        if self.num_epochs == Some(0) {
-            bail!("--num-epochs must be at least 1");
-        }
-        for (name, value) in [
-            ("--train-batch-size", self.train_batch_size),
-            ("--eval-batch-size", self.eval_batch_size),
-            ("--embedding-size", self.embedding_size),
-            ("--first-layer-size", self.first_layer_size),
-            ("--num-layers", self.num_layers),
-            ("--keep-checkpoint-max", self.keep_checkpoint_max),
-            ("--num-threads", self.num_threads),
-        ] {
-            if value == 0 {
-                bail!("{name} must be at least 1");
-            }
-        }
-        if self.save_checkpoints_steps == 0 || self.log_step_count_steps == 0 {
-            bail!("--save-checkpoints-steps and --log-step-count-steps must be at least 1");
-        }
-        if !(self.scale_factor.is_finite() && self.scale_factor > 0.0) {
-            bail!(
-                "--scale-factor must be a positive number, got {}",
-                self.scale_factor
-            );
-        }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            bail!(
-                "--learning-rate must be a positive number, got {}",
-                self.learning_rate
-            );
-        }
-        if !(self.l2.is_finite() && self.l2 >= 0.0) {
-            bail!("--l2 must be zero or positive, got {}", self.l2);
-        }
-        Ok(())
-    }
-
-    pub fn hidden_units(&self) -> Vec<usize> {
-        crate::census::schema::hidden_units(
-            self.first_layer_size,
-            self.num_layers,
-            self.scale_factor,
-        )
-    }
-
-    pub fn optimizer_config(&self) -> OptimizerConfig {
-        OptimizerConfig {
-            kind: self.optimizer,
-            learning_rate: self.learning_rate,
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-7,
-            l2: self.l2,
+impl From<TrainArgs> for TrainConfig {
+    fn from(a: TrainArgs) -> Self {
+        TrainConfig {
+            train_files: a.train_files,
+            eval_files: a.eval_files,
+            job_dir: a.job_dir,
+            train_steps: a.train_steps,
+            num_epochs: a.num_epochs,
+            train_batch_size: a.train_batch_size,
+            eval_batch_size: a.eval_batch_size,
+            embedding_size: a.embedding_size,
+            first_layer_size: a.first_layer_size,
+            num_layers: a.num_layers,
+            scale_factor: a.scale_factor,
+            eval_delay_secs: a.eval_delay_secs,
+            min_eval_frequency: a.min_eval_frequency,
+            eval_steps: a.eval_steps,
+            save_checkpoints_steps: a.save_checkpoints_steps,
+            keep_checkpoint_max: a.keep_checkpoint_max,
+            seed: a.seed,
+            optimizer: a.optimizer,
+            learning_rate: a.learning_rate,
+            l2: a.l2,
+            num_threads: a.num_threads,
+            log_step_count_steps: a.log_step_count_steps,
         }
     }
 }

@@ -2,63 +2,38 @@
 //! server around it, for the batch sizes a server forms. The serving benchmark subtracts it from
 //! request latency to report the server's own overhead.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use serde_json::{json, Value};
 
 use crate::census::{csv, fixture};
-use crate::inference::json_rows::decode_instances;
-use crate::runtime::{load_model, Device, SessionConfig};
+use crate::cli::BenchOrtArgs;
+use crate::codec::instances::decode_instances;
+use crate::runtime::{load_model, SessionConfig};
 
-#[derive(Debug, Clone, Args)]
-pub struct BenchOrtArgs {
-    /// A version directory, an export/Servo base (its latest version) or a job-dir.
-    #[arg(long, env = "MLENGINE_MODEL_DIR")]
-    pub model_dir: String,
-
-    /// Rows per run, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,32,64")]
-    pub batch_sizes: Vec<usize>,
-
-    /// Census rows to run (UCI format); without it, generated fixture rows.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-
-    /// Measured seconds per batch size (after a warm-up of a tenth of it).
-    #[arg(long, default_value_t = 2.0)]
-    pub seconds: f64,
-
-    /// ONNX Runtime intra-op threads.
-    #[arg(long, default_value_t = 1)]
-    pub intra_op_threads: usize,
-
-    #[arg(long, value_enum, default_value = "cpu")]
-    pub device: Device,
-
-    /// One JSON object on stdout instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-pub fn run(args: &BenchOrtArgs, ort_library: Option<&Path>) -> Result<()> {
+pub fn run(args: &BenchOrtArgs, ort_library: Option<PathBuf>) -> Result<()> {
     if args.batch_sizes.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
         bail!("--batch-sizes must be positive and --seconds above zero");
     }
-    let (model, _download) = crate::repository::fetch::model_file_blocking(&args.model_dir)?;
+    let runtime = super::runtime(1)?;
+    let (model, _download) =
+        runtime.block_on(crate::repository::fetch::model_file(&args.model_dir))?;
     let mut session = load_model(
         &model,
-        ort_library,
+        ort_library.as_deref(),
         SessionConfig {
             intra_threads: args.intra_op_threads.max(1),
             device: args.device,
         },
     )?;
-    let rows = match &args.data {
-        Some(path) => csv::read_files(&[path])?,
-        None => fixture::rows(4096, 7),
+    let (rows, source) = match &args.data {
+        Some(path) => (csv::read_local_files(&[path])?, path.display().to_string()),
+        None => (
+            fixture::rows(4096, 7),
+            "generated census rows (--data for a file)".into(),
+        ),
     };
     let instances: Vec<Value> = fixture::to_json_instances(&rows)
         .lines()
@@ -115,16 +90,21 @@ pub fn run(args: &BenchOrtArgs, ort_library: Option<&Path>) -> Result<()> {
     }
     let report = json!({
         "model": model.display().to_string(),
+        "rows": source,
         "intra_op_threads": args.intra_op_threads,
         "results": results,
     });
     if args.json {
         println!("{report}");
     } else {
-        println!("batch  runs     mean_us  p50_us   p99_us   rows/s");
+        println!("rows: {source}");
+        println!(
+            "{:>5} {:>8} {:>9} {:>9} {:>9} {:>10}",
+            "batch", "runs", "mean_us", "p50_us", "p99_us", "rows/s"
+        );
         for r in &results {
             println!(
-                "{:<6} {:<8} {:<8.1} {:<8.1} {:<8.1} {:.0}",
+                "{:>5} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>10.0}",
                 r["batch_size"],
                 r["runs"],
                 r["mean_us"].as_f64().unwrap_or(0.0),

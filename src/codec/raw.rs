@@ -2,14 +2,15 @@
 //! extension over HTTP, `raw_input_contents` over gRPC): fixed-size elements back to back, BYTES
 //! elements each preceded by a 4-byte little-endian length.
 
-use super::error::{InferenceError, InferenceResult};
-use super::tensor::{DType, TensorData};
+use crate::status::{Error, Result};
+use crate::tensor::{element, DType, TensorData};
 
 /// Decodes `count` elements of `dtype` from `bytes`; `what` names the tensor in errors.
-pub fn decode(dtype: DType, bytes: &[u8], count: usize, what: &str) -> InferenceResult<TensorData> {
-    let err = |msg: String| InferenceError::invalid(format!("{what}: {msg}"));
+pub fn decode(dtype: DType, bytes: &[u8], count: usize, what: &str) -> Result<TensorData> {
+    let err = |msg: String| Error::invalid(format!("{what}: {msg}"));
     if dtype == DType::String {
-        let mut out = Vec::with_capacity(count);
+        // Every element takes at least its 4-byte prefix: the bytes received bound the count.
+        let mut out = Vec::with_capacity(count.min(bytes.len() / 4));
         let mut pos = 0usize;
         for i in 0..count {
             let Some(prefix) = bytes.get(pos..pos + 4) else {
@@ -25,11 +26,7 @@ pub fn decode(dtype: DType, bytes: &[u8], count: usize, what: &str) -> Inference
                     bytes.len() - pos
                 )));
             };
-            let text = std::str::from_utf8(item)
-                .map_err(|_| err(format!("BYTES element {i} is not UTF-8 text")))?;
-            if text.contains('\0') {
-                return Err(err(format!("BYTES element {i} contains a NUL byte")));
-            }
+            let text = element::text(item).map_err(|e| err(format!("BYTES element {i} {e}")))?;
             out.push(text.to_string());
             pos += len;
         }
@@ -41,13 +38,13 @@ pub fn decode(dtype: DType, bytes: &[u8], count: usize, what: &str) -> Inference
         }
         return Ok(TensorData::String(out));
     }
-    let size = element_size(dtype);
-    if bytes.len() != count * size {
+    let size = dtype.size();
+    if Some(bytes.len()) != count.checked_mul(size) {
         return Err(err(format!(
             "{} bytes of data for {count} {} elements, expected {}",
             bytes.len(),
             dtype,
-            count * size
+            count.saturating_mul(size)
         )));
     }
     macro_rules! le {
@@ -74,17 +71,6 @@ pub fn decode(dtype: DType, bytes: &[u8], count: usize, what: &str) -> Inference
         DType::F64 => le!(f64, F64),
         DType::String => unreachable!("handled above"),
     })
-}
-
-/// Bytes of one element; BYTES has no fixed size (0).
-pub fn element_size(dtype: DType) -> usize {
-    match dtype {
-        DType::Bool | DType::U8 | DType::I8 => 1,
-        DType::U16 | DType::I16 => 2,
-        DType::U32 | DType::I32 | DType::F32 => 4,
-        DType::U64 | DType::I64 | DType::F64 => 8,
-        DType::String => 0,
-    }
 }
 
 /// Encodes elements as raw little-endian bytes (BYTES with length prefixes).
@@ -140,7 +126,7 @@ mod tests {
             encode(&data, &mut bytes);
             assert_eq!(decode(data.dtype(), &bytes, 3, "x").unwrap(), data);
             let err = decode(data.dtype(), &bytes[..bytes.len() - 1], 3, "x").unwrap_err();
-            assert_eq!(err.kind.http_status(), 400, "{}", err.message);
+            assert_eq!(err.code.http_status(), 400, "{}", err.message);
         }
         let err = decode(DType::String, &[9, 0, 0, 0, b'a'], 1, "input 'w'").unwrap_err();
         assert!(

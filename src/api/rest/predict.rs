@@ -1,0 +1,84 @@
+//! `:predict` under `/v1` for Cloud ML Engine, Vertex and TF Serving: one decode, run and encode
+//! path; the API only decides the answer's shape.
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::routes::Api;
+use super::{error_response, json_bytes_response, read_body, requested_timeout, Shared};
+use crate::codec::columnar;
+use crate::codec::instances::{decode_predict_body, Layout};
+use crate::codec::predictions::{encode_predictions, write_predictions};
+use crate::repository::VersionSelector;
+use crate::status::Result;
+use crate::tensor::Outputs;
+
+pub async fn predict(
+    state: &Shared,
+    api: Api,
+    model: &str,
+    selector: &VersionSelector,
+    req: Request,
+) -> Response {
+    let mut call = state.service.call(api.name(), "rest", Instant::now());
+    let result = async {
+        let version = match api {
+            Api::Vertex => call.resolve_endpoint(model, selector)?,
+            _ => call.resolve(model, selector)?,
+        };
+        let deadline = call.deadline(requested_timeout(req.headers())?);
+        let body = read_body(state, req).await?;
+        let (inputs, layout) = decode_predict_body(version.signature(), &body)?;
+        let outputs = call.run(&version, inputs, vec![], deadline).await?;
+        answer(api, layout, &version.version_id, &outputs)
+    }
+    .await;
+    call.finish(&result);
+    match result {
+        Ok(body) => json_bytes_response(StatusCode::OK, body),
+        Err(e) => error_response(&e),
+    }
+}
+
+fn answer(api: Api, layout: Layout, version: &str, outputs: &Outputs) -> Result<Vec<u8>> {
+    if layout == Layout::Columns {
+        return Ok(json!({ "outputs": columnar::encode(outputs) })
+            .to_string()
+            .into_bytes());
+    }
+    if api != Api::TfServing || outputs.len() > 1 {
+        return predictions_body(api, version, outputs);
+    }
+    // TF Serving answers a single-output model's rows as bare values.
+    let predictions: Vec<Value> = encode_predictions(outputs)?
+        .into_iter()
+        .map(|mut r| {
+            r.as_object_mut()
+                .and_then(|o| o.values_mut().next().map(Value::take))
+                .unwrap_or(Value::Null)
+        })
+        .collect();
+    Ok(json!({ "predictions": predictions })
+        .to_string()
+        .into_bytes())
+}
+
+/// `{"predictions": [...]}` (and Vertex's `deployedModelId`), written without JSON values.
+fn predictions_body(api: Api, version: &str, outputs: &Outputs) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(64 + 96 * outputs.first().map_or(0, |(_, t)| t.rows()));
+    out.extend_from_slice(b"{\"predictions\":[");
+    if write_predictions(outputs, b",", &mut out)? > 0 {
+        out.pop();
+    }
+    out.push(b']');
+    if api == Api::Vertex {
+        out.extend_from_slice(b",\"deployedModelId\":");
+        out.extend_from_slice(Value::from(version).to_string().as_bytes());
+    }
+    out.push(b'}');
+    Ok(out)
+}

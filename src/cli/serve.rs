@@ -1,0 +1,184 @@
+//! `mlengine serve` flags, turned into a [`ServeConfig`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::repository::policy::VersionPolicy;
+use crate::repository::ModelConfig;
+use crate::runtime::batcher::BatchConfig;
+use crate::runtime::worker::WorkerConfig;
+use crate::runtime::{Device, SessionConfig};
+use crate::server::ServeConfig;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Folder of numeric version directories (export/Servo/<timestamp>, or <base>/<n>), a
+    /// job-dir (its export/Servo), or a bucket URI (s3://, gs://) mirrored locally.
+    #[arg(
+        long,
+        env = "MLENGINE_MODEL_BASE_PATH",
+        default_value = "models/census/export/Servo"
+    )]
+    pub model_base_path: PathBuf,
+
+    #[arg(long, env = "MLENGINE_MODEL_NAME", default_value = "census")]
+    pub model_name: String,
+
+    /// Several models (name, base path, version policy, labels) in YAML or JSON; replaces
+    /// --model-base-path, --model-name, --version-policy and --version-labels.
+    #[arg(long, env = "MLENGINE_MODEL_CONFIG_FILE")]
+    pub model_config_file: Option<PathBuf>,
+
+    /// Address to listen on.
+    #[arg(long, env = "MLENGINE_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// REST port (0 picks a free port; the bound address is printed).
+    #[arg(long, env = "MLENGINE_REST_PORT", default_value_t = 8080)]
+    pub rest_port: u16,
+
+    /// gRPC port (0 picks a free port; the bound address is printed).
+    #[arg(long, env = "MLENGINE_GRPC_PORT", default_value_t = 8500)]
+    pub grpc_port: u16,
+
+    /// Largest gRPC message received or sent.
+    #[arg(long, env = "MLENGINE_GRPC_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub grpc_max_message_bytes: usize,
+
+    /// Seconds between scans of the base path for new versions; 0 loads once.
+    #[arg(
+        long,
+        env = "MLENGINE_FILE_SYSTEM_POLL_WAIT_SECONDS",
+        default_value_t = 1.0
+    )]
+    pub file_system_poll_wait_seconds: f64,
+
+    /// latest[:N], all, or specific:V1,V2.
+    #[arg(long, env = "MLENGINE_VERSION_POLICY", default_value = "latest")]
+    pub version_policy: VersionPolicy,
+
+    /// Version labels, e.g. `v1=1795690396,stable=1795690396` (Cloud ML version names).
+    #[arg(long, env = "MLENGINE_VERSION_LABELS", value_delimiter = ',')]
+    pub version_labels: Vec<String>,
+
+    /// cpu, or cuda (the onnxruntime-gpu build: scripts/install-onnxruntime.sh --gpu).
+    #[arg(long, env = "MLENGINE_DEVICE", default_value = "cpu", value_parser = super::device_parser())]
+    pub device: Device,
+
+    /// Session workers per model version.
+    #[arg(long, env = "MLENGINE_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+
+    /// ONNX Runtime intra-op threads per session.
+    #[arg(long, env = "MLENGINE_INTRA_OP_THREADS", default_value_t = 1)]
+    pub intra_op_threads: usize,
+
+    /// Tokio threads for HTTP.
+    #[arg(long, env = "MLENGINE_HTTP_THREADS", default_value_t = 1)]
+    pub http_threads: usize,
+
+    /// Dynamic batching: most instances merged into one ONNX Runtime run (1 turns merging off).
+    #[arg(long, env = "MLENGINE_MAX_BATCH_SIZE", default_value_t = 64)]
+    pub max_batch_size: usize,
+
+    /// Dynamic batching: how long a free worker holding a partial batch waits for more requests
+    /// (Triton's max queue delay); 0 takes only what is already queued.
+    #[arg(long, env = "MLENGINE_BATCH_TIMEOUT_MICROS", default_value_t = 0)]
+    pub batch_timeout_micros: u64,
+
+    /// Queue bound per version, in batches of --max-batch-size requests: past
+    /// max-enqueued-batches x max-batch-size queued requests, new ones are refused at once (429,
+    /// RESOURCE_EXHAUSTED).
+    #[arg(long, env = "MLENGINE_MAX_ENQUEUED_BATCHES", default_value_t = 4)]
+    pub max_enqueued_batches: usize,
+
+    /// Deadline of requests that bring none (header X-Request-Timeout-Ms, grpc-timeout, or
+    /// KServe's parameters.timeout); 0 for none. A request still queued at its deadline is
+    /// answered 504 / DEADLINE_EXCEEDED and never run.
+    #[arg(long, env = "MLENGINE_REQUEST_TIMEOUT_MS", default_value_t = 0)]
+    pub request_timeout_ms: u64,
+
+    /// Largest request body accepted (Cloud ML's limit is 1.5 MB).
+    #[arg(long, env = "MLENGINE_MAX_BODY_BYTES", default_value_t = 1_572_864)]
+    pub max_body_bytes: usize,
+
+    /// Longest wait for in-flight requests after SIGTERM or SIGINT.
+    #[arg(long, env = "MLENGINE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+}
+
+pub fn parse_labels(labels: &[String]) -> Result<std::collections::HashMap<String, u64>> {
+    labels
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (name, version) = l
+                .split_once('=')
+                .with_context(|| format!("--version-labels entry {l:?} is not label=version"))?;
+            let version = version.trim().parse::<u64>().with_context(|| {
+                format!("--version-labels entry {l:?}: {version:?} is not a version number")
+            })?;
+            Ok((name.trim().to_string(), version))
+        })
+        .collect()
+}
+
+impl ServeArgs {
+    /// The server's configuration; `ort_library` is the global `--ort-library`.
+    pub fn config(&self, ort_library: Option<PathBuf>) -> Result<ServeConfig> {
+        let poll = self.file_system_poll_wait_seconds;
+        if !(poll.is_finite() && poll >= 0.0) {
+            bail!("--file-system-poll-wait-seconds must be zero or positive");
+        }
+        for (name, value) in [
+            ("--workers", self.workers),
+            ("--intra-op-threads", self.intra_op_threads),
+            ("--http-threads", self.http_threads),
+            ("--max-batch-size", self.max_batch_size),
+            ("--max-enqueued-batches", self.max_enqueued_batches),
+        ] {
+            if value == 0 {
+                bail!("{name} must be at least 1");
+            }
+        }
+        let models = match &self.model_config_file {
+            Some(path) => crate::repository::config::load(path)?,
+            None => vec![ModelConfig {
+                policy: self.version_policy.clone(),
+                labels: parse_labels(&self.version_labels)?,
+                ..ModelConfig::new(self.model_name.clone(), self.model_base_path.clone())
+            }],
+        };
+        Ok(ServeConfig {
+            models,
+            host: self.host.clone(),
+            rest_port: self.rest_port,
+            grpc_port: self.grpc_port,
+            grpc_max_message_bytes: self.grpc_max_message_bytes,
+            poll_wait: (poll > 0.0).then(|| Duration::from_secs_f64(poll)),
+            device: self.device,
+            workers: WorkerConfig {
+                workers: self.workers,
+                queue_capacity: self
+                    .max_enqueued_batches
+                    .saturating_mul(self.max_batch_size),
+                batching: BatchConfig {
+                    max_batch_size: self.max_batch_size,
+                    batch_timeout: Duration::from_micros(self.batch_timeout_micros),
+                },
+                session: SessionConfig {
+                    intra_threads: self.intra_op_threads,
+                    device: self.device,
+                },
+            },
+            request_timeout: (self.request_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.request_timeout_ms)),
+            max_body_bytes: self.max_body_bytes,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            ort_library,
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! A thin runner per command: the runtime, the library call, the printing and the exit code.
+//! The library below never builds a runtime or writes to the terminal itself.
+
+mod batch;
+mod bench;
+mod predict;
+mod serve;
+mod train;
+
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+fn init_logging(verbose: bool) {
+    let default = if verbose { "debug" } else { "info" };
+    let filter =
+        EnvFilter::try_from_env("MLENGINE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+/// Runs a parsed command line; errors are one line on stderr and a non-zero exit.
+pub fn run(cli: Cli) -> ExitCode {
+    let ort = cli.ort_library;
+    let result = match cli.command {
+        Command::Train(args) => {
+            init_logging(args.verbose_logging);
+            train::run(args)
+        }
+        Command::BatchPredict(args) => {
+            init_logging(false);
+            batch::run(&args, ort)
+        }
+        Command::Serve(args) => {
+            init_logging(false);
+            serve::run(&args, ort).map(|()| ExitCode::SUCCESS)
+        }
+        Command::BenchOrt(args) => {
+            init_logging(false);
+            bench::run(&args, ort).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Predict(args) => {
+            init_logging(false);
+            predict::run(&args, ort).map(|()| ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes on one line, each cause once: a cause whose text its parent already
+/// holds (`No such file or directory (os error 2)` twice) is not repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if out.contains(text.trim()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(text.trim());
+    }
+    out
+}
+
+/// A tokio runtime for a command's I/O.
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn causes_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file (os error 2)");
+        let e = anyhow::Error::new(io).context("cannot read x: No such file (os error 2)");
+        assert_eq!(
+            super::one_line(&e),
+            "cannot read x: No such file (os error 2)"
+        );
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::one_line(&e), "outer: inner");
+    }
+}

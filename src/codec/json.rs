@@ -1,0 +1,217 @@
+//! JSON elements both ways, the rules every JSON codec shares: numbers into any element type
+//! (integral floats count as integers, `NaN` / `Infinity` tokens as floats), strings and
+//! `{"b64": ...}` values into string elements, nested lists and their shapes, and elements back
+//! into JSON values.
+
+use serde_json::{Map, Value};
+
+use crate::status::{self, Error};
+use crate::tensor::{element, DType, TensorData};
+
+/// Whether an object is TF Serving's `{"b64": ...}` wrapper of binary data.
+pub fn is_b64(obj: &Map<String, Value>) -> bool {
+    obj.len() == 1 && obj.contains_key("b64")
+}
+
+/// The shape of a nested JSON list; ragged lists are an error.
+pub fn shape_of(value: &Value, shape: &mut Vec<usize>) -> Result<(), String> {
+    if let Value::Array(items) = value {
+        shape.push(items.len());
+        let mut inner: Option<Vec<usize>> = None;
+        for item in items {
+            let mut s = Vec::new();
+            shape_of(item, &mut s)?;
+            match &inner {
+                Some(prev) if *prev != s => return Err("ragged nested list".to_string()),
+                Some(_) => {}
+                None => inner = Some(s),
+            }
+        }
+        shape.extend(inner.unwrap_or_default());
+    }
+    Ok(())
+}
+
+pub fn describe(value: &Value) -> String {
+    let text = value.to_string();
+    if text.len() > 40 {
+        format!("{}...", &text[..text.floor_char_boundary(40)])
+    } else {
+        text
+    }
+}
+
+/// Appends the leaves of `value` (already shape-checked) to `data`, converting to its type.
+pub fn append(value: &Value, data: &mut TensorData) -> Result<(), String> {
+    if let Value::Array(items) = value {
+        for item in items {
+            append(item, data)?;
+        }
+        return Ok(());
+    }
+    let dtype = data.dtype();
+    macro_rules! int {
+        ($v:expr, $t:ty) => {{
+            let x = integer(value, dtype)?;
+            let y = <$t>::try_from(x).map_err(|_| format!("{x} is out of range for {dtype}"))?;
+            $v.push(y)
+        }};
+    }
+    match data {
+        TensorData::Bool(v) => v.push(
+            value
+                .as_bool()
+                .ok_or_else(|| format!("expected a boolean, got {}", describe(value)))?,
+        ),
+        TensorData::U8(v) => int!(v, u8),
+        TensorData::U16(v) => int!(v, u16),
+        TensorData::U32(v) => int!(v, u32),
+        TensorData::U64(v) => int!(v, u64),
+        TensorData::I8(v) => int!(v, i8),
+        TensorData::I16(v) => int!(v, i16),
+        TensorData::I32(v) => int!(v, i32),
+        TensorData::I64(v) => int!(v, i64),
+        TensorData::F32(v) => v.push(float(value, dtype)? as f32),
+        TensorData::F64(v) => v.push(float(value, dtype)?),
+        TensorData::String(v) => {
+            let s = match value {
+                Value::String(s) => s.clone(),
+                Value::Object(obj) if is_b64(obj) => decode_b64(&obj["b64"])?,
+                other => return Err(format!("expected a string, got {}", describe(other))),
+            };
+            element::check_text(&s).map_err(|e| format!("string {e}"))?;
+            v.push(s)
+        }
+    }
+    Ok(())
+}
+
+/// An integer from a JSON number; integral floats such as `25.0` are accepted.
+fn integer(value: &Value, dtype: DType) -> Result<i128, String> {
+    match value {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Ok(i as i128)
+            } else if let Some(u) = n.as_u64() {
+                Ok(u as i128)
+            } else {
+                n.as_f64()
+                    .and_then(element::integral)
+                    .ok_or_else(|| format!("expected an integer ({dtype}), got {n}"))
+            }
+        }
+        other => Err(format!(
+            "expected an integer ({dtype}), got {}",
+            describe(other)
+        )),
+    }
+}
+
+fn float(value: &Value, dtype: DType) -> Result<f64, String> {
+    match value {
+        Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number")),
+        // The bare tokens NaN, Infinity and -Infinity arrive as these strings (see `parse_body`).
+        Value::String(s) if s == "NaN" => Ok(f64::NAN),
+        Value::String(s) if s == "Infinity" => Ok(f64::INFINITY),
+        Value::String(s) if s == "-Infinity" => Ok(f64::NEG_INFINITY),
+        other => Err(format!(
+            "expected a number ({dtype}), got {}",
+            describe(other)
+        )),
+    }
+}
+
+/// The text of a `{"b64": ...}` value. String tensors hold text, so the bytes must be UTF-8.
+fn decode_b64(value: &Value) -> Result<String, String> {
+    use base64::Engine;
+    let Value::String(text) = value else {
+        return Err(format!(
+            "'b64' must hold a base64 string, got {}",
+            describe(value)
+        ));
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("invalid base64 in 'b64' value: {e}"))?;
+    String::from_utf8(bytes)
+        .map_err(|_| "the 'b64' value decodes to bytes that are not UTF-8 text".to_string())
+}
+
+/// Parses a request body. TensorFlow Serving accepts the non-standard tokens `NaN`, `Infinity`
+/// and `-Infinity`; when plain JSON parsing fails they are rewritten into strings that float
+/// inputs accept, and parsing is retried. Errors name the line and column.
+pub fn parse_body(body: &[u8]) -> status::Result<Value> {
+    match serde_json::from_slice(body) {
+        Ok(v) => Ok(v),
+        Err(first) => quote_non_finite(body)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| Error::invalid(format!("malformed JSON in request body: {first}"))),
+    }
+}
+
+/// Quotes bare `NaN`, `Infinity` and `-Infinity` outside strings; `None` when there are none.
+fn quote_non_finite(body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let (mut in_string, mut escaped, mut changed) = (false, false, false);
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            i += 1;
+            continue;
+        }
+        let token = [&b"-Infinity"[..], b"Infinity", b"NaN"]
+            .into_iter()
+            .find(|t| body[i..].starts_with(t));
+        match token {
+            Some(t) => {
+                out.push(b'"');
+                out.extend_from_slice(t);
+                out.push(b'"');
+                i += t.len();
+                changed = true;
+            }
+            None => {
+                in_string = b == b'"';
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    changed.then_some(out)
+}
+
+/// A nested list of `shape` filled from `items`, row-major.
+pub fn nest(shape: &[usize], items: &mut impl Iterator<Item = Value>) -> Value {
+    match shape.split_first() {
+        None => items.next().unwrap_or(Value::Null),
+        Some((&d, rest)) => Value::Array((0..d).map(|_| nest(rest, items)).collect()),
+    }
+}
+
+/// A JSON value of element `i`; floats print as the double nearest the stored value, as
+/// TensorFlow's JSON encoder does.
+pub fn value_at(data: &TensorData, i: usize) -> Value {
+    match data {
+        TensorData::Bool(v) => Value::from(v[i]),
+        TensorData::U8(v) => Value::from(v[i]),
+        TensorData::U16(v) => Value::from(v[i]),
+        TensorData::U32(v) => Value::from(v[i]),
+        TensorData::U64(v) => Value::from(v[i]),
+        TensorData::I8(v) => Value::from(v[i]),
+        TensorData::I16(v) => Value::from(v[i]),
+        TensorData::I32(v) => Value::from(v[i]),
+        TensorData::I64(v) => Value::from(v[i]),
+        TensorData::F32(v) => Value::from(v[i] as f64),
+        TensorData::F64(v) => Value::from(v[i]),
+        TensorData::String(v) => Value::from(v[i].clone()),
+    }
+}

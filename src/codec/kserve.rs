@@ -1,0 +1,239 @@
+//! KServe v2 (Open Inference Protocol) inputs, shared by its REST and gRPC adapters: each input
+//! names itself, its datatype and shape, and brings its elements as JSON, raw bytes or typed
+//! values. Shapes are checked, and element counts compared with what arrived, before anything is
+//! allocated, so a declared shape of `[2^40]` costs nothing.
+
+use serde_json::{json, Value};
+
+use super::json::{append, value_at};
+use super::raw;
+use crate::status::{Error, Result};
+use crate::tensor::{DType, Signature, Tensor, TensorData};
+
+/// Where one input's elements are.
+pub enum Data<'a> {
+    /// JSON `data`, flat or nested, row-major.
+    Json(&'a Value),
+    /// Raw little-endian bytes: Triton's binary extension, gRPC's `raw_input_contents`.
+    Raw(&'a [u8]),
+    /// Elements the transport already decoded (gRPC's typed `contents`).
+    Typed(TensorData),
+}
+
+/// One input of a request.
+pub struct Input<'a> {
+    pub name: &'a str,
+    pub datatype: &'a str,
+    pub shape: Vec<i64>,
+    pub data: Data<'a>,
+}
+
+/// The number of elements of a shape; `None` past `usize`.
+pub fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
+/// The request datatype of `name`, as a type: the model's when they agree. Numbers of another
+/// numeric type are decoded as sent and converted exactly by the core; anything else is refused
+/// here.
+pub fn datatype(signature: &Signature, name: &str, datatype: &str) -> Result<DType> {
+    let Some((_, spec)) = signature.input(name) else {
+        return Err(Error::invalid(format!("unknown input '{name}'")));
+    };
+    let want = spec.dtype.kserve_name();
+    let got = DType::from_kserve_name(datatype).ok_or_else(|| {
+        Error::invalid(format!(
+            "input '{name}': unknown datatype {datatype:?}; the model's is {want}"
+        ))
+    })?;
+    let numeric = |d: DType| d.is_integer() || d.is_float();
+    if got != spec.dtype && !(numeric(got) && numeric(spec.dtype)) {
+        return Err(Error::invalid(format!(
+            "input '{name}': datatype {datatype:?} does not match the model's {want}"
+        )));
+    }
+    Ok(got)
+}
+
+/// Decodes the inputs into signature order; every model input must be given once.
+pub fn decode_inputs(signature: &Signature, inputs: Vec<Input>) -> Result<Vec<Tensor>> {
+    let mut tensors: Vec<Option<Tensor>> = vec![None; signature.inputs.len()];
+    for (i, input) in inputs.into_iter().enumerate() {
+        let name = input.name;
+        let (index, spec) = signature
+            .input(name)
+            .ok_or_else(|| Error::invalid(format!("inputs[{i}]: unknown input '{name}'")))?;
+        if tensors[index].is_some() {
+            return Err(Error::invalid(format!("input '{name}' is given twice")));
+        }
+        let dtype = datatype(signature, name, input.datatype)?;
+        let shape: Vec<usize> = input
+            .shape
+            .iter()
+            .map(|&d| {
+                usize::try_from(d).map_err(|_| {
+                    Error::invalid(format!("input '{name}': dimension size {d} is negative"))
+                })
+            })
+            .collect::<Result<_>>()?;
+        spec.check_shape(&shape)?;
+        let count = element_count(&shape).ok_or_else(|| {
+            Error::invalid(format!("input '{name}': shape {shape:?} is too large"))
+        })?;
+        let data = match input.data {
+            Data::Json(value) => json_data(name, dtype, value, count)?,
+            Data::Raw(bytes) => raw::decode(dtype, bytes, count, &format!("input '{name}'"))?,
+            Data::Typed(data) if data.len() == count => data,
+            Data::Typed(data) => {
+                return Err(Error::invalid(format!(
+                    "input '{name}': {} values for a shape of {count} elements",
+                    data.len()
+                )))
+            }
+        };
+        tensors[index] = Some(Tensor::new(shape, data));
+    }
+    signature.ordered_inputs(tensors)
+}
+
+/// A JSON `data` array (flat or nested, row-major) as `count` elements.
+fn json_data(name: &str, dtype: DType, data: &Value, count: usize) -> Result<TensorData> {
+    let mut flat = Vec::new();
+    flatten(data, &mut flat);
+    if flat.len() != count {
+        return Err(Error::invalid(format!(
+            "input '{name}': its shape needs {count} values, 'data' has {}",
+            flat.len()
+        )));
+    }
+    let mut out = TensorData::with_capacity(dtype, flat.len());
+    for (i, v) in flat.into_iter().enumerate() {
+        append(v, &mut out)
+            .map_err(|e| Error::invalid(format!("input '{name}': element {i}: {e}")))?;
+    }
+    Ok(out)
+}
+
+fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
+        other => out.push(other),
+    }
+}
+
+/// An output as KServe's JSON tensor: `{"name", "datatype", "shape", "data"}`.
+pub fn output_json(name: &str, tensor: &Tensor) -> Value {
+    let data: Vec<Value> = (0..tensor.data.len())
+        .map(|i| value_at(&tensor.data, i))
+        .collect();
+    json!({"name": name, "datatype": tensor.dtype().kserve_name(), "shape": tensor.shape, "data": data})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::test_signature;
+
+    fn input<'a>(name: &'a str, datatype: &'a str, shape: &[i64], data: Data<'a>) -> Input<'a> {
+        Input {
+            name,
+            datatype,
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+
+    #[test]
+    fn inputs_decode_into_signature_order() {
+        let ages = serde_json::json!([25, 30]);
+        let jobs = serde_json::json!(["a", "b"]);
+        let mut w = Vec::new();
+        raw::encode(&TensorData::F32(vec![0.5, 1.5]), &mut w);
+        let t = decode_inputs(
+            &test_signature(),
+            vec![
+                input("w", "FP32", &[2], Data::Raw(&w)),
+                input("job", "BYTES", &[2], Data::Json(&jobs)),
+                input("age", "INT64", &[2], Data::Json(&ages)),
+            ],
+        )
+        .unwrap();
+        assert_eq!(t[0].data, TensorData::I64(vec![25, 30]));
+        assert_eq!(t[2].data, TensorData::F32(vec![0.5, 1.5]));
+    }
+
+    #[test]
+    fn declared_shapes_are_checked_against_the_data_before_allocating() {
+        let one = serde_json::json!([1]);
+        let sig = test_signature();
+        for (inputs, want) in [
+            (
+                vec![input("age", "INT64", &[1 << 40], Data::Json(&one))],
+                "needs 1099511627776 values",
+            ),
+            (
+                vec![input("age", "INT64", &[1 << 40], Data::Raw(&[0; 8]))],
+                "bytes of data",
+            ),
+            (
+                vec![input(
+                    "age",
+                    "INT64",
+                    &[i64::MAX, i64::MAX],
+                    Data::Json(&one),
+                )],
+                "shape",
+            ),
+            (
+                vec![input("age", "INT64", &[-1], Data::Json(&one))],
+                "negative",
+            ),
+            (
+                vec![input("age", "BYTES", &[1], Data::Json(&one))],
+                "does not match the model's INT64",
+            ),
+            (
+                vec![input("age", "FP8", &[1], Data::Json(&one))],
+                "unknown datatype",
+            ),
+            (
+                vec![input("nope", "INT64", &[1], Data::Json(&one))],
+                "unknown input 'nope'",
+            ),
+            (
+                vec![
+                    input("age", "INT64", &[1], Data::Json(&one)),
+                    input("age", "INT64", &[1], Data::Json(&one)),
+                ],
+                "given twice",
+            ),
+            (
+                vec![input("age", "INT64", &[1], Data::Json(&one))],
+                "missing input 'job'",
+            ),
+        ] {
+            let e = decode_inputs(&sig, inputs).unwrap_err();
+            assert!(e.message.contains(want), "{} !~ {want}", e.message);
+        }
+    }
+
+    #[test]
+    fn another_numeric_type_is_decoded_as_sent() {
+        let ages = serde_json::json!([25.0]);
+        let jobs = serde_json::json!(["a"]);
+        let w = serde_json::json!([1]);
+        let t = decode_inputs(
+            &test_signature(),
+            vec![
+                input("age", "FP32", &[1], Data::Json(&ages)),
+                input("job", "BYTES", &[1], Data::Json(&jobs)),
+                input("w", "FP32", &[1], Data::Json(&w)),
+            ],
+        )
+        .unwrap();
+        // The core converts it (exactly) to the model's type.
+        assert_eq!(t[0].data, TensorData::F32(vec![25.0]));
+        let t = test_signature().conform(t).unwrap();
+        assert_eq!(t[0].data, TensorData::I64(vec![25]));
+    }
+}

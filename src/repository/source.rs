@@ -1,0 +1,92 @@
+//! Versions on disk: numeric version directories under a base path (`export/Servo/<ts>`, TF
+//! Serving's `<base>/<n>`), each holding `model.onnx`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::MODEL_FILE;
+
+/// Numeric version directories under `base`, ascending. Hidden and non-numeric entries (such as
+/// an export still being written) are ignored.
+pub fn versions(base: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries =
+        std::fs::read_dir(base).with_context(|| format!("cannot list {}", base.display()))?;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {
+            continue;
+        }
+        let Ok(version) = name.parse::<u64>() else {
+            continue;
+        };
+        if entry.path().is_dir() {
+            out.push((version, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The model file of `dir`: `dir/model.onnx` when `dir` is a version directory, otherwise the
+/// latest version under `dir` taken as a base path (or `dir/export/Servo` of a job-dir).
+pub fn resolve_model_file(dir: &Path) -> Result<PathBuf> {
+    if dir.is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let direct = dir.join(MODEL_FILE);
+    if direct.is_file() {
+        return Ok(direct);
+    }
+    if !dir.is_dir() {
+        bail!("--model-dir {} does not exist", dir.display());
+    }
+    let servo = dir.join("export").join("Servo");
+    let base = if servo.is_dir() {
+        servo
+    } else {
+        dir.to_path_buf()
+    };
+    let versions = versions(&base)?;
+    match versions
+        .iter()
+        .rev()
+        .find(|(_, p)| p.join(MODEL_FILE).is_file())
+    {
+        Some((_, p)) => Ok(p.join(MODEL_FILE)),
+        None => bail!(
+            "--model-dir {} holds neither {MODEL_FILE} nor a numeric version directory with one",
+            dir.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_latest_numeric_version_with_a_model() {
+        let root = tempfile::tempdir().unwrap();
+        for v in ["1", "20", "3", ".tmp-5", "abc"] {
+            std::fs::create_dir(root.path().join(v)).unwrap();
+        }
+        std::fs::write(root.path().join("3").join(MODEL_FILE), b"x").unwrap();
+        std::fs::write(root.path().join("1").join(MODEL_FILE), b"x").unwrap();
+        let found: Vec<u64> = versions(root.path())
+            .unwrap()
+            .into_iter()
+            .map(|v| v.0)
+            .collect();
+        assert_eq!(found, vec![1, 3, 20]);
+        // 20 has no model.onnx yet: 3 is the latest complete version.
+        assert_eq!(
+            resolve_model_file(root.path()).unwrap(),
+            root.path().join("3").join(MODEL_FILE)
+        );
+        assert!(resolve_model_file(&root.path().join("nope")).is_err());
+    }
+}

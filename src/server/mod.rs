@@ -1,0 +1,241 @@
+//! `mlengine serve` as a library: a plain [`ServeConfig`] in, [`Server::build`] loads the models,
+//! [`Server::run`] answers REST and gRPC on the caller's runtime until shutdown.
+//!
+//! A prediction's path: `api/rest` or `api/grpc` decodes it with `codec` → `serving::Call`
+//! resolves the version through `repository::Manager` and queues the run → a `runtime::batcher`
+//! thread merges it with the requests behind it and runs its session → the adapter encodes.
+
+mod lifecycle;
+mod poller;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::api::grpc;
+use crate::api::rest::{self, RestState};
+use crate::observability::Metrics;
+use crate::repository::manager::VersionEventKind;
+use crate::repository::{Manager, ModelConfig, VersionEvent};
+use crate::runtime::worker::WorkerConfig;
+use crate::runtime::{library, Device};
+use crate::serving::{InferenceService, Lifecycle};
+
+/// Everything `serve` needs, free of flag parsing.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub models: Vec<ModelConfig>,
+    pub host: String,
+    pub rest_port: u16,
+    pub grpc_port: u16,
+    pub grpc_max_message_bytes: usize,
+    /// Time between scans of the base paths; `None` loads once.
+    pub poll_wait: Option<Duration>,
+    pub device: Device,
+    pub workers: WorkerConfig,
+    /// Deadline of requests that bring none.
+    pub request_timeout: Option<Duration>,
+    pub max_body_bytes: usize,
+    /// Bound on the wait for in-flight requests after shutdown begins.
+    pub shutdown_grace: Duration,
+    pub ort_library: Option<PathBuf>,
+}
+
+/// A built server: models loaded, listeners bound, not yet answering.
+pub struct Server {
+    config: ServeConfig,
+    service: Arc<InferenceService>,
+    rest_listener: tokio::net::TcpListener,
+    grpc_listener: tokio::net::TcpListener,
+    stop_poller: tokio::sync::watch::Sender<bool>,
+    /// Mirrored bucket versions live here as long as the server.
+    _mirror_root: tempfile::TempDir,
+}
+
+impl Server {
+    /// Loads ONNX Runtime and every model's versions, starts the poller and binds both ports.
+    pub async fn build(config: ServeConfig) -> Result<Server> {
+        let mut models = config.models.clone();
+        let mirror_root =
+            tempfile::tempdir().context("cannot create a directory for mirrored versions")?;
+        let mirrors = poller::Mirrors::set_up(&mut models, mirror_root.path()).await?;
+        let env =
+            library::environment(config.ort_library.as_deref(), config.device == Device::Cuda)?;
+        let metrics = Arc::new(Metrics::new().context("cannot create metrics")?);
+        let manager = Arc::new(Manager::new(env, config.workers));
+        subscribe_metrics(&manager, &metrics);
+        for model in models {
+            metrics
+                .available_versions
+                .with_label_values(&[model.name.as_str()])
+                .set(0);
+            manager.add_model(model)?;
+        }
+        // The first load happens before the ports open, off the runtime's threads.
+        {
+            let manager = Arc::clone(&manager);
+            tokio::task::spawn_blocking(move || manager.poll()).await?;
+        }
+        if config.device == Device::Cuda {
+            let failed: Vec<String> = manager
+                .models()
+                .iter()
+                .filter(|m| !m.is_ready())
+                .flat_map(|m| m.status().into_iter().filter_map(|s| s.error))
+                .collect();
+            if let Some(first) = failed.first() {
+                bail!("--device cuda: {first}");
+            }
+            tracing::info!("execution provider: CUDA");
+        }
+        let (stop_poller, stop) = tokio::sync::watch::channel(false);
+        if let Some(wait) = config.poll_wait {
+            poller::spawn(
+                Arc::clone(&manager),
+                mirrors,
+                tokio::runtime::Handle::current(),
+                wait,
+                stop,
+            )?;
+        }
+        let rest_addr: SocketAddr = format!("{}:{}", config.host, config.rest_port)
+            .parse()
+            .with_context(|| format!("invalid --host {}", config.host))?;
+        let grpc_addr = SocketAddr::new(rest_addr.ip(), config.grpc_port);
+        let rest_listener = tokio::net::TcpListener::bind(rest_addr)
+            .await
+            .with_context(|| format!("cannot listen on {rest_addr} (--rest-port)"))?;
+        let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on {grpc_addr} (--grpc-port)"))?;
+        let service = Arc::new(InferenceService {
+            manager,
+            metrics,
+            lifecycle: Arc::new(Lifecycle::default()),
+            default_timeout: config.request_timeout,
+        });
+        Ok(Server {
+            config,
+            service,
+            rest_listener,
+            grpc_listener,
+            stop_poller,
+            _mirror_root: mirror_root,
+        })
+    }
+
+    pub fn rest_addr(&self) -> Result<SocketAddr> {
+        Ok(self.rest_listener.local_addr()?)
+    }
+
+    pub fn grpc_addr(&self) -> Result<SocketAddr> {
+        Ok(self.grpc_listener.local_addr()?)
+    }
+
+    pub fn service(&self) -> &Arc<InferenceService> {
+        &self.service
+    }
+
+    /// Answers until `shutdown` resolves, then drains: readiness off, no new connections,
+    /// in-flight requests finish within the grace period.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+        let Server {
+            config,
+            service,
+            rest_listener,
+            grpc_listener,
+            stop_poller,
+            _mirror_root,
+        } = self;
+        let lifecycle = Arc::clone(&service.lifecycle);
+        let (grpc_router, health) =
+            grpc::router(Arc::clone(&service), config.grpc_max_message_bytes)?;
+        // Health is right before the first call can arrive, then follows readiness.
+        lifecycle.serve();
+        grpc::set_health(&health, service.ready()).await;
+        let health_task = tokio::spawn(lifecycle::follow_health(Arc::clone(&service), health));
+        tracing::info!(
+            rest = %rest_listener.local_addr()?,
+            grpc = %grpc_listener.local_addr()?,
+            ready = service.ready(),
+            "serving"
+        );
+        let state = Arc::new(RestState {
+            service: Arc::clone(&service),
+            max_body_bytes: config.max_body_bytes,
+        });
+        // Small answers go out at once: with Nagle's algorithm a response waiting for the peer's
+        // delayed ACK stalled gRPC calls for 40 ms (p99.9) under load.
+        use axum::serve::ListenerExt;
+        let rest_listener = rest_listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let draining = {
+            let lifecycle = Arc::clone(&lifecycle);
+            move || {
+                let lifecycle = Arc::clone(&lifecycle);
+                async move { lifecycle.draining().await }
+            }
+        };
+        let rest =
+            axum::serve(rest_listener, rest::router(state)).with_graceful_shutdown(draining());
+        let grpc = grpc_router.serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+            draining(),
+        );
+        let servers = async {
+            let (rest, grpc) = tokio::join!(rest, grpc);
+            rest.context("REST server failed")?;
+            grpc.context("gRPC server failed")?;
+            anyhow::Ok(())
+        };
+        tokio::pin!(servers);
+        tokio::select! {
+            result = &mut servers => result?,
+            _ = shutdown => {
+                tracing::info!("shutting down: readiness off, finishing in-flight requests");
+                lifecycle.drain();
+                match tokio::time::timeout(config.shutdown_grace, &mut servers).await {
+                    Ok(result) => result?,
+                    Err(_) => tracing::warn!(
+                        "in-flight requests did not finish within the grace period; stopping"
+                    ),
+                }
+            }
+        }
+        let _ = stop_poller.send(true);
+        health_task.abort();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Load attempts, failures and served versions as metrics, from the manager's events.
+fn subscribe_metrics(manager: &Manager, metrics: &Arc<Metrics>) {
+    let metrics = Arc::clone(metrics);
+    manager.subscribe(move |event: &VersionEvent| {
+        let model = event.model.as_str();
+        let version = event.version.to_string();
+        match &event.kind {
+            VersionEventKind::Loaded | VersionEventKind::Failed(_) => {
+                let failed = matches!(event.kind, VersionEventKind::Failed(_));
+                metrics.load_attempts.with_label_values(&[model]).inc();
+                if failed {
+                    metrics.load_failures.with_label_values(&[model]).inc();
+                }
+                metrics
+                    .version_load_failed
+                    .with_label_values(&[model, &version])
+                    .set(i64::from(failed));
+            }
+            VersionEventKind::Retired => {}
+        }
+        metrics
+            .available_versions
+            .with_label_values(&[model])
+            .set(event.serving as i64);
+    });
+}
