@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
+use common::moto::Moto;
 use common::*;
 use mlengine::census::fixture;
 use serde_json::{json, Value};
@@ -418,67 +418,6 @@ fn an_interrupted_run_leaves_nothing_that_looks_complete() {
         "{}",
         stdout(&o)
     );
-}
-
-/// A moto S3 server on a free loopback port, stopped on drop.
-struct Moto {
-    child: std::process::Child,
-    endpoint: String,
-    python: PathBuf,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let python = python_env("moto", "tests/python/requirements-moto.txt");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(python.parent().unwrap().join("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto_server");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "moto_server did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            python,
-        }
-    }
-
-    fn tool(&self, args: &[&str]) -> String {
-        let o = run(Command::new(&self.python)
-            .arg(root().join("tests/python/s3_tool.py"))
-            .arg(&self.endpoint)
-            .args(args));
-        assert!(o.status.success(), "s3_tool {args:?}: {}", stderr(&o));
-        stdout(&o)
-    }
-
-    fn env<'a>(&'a self, cmd: &'a mut Command) -> &'a mut Command {
-        cmd.env("AWS_ENDPOINT", &self.endpoint)
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

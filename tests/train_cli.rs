@@ -362,3 +362,213 @@ fn usage_errors_show_clap_s_whole_message() {
         stderr(&out)
     );
 }
+
+/// `checkpoint.json`'s latest checkpoint name.
+fn latest_checkpoint(job: &std::path::Path) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(job.join("checkpoint.json")).unwrap()).unwrap();
+    index["latest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn epoch_runs_save_their_last_step_and_exports_never_roll_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("job");
+    // 400 fixture rows in batches of 40: 10 steps an epoch, the last one not a multiple of
+    // --save-checkpoints-steps.
+    let first = train_fixture(
+        &job,
+        tmp.path(),
+        &["--num-epochs", "2", "--save-checkpoints-steps", "7"],
+    );
+    assert_eq!(latest_checkpoint(&job), "model.ckpt-20.safetensors");
+    let meta = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap()
+    };
+    assert_eq!(meta(&first)["global_step"], 20);
+
+    // The same command again: nothing to train, and step 20 is not exported twice.
+    let (train, eval, _) = fixture_files(tmp.path());
+    let again = |extra: &[&str]| {
+        run(bin()
+            .arg("train")
+            .arg("--train-files")
+            .arg(&train)
+            .arg("--eval-files")
+            .arg(&eval)
+            .arg("--job-dir")
+            .arg(&job)
+            .args(extra))
+    };
+    let out = again(&["--num-epochs", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("was already exported to"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(exported_versions(&job), vec![first.clone()]);
+    // Fewer steps than the checkpoint holds: no export of an older model either.
+    let out = again(&["--train-steps", "5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(exported_versions(&job), vec![first.clone()]);
+    // One more epoch continues from step 20 and exports step 30.
+    let out = again(&["--num-epochs", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(latest_checkpoint(&job), "model.ckpt-30.safetensors");
+    let newest = exported_versions(&job).pop().unwrap();
+    assert_eq!(meta(&newest)["global_step"], 30);
+
+    // Without its checkpoints, a job-dir whose export is newer than the run refuses to export
+    // an older model.
+    for e in std::fs::read_dir(&job).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let out = again(&["--train-steps", "5"]);
+    assert_one_line_error(&out, "already holds an export of step 30");
+    assert_eq!(exported_versions(&job).len(), 2);
+}
+
+#[test]
+fn a_bucket_job_dir_is_written_to_the_bucket_and_resumes_from_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let s3 = common::moto::Moto::start();
+    s3.tool(&["mb", "bucket"]);
+    let job = "s3://bucket/jobs/census";
+    let train_to = |steps: &str| {
+        run(s3
+            .env(&mut bin())
+            .current_dir(tmp.path())
+            .args([
+                "train",
+                "--train-steps",
+                steps,
+                "--save-checkpoints-steps",
+                "10",
+            ])
+            .arg("--train-files")
+            .arg(&train)
+            .arg("--eval-files")
+            .arg(&eval)
+            .args(["--job-dir", job]))
+    };
+    let out = train_to("17");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Exported model to s3://bucket/jobs/census/export/Servo/"),
+        "{}",
+        stdout(&out)
+    );
+    // Nothing went to a local folder named after the URI.
+    assert!(!tmp.path().join("s3:").exists());
+    let keys: Vec<String> = s3
+        .tool(&["ls", "bucket", "jobs/census/"])
+        .lines()
+        .map(String::from)
+        .collect();
+    for want in [
+        "jobs/census/checkpoint.json",
+        "jobs/census/model.ckpt-17.safetensors",
+        "jobs/census/model.ckpt-10.safetensors",
+        "jobs/census/eval_metrics.json",
+        "jobs/census/eval_history.jsonl",
+    ] {
+        assert!(keys.iter().any(|k| k == want), "{want} not in {keys:?}");
+    }
+    let exported: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.starts_with("jobs/census/export/Servo/"))
+        .collect();
+    assert_eq!(exported.len(), 2, "{exported:?}");
+    assert!(exported.iter().any(|k| k.ends_with("/model.onnx")));
+    assert!(exported.iter().any(|k| k.ends_with("/model.json")));
+    assert!(
+        !keys.iter().any(|k| k.contains(".tmp")),
+        "a temporary object was left: {keys:?}"
+    );
+
+    // A second run resumes from the bucket's checkpoint and gives exactly the model of a
+    // straight local run.
+    let out = train_to("40");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("resuming from the latest checkpoint in s3://bucket/jobs/census"),
+        "{}",
+        stderr(&out)
+    );
+    let uri = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("Exported model to "))
+        .unwrap()
+        .to_string();
+    let key = format!("{}/model.onnx", uri.strip_prefix("s3://bucket/").unwrap());
+    let resumed = tmp.path().join("resumed.onnx");
+    s3.tool(&["download", "bucket", &key, resumed.to_str().unwrap()]);
+    let straight = train_fixture(
+        &tmp.path().join("straight"),
+        tmp.path(),
+        &["--train-steps", "40"],
+    );
+    assert_eq!(
+        std::fs::read(&resumed).unwrap(),
+        std::fs::read(straight.join("model.onnx")).unwrap()
+    );
+    let history = s3.tool(&["get", "bucket", "jobs/census/eval_history.jsonl"]);
+    assert!(history.lines().count() >= 2, "{history}");
+}
+
+#[test]
+fn ctrl_c_checkpoints_the_last_step_and_says_how_to_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let job = tmp.path().join("job");
+    let mut child = bin()
+        .args([
+            "train",
+            "--train-steps",
+            "100000000",
+            "--save-checkpoints-steps",
+            "50",
+        ])
+        .arg("--train-files")
+        .arg(&train)
+        .arg("--eval-files")
+        .arg(&eval)
+        .arg("--job-dir")
+        .arg(&job)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the first checkpoint", || {
+        job.join("checkpoint.json").is_file()
+    });
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("training interrupted; step "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("run the same command again to resume"),
+        "{line}"
+    );
+    // The step it names is the one checkpointed.
+    let step: String = line["training interrupted; step ".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert_eq!(
+        latest_checkpoint(&job),
+        format!("model.ckpt-{step}.safetensors")
+    );
+    assert!(exported_versions(&job).is_empty());
+}

@@ -1,26 +1,56 @@
 //! Reading the lines of one part of a file as a stream of chunks: skip the line that began before
 //! the part (it belongs to the previous worker), then yield every line that starts before the
-//! part's end, reading past the end to finish the last one.
+//! part's end, reading past the end to finish the last one. Each line keeps where it came from,
+//! so an error can name its file and line.
 
 use anyhow::Result;
 use futures::StreamExt;
 
 use super::split::Part;
 
-/// Sends the non-blank lines of `part` in batches of `batch_size` (the last, partial batch stays
-/// in `batch` for the next part). Waits whenever the channel is full, which bounds read-ahead.
-/// Returns false when the receiver is gone.
+/// Where a line is: its input file (an index into the job's inputs), its line number when the
+/// part starts at the file's start (otherwise only its byte offset is known without reading the
+/// file from its start), and its byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pos {
+    pub file: usize,
+    pub line: Option<u64>,
+    pub offset: u64,
+}
+
+/// Lines read together, with their positions.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub lines: Vec<String>,
+    pub positions: Vec<Pos>,
+}
+
+impl Batch {
+    fn with_capacity(n: usize) -> Self {
+        Batch {
+            lines: Vec::with_capacity(n),
+            positions: Vec::with_capacity(n),
+        }
+    }
+}
+
+/// Sends the non-blank lines of `part` (the job's input `file`) in batches of `batch_size` (the
+/// last, partial batch stays in `batch` for the next part). Waits whenever the channel is full,
+/// which bounds read-ahead. Returns false when the receiver is gone.
 pub async fn send_batches(
     part: &Part,
+    file: usize,
     batch_size: usize,
-    batch: &mut Vec<String>,
-    tx: &tokio::sync::mpsc::Sender<Vec<String>>,
+    batch: &mut Batch,
+    tx: &tokio::sync::mpsc::Sender<Batch>,
 ) -> Result<bool> {
     let mut lines = Box::pin(lines(part));
     while let Some(line) = lines.next().await {
-        batch.push(line?);
-        if batch.len() == batch_size {
-            let full = std::mem::replace(batch, Vec::with_capacity(batch_size));
+        let (text, line, offset) = line?;
+        batch.lines.push(text);
+        batch.positions.push(Pos { file, line, offset });
+        if batch.lines.len() == batch_size {
+            let full = std::mem::replace(batch, Batch::with_capacity(batch_size));
             if tx.send(full).await.is_err() {
                 return Ok(false);
             }
@@ -29,8 +59,9 @@ pub async fn send_batches(
     Ok(true)
 }
 
-/// The non-blank lines of `part`, in order, read lazily.
-pub fn lines(part: &Part) -> impl futures::Stream<Item = Result<String>> + '_ {
+/// The non-blank lines of `part`, in order, read lazily, each with its line number (when known)
+/// and byte offset.
+pub fn lines(part: &Part) -> impl futures::Stream<Item = Result<(String, Option<u64>, u64)>> + '_ {
     futures::stream::try_unfold(Reader::new(part), |mut reader| async move {
         let line = reader.next_line().await?;
         Ok(line.map(|l| (l, reader)))
@@ -47,6 +78,8 @@ struct Reader<'a> {
     pos: u64,
     skipping: bool,
     done: bool,
+    /// Lines seen so far when the part starts at the file's start.
+    line_no: Option<u64>,
 }
 
 impl<'a> Reader<'a> {
@@ -61,10 +94,11 @@ impl<'a> Reader<'a> {
             pos: start,
             skipping: part.start > 0,
             done: false,
+            line_no: (part.start == 0).then_some(0),
         }
     }
 
-    async fn next_line(&mut self) -> Result<Option<String>> {
+    async fn next_line(&mut self) -> Result<Option<(String, Option<u64>, u64)>> {
         loop {
             if self.done {
                 return Ok(None);
@@ -74,6 +108,9 @@ impl<'a> Reader<'a> {
                 let line = self.buffer[self.head..self.head + i].to_vec();
                 self.head += i + 1;
                 self.pos += i as u64 + 1;
+                if let Some(n) = &mut self.line_no {
+                    *n += 1;
+                }
                 if std::mem::take(&mut self.skipping) {
                     if self.pos >= self.part.end {
                         self.done = true;
@@ -88,7 +125,7 @@ impl<'a> Reader<'a> {
                     self.done = true;
                 }
                 if let Some(text) = clean(line) {
-                    return Ok(Some(text));
+                    return Ok(Some((text, self.line_no, line_start)));
                 }
                 continue;
             }
@@ -102,7 +139,15 @@ impl<'a> Reader<'a> {
                 Some(chunk) => {
                     self.buffer.drain(..self.head);
                     self.head = 0;
-                    self.buffer.extend_from_slice(&chunk?);
+                    let chunk = chunk?;
+                    // A UTF-8 byte order mark opening the file is not part of its first line.
+                    let bom = self.pos == 0 && self.buffer.is_empty() && chunk.starts_with(BOM);
+                    if bom {
+                        self.buffer.extend_from_slice(&chunk[BOM.len()..]);
+                        self.pos = BOM.len() as u64;
+                    } else {
+                        self.buffer.extend_from_slice(&chunk);
+                    }
                 }
                 None => {
                     // The last line, without a newline.
@@ -111,12 +156,15 @@ impl<'a> Reader<'a> {
                     if self.skipping || self.pos >= self.part.end {
                         return Ok(None);
                     }
-                    return Ok(clean(line));
+                    let line_no = self.line_no.map(|n| n + 1);
+                    return Ok(clean(line).map(|text| (text, line_no, self.pos)));
                 }
             }
         }
     }
 }
+
+const BOM: &[u8] = b"\xef\xbb\xbf";
 
 fn clean(mut bytes: Vec<u8>) -> Option<String> {
     if bytes.last() == Some(&b'\r') {
@@ -136,7 +184,7 @@ fn clean(mut bytes: Vec<u8>) -> Option<String> {
 async fn for_each_line(part: &Part, mut emit: impl FnMut(String) -> Result<()>) -> Result<()> {
     let mut lines = Box::pin(lines(part));
     while let Some(line) = lines.next().await {
-        emit(line?)?;
+        emit(line?.0)?;
     }
     Ok(())
 }

@@ -17,11 +17,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::codec::instances::decode_lines;
-use crate::codec::predictions::write_prediction_lines;
+use crate::codec::instances::{decode_each, decode_lines};
+use crate::codec::predictions::{encode_predictions, write_prediction_lines};
 use crate::runtime::pool::SessionPool;
 use crate::runtime::{library, Device, SessionConfig};
 use crate::storage::remote::{self, Object};
@@ -45,6 +45,9 @@ pub struct BatchConfig {
     /// This process's share of the input, and the number of processes sharing it.
     pub worker_index: usize,
     pub worker_count: usize,
+    /// A field of every instance that is not a model input but is copied into its prediction,
+    /// to join predictions to inputs (Vertex's `keyField`).
+    pub key_field: Option<String>,
     pub ort_library: Option<PathBuf>,
 }
 
@@ -65,6 +68,31 @@ pub struct Summary {
     pub predictions: u64,
     pub errors: u64,
     pub seconds: f64,
+}
+
+impl Summary {
+    /// Whether the job succeeded: something was predicted, and the share of failed instances is
+    /// at most `max_error_rate` (Cloud ML Engine's jobs reported `errorCount` and succeeded
+    /// whatever it was; a job where every line failed is a failure here).
+    pub fn verdict(&self, max_error_rate: f64) -> Result<()> {
+        let total = self.predictions + self.errors;
+        if self.predictions == 0 && self.errors > 0 {
+            bail!(
+                "every one of the {} instances failed; prediction.errors_stats says why",
+                self.errors
+            );
+        }
+        let rate = self.errors as f64 / total.max(1) as f64;
+        if rate > max_error_rate {
+            bail!(
+                "{} of {total} instances failed ({:.1}%), more than --max-error-rate {max_error_rate}; \
+                 prediction.errors_stats says why",
+                self.errors,
+                rate * 100.0
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Runs a job on the caller's runtime (ideally one thread per session: each scoring task
@@ -122,9 +150,11 @@ pub async fn run(
         errors: writer.error_count,
         seconds,
     };
+    let error_stats = writer.error_stats(|pos| position(&inputs, pos));
     let json = json!({
         "predictionCount": summary.predictions.to_string(),
         "errorCount": summary.errors.to_string(),
+        "errorStats": error_stats,
         "elapsedSeconds": seconds,
         "rowsPerSecond": (summary.predictions + summary.errors) as f64 / seconds.max(1e-9),
         "workerIndex": args.worker_index,
@@ -138,12 +168,24 @@ pub async fn run(
     Ok(summary)
 }
 
+/// Where a line is, for messages: `file:line`, or `file@byte` when the line number is unknown
+/// (a part that starts inside a file, read by another worker than the first).
+fn position(inputs: &[Object], pos: &lines::Pos) -> String {
+    let file = inputs
+        .get(pos.file)
+        .map_or("?", |o| o.location.uri.as_str());
+    match pos.line {
+        Some(n) => format!("{file}:{n}"),
+        None => format!("{file}@{}", pos.offset),
+    }
+}
+
 /// One batch's outcome, in input order.
 struct Scored {
     /// JSON lines of the predictions.
     text: Vec<u8>,
     predictions: u64,
-    errors: Vec<String>,
+    errors: Vec<(String, lines::Pos)>,
 }
 
 async fn pipeline(
@@ -153,17 +195,17 @@ async fn pipeline(
     writer: &mut ShardWriter,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<String>>(args.max_worker_count * 2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<lines::Batch>(args.max_worker_count * 2);
     let batch_size = args.batch_size;
     let reader_parts = parts.to_vec();
     let reader = tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(batch_size);
+        let mut batch = lines::Batch::default();
         for part in &reader_parts {
-            if !lines::send_batches(part, batch_size, &mut batch, &tx).await? {
+            if !lines::send_batches(part, part.file, batch_size, &mut batch, &tx).await? {
                 return Ok(());
             }
         }
-        if !batch.is_empty() {
+        if !batch.lines.is_empty() {
             let _ = tx.send(batch).await;
         }
         anyhow::Ok(())
@@ -173,13 +215,20 @@ async fn pipeline(
     }));
     let signature = sessions.signature().clone();
     let signature = Arc::new(signature);
+    let key: Option<Arc<str>> = args.key_field.as_deref().map(Arc::from);
     // Each batch is scored in its own task, so decoding and encoding spread over the runtime's
     // threads while `buffered` keeps the results in input order.
     let scored = stream
         .map(|batch| {
             let sessions = Arc::clone(sessions);
             let signature = Arc::clone(&signature);
-            tokio::spawn(async move { score(&signature, &sessions, batch) })
+            let key = key.clone();
+            tokio::spawn(async move {
+                match key {
+                    None => score(&signature, &sessions, batch),
+                    Some(key) => score_keyed(&signature, &sessions, batch, &key),
+                }
+            })
         })
         .buffered(args.max_worker_count * 2);
     let mut scored = std::pin::pin!(scored);
@@ -187,8 +236,8 @@ async fn pipeline(
         let s = s.context("a scoring task failed")?;
         let rows = s.predictions + s.errors.len() as u64;
         writer.write_predictions(&s.text, s.predictions).await?;
-        for e in s.errors {
-            writer.count_error(e);
+        for (message, pos) in s.errors {
+            writer.count_error(message, pos);
         }
         progress.advance(rows, writer.error_count);
     }
@@ -197,31 +246,22 @@ async fn pipeline(
 }
 
 /// Decodes, runs and encodes one batch; a line that fails is an error entry, not a failure.
-fn score(signature: &Signature, sessions: &SessionPool, lines: Vec<String>) -> Scored {
-    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+fn score(signature: &Signature, sessions: &SessionPool, batch: lines::Batch) -> Scored {
+    let refs: Vec<&str> = batch.lines.iter().map(String::as_str).collect();
     let decoded = decode_lines(signature, &refs);
-    let errors: Vec<String> = decoded
+    let mut errors: Vec<(String, lines::Pos)> = decoded
         .bad
         .into_iter()
-        .map(|(_, message)| message)
+        .map(|(i, message)| (message, batch.positions[i]))
         .collect();
-    match decoded.tensors {
-        Some(inputs) => run_and_encode(sessions, inputs, decoded.rows, errors),
-        None => Scored {
+    let good: Vec<lines::Pos> = good_positions(&batch.positions, &errors);
+    let Some(inputs) = decoded.tensors else {
+        return Scored {
             text: Vec::new(),
             predictions: 0,
             errors,
-        },
-    }
-}
-
-/// Runs decoded rows and encodes their predictions as JSON lines.
-fn run_and_encode(
-    sessions: &SessionPool,
-    inputs: Vec<crate::tensor::Tensor>,
-    rows: usize,
-    mut errors: Vec<String>,
-) -> Scored {
+        };
+    };
     let mut text = Vec::new();
     let mut predictions = 0;
     match sessions
@@ -229,7 +269,86 @@ fn run_and_encode(
         .and_then(|outputs| write_prediction_lines(&outputs, &mut text))
     {
         Ok(n) => predictions = n as u64,
-        Err(e) => errors.extend(std::iter::repeat_n(e.message, rows)),
+        Err(e) => errors.extend(good.into_iter().map(|p| (e.message.clone(), p))),
+    }
+    Scored {
+        text,
+        predictions,
+        errors,
+    }
+}
+
+/// The positions of the lines that decoded (those without an error), in order.
+fn good_positions(all: &[lines::Pos], errors: &[(String, lines::Pos)]) -> Vec<lines::Pos> {
+    all.iter()
+        .filter(|p| !errors.iter().any(|(_, e)| e == *p))
+        .copied()
+        .collect()
+}
+
+/// As [`score`], for instances that carry a key: the key is taken out before decoding and put
+/// into the instance's prediction.
+fn score_keyed(
+    signature: &Signature,
+    sessions: &SessionPool,
+    batch: lines::Batch,
+    key: &str,
+) -> Scored {
+    let mut errors = Vec::new();
+    let mut keys = Vec::new();
+    let mut instances = Vec::new();
+    let mut kept = Vec::new();
+    for (line, pos) in batch.lines.iter().zip(&batch.positions) {
+        let mut value: Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.push((format!("invalid JSON: {e}"), *pos));
+                continue;
+            }
+        };
+        match value.as_object_mut().and_then(|o| o.remove(key)) {
+            Some(k) => {
+                keys.push(k);
+                instances.push(value);
+                kept.push(*pos);
+            }
+            None => errors.push((format!("instance has no key field '{key}'"), *pos)),
+        }
+    }
+    let decoded = decode_each(signature, &instances);
+    let bad: Vec<usize> = decoded.bad.iter().map(|(i, _)| *i).collect();
+    errors.extend(decoded.bad.into_iter().map(|(i, m)| (m, kept[i])));
+    let keys: Vec<Value> = keys
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !bad.contains(i))
+        .map(|(_, k)| k)
+        .collect();
+    let good: Vec<lines::Pos> = kept
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !bad.contains(i))
+        .map(|(_, p)| *p)
+        .collect();
+    let mut text = Vec::new();
+    let mut predictions = 0;
+    if let Some(inputs) = decoded.tensors {
+        match sessions
+            .run(inputs, &[])
+            .and_then(|outputs| encode_predictions(&outputs))
+        {
+            Ok(rows) => {
+                for (mut row, k) in rows.into_iter().zip(keys) {
+                    if let Some(o) = row.as_object_mut() {
+                        o.insert(key.to_string(), k);
+                    }
+                    text.extend_from_slice(row.to_string().as_bytes());
+                    text.push(b'\n');
+                    predictions += 1;
+                }
+            }
+            Err(e) => errors.extend(good.into_iter().map(|p| (e.message.clone(), p))),
+        }
     }
     Scored {
         text,

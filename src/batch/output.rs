@@ -11,7 +11,18 @@ use bytes::Bytes;
 use object_store::buffered::BufWriter;
 use tokio::io::AsyncWriteExt;
 
+use super::lines::Pos;
 use crate::storage::remote::Location;
+
+/// How many positions of each error message the summary lists.
+const EXAMPLES: usize = 3;
+
+/// One error message's count and where it first happened.
+#[derive(Default)]
+struct ErrorCount {
+    count: u64,
+    first: Vec<Pos>,
+}
 
 pub const RESULTS: &str = "prediction.results";
 pub const ERRORS: &str = "prediction.errors_stats";
@@ -27,7 +38,7 @@ pub struct ShardWriter {
     index: usize,
     count: usize,
     results: BufWriter,
-    errors: HashMap<String, u64>,
+    errors: HashMap<String, ErrorCount>,
     pub predictions: u64,
     pub error_count: u64,
 }
@@ -70,9 +81,30 @@ impl ShardWriter {
         Ok(())
     }
 
-    pub fn count_error(&mut self, message: String) {
-        *self.errors.entry(message).or_default() += 1;
+    pub fn count_error(&mut self, message: String, at: Pos) {
+        let e = self.errors.entry(message).or_default();
+        e.count += 1;
+        if e.first.len() < EXAMPLES {
+            e.first.push(at);
+        }
         self.error_count += 1;
+    }
+
+    /// Every error message with its count and the positions (`file:line`) of its first few
+    /// occurrences, most frequent first.
+    pub fn error_stats(&self, position: impl Fn(&Pos) -> String) -> serde_json::Value {
+        let mut stats: Vec<(&String, &ErrorCount)> = self.errors.iter().collect();
+        stats.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
+        stats
+            .into_iter()
+            .map(|(message, e)| {
+                serde_json::json!({
+                    "message": message,
+                    "count": e.count.to_string(),
+                    "firstAt": e.first.iter().map(&position).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
     }
 
     /// Completes the shard: uploads, then moves results, errors_stats and the summary into place.
@@ -81,7 +113,8 @@ impl ShardWriter {
             .shutdown()
             .await
             .with_context(|| format!("cannot write to {}", self.output.uri))?;
-        let mut stats: Vec<(String, u64)> = self.errors.drain().collect();
+        let mut stats: Vec<(String, u64)> =
+            self.errors.drain().map(|(m, e)| (m, e.count)).collect();
         stats.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let mut text = String::new();
         for (message, count) in stats {

@@ -9,6 +9,8 @@ use crate::storage::remote::Object;
 #[derive(Debug, Clone)]
 pub struct Part {
     pub object: Object,
+    /// The object's index among the job's inputs.
+    pub file: usize,
     pub start: u64,
     pub end: u64,
 }
@@ -20,13 +22,14 @@ pub fn parts(objects: &[Object], index: usize, count: usize) -> Vec<Part> {
     let (lo, hi) = (cut(index), cut(index + 1));
     let mut out = Vec::new();
     let mut offset = 0u64;
-    for object in objects {
+    for (file, object) in objects.iter().enumerate() {
         let (fs, fe) = (offset, offset + object.size);
         offset = fe;
         let (s, e) = (lo.max(fs), hi.min(fe));
         if s < e {
             out.push(Part {
                 object: object.clone(),
+                file,
                 start: s - fs,
                 end: e - fs,
             });

@@ -65,6 +65,16 @@ pub struct BatchArgs {
     /// Number of processes sharing the input; each writes its own shards.
     #[arg(long, default_value_t = 1, env = "MLENGINE_WORKER_COUNT")]
     pub worker_count: usize,
+
+    /// A field of every instance that is not a model input but is copied into its prediction,
+    /// so predictions can be joined to their inputs (Vertex's keyField).
+    #[arg(long, env = "MLENGINE_KEY_FIELD")]
+    pub key_field: Option<String>,
+
+    /// Largest share of instances that may fail (0 to 1) before the command exits non-zero;
+    /// a run where every instance failed always does. Outputs are published either way.
+    #[arg(long, default_value_t = 1.0, env = "MLENGINE_MAX_ERROR_RATE")]
+    pub max_error_rate: f64,
 }
 
 impl BatchArgs {
@@ -78,6 +88,7 @@ impl BatchArgs {
             device: self.device,
             worker_index: self.worker_index,
             worker_count: self.worker_count,
+            key_field: self.key_field.clone(),
             ort_library,
         }
     }

@@ -12,6 +12,9 @@ use crate::batch::{self, Progress};
 use crate::cli::BatchArgs;
 
 pub fn run(args: &BatchArgs, ort_library: Option<PathBuf>) -> Result<ExitCode> {
+    if !(0.0..=1.0).contains(&args.max_error_rate) {
+        anyhow::bail!("--max-error-rate must be between 0 and 1");
+    }
     let config = args.config(ort_library);
     // One runtime thread per session: each decodes, runs and encodes whole batches.
     let runtime = super::runtime(config.max_worker_count)?;
@@ -35,6 +38,7 @@ pub fn run(args: &BatchArgs, ort_library: Option<PathBuf>) -> Result<ExitCode> {
         s.seconds,
         (s.predictions + s.errors) as f64 / s.seconds.max(1e-9)
     )?;
+    s.verdict(args.max_error_rate)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -252,10 +252,41 @@ pub async fn expand(uri: &str) -> Result<Vec<Object>> {
             size: meta.size,
         }]);
     }
-    let cut = uri[..uri.find(['*', '?']).unwrap_or(uri.len())]
-        .rfind('/')
-        .with_context(|| format!("wildcards need a directory part: {uri}"))?;
-    let (dir, pattern) = (&uri[..cut], &uri[cut + 1..]);
+    // A pattern without a directory part matches in the current directory.
+    let (dir, pattern) = match uri[..uri.find(['*', '?']).unwrap_or(uri.len())].rfind('/') {
+        Some(cut) => (&uri[..cut], &uri[cut + 1..]),
+        None => (".", uri),
+    };
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let local_dir = dir.strip_prefix("file://").unwrap_or(dir);
+    if !is_remote(dir) && !pattern.contains('/') {
+        // One directory's entries, not a walk of everything below it (a working directory may
+        // hold a build tree).
+        let mut found = Vec::new();
+        let entries = std::fs::read_dir(if local_dir.is_empty() { "/" } else { local_dir })
+            .with_context(|| format!("cannot list {dir}"))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {dir}"))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let meta = entry.metadata()?;
+            if meta.is_file() && matches(pattern, &name) {
+                let uri = if dir == "." {
+                    name
+                } else {
+                    format!("{}/{name}", dir.trim_end_matches('/'))
+                };
+                found.push(Object {
+                    location: open(&uri)?,
+                    size: meta.len(),
+                });
+            }
+        }
+        found.sort_by(|a, b| a.location.uri.cmp(&b.location.uri));
+        if found.is_empty() {
+            bail!("no files match {uri}");
+        }
+        return Ok(found);
+    }
     let base = open(dir)?;
     let mut found: Vec<Object> = base
         .list()

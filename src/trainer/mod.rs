@@ -137,6 +137,19 @@ pub fn run(
     };
     let train = state.spec.encode(&train_rows);
     let eval = state.spec.encode(&eval_rows);
+    // An export never carries an older step than one already exported from this job-dir (a
+    // server following `latest` would quietly roll back): refused before any training.
+    let last = train_loop::last_step(config, &state, train.n).unwrap_or(state.global_step);
+    let exported = job_dir.latest_export()?;
+    if let Some((uri, step)) = &exported {
+        if *step > last {
+            anyhow::bail!(
+                "--job-dir {} already holds an export of step {step} ({uri}), newer than this \
+                 run's last step {last}: train past step {step}, or use another job-dir",
+                job_dir.uri(),
+            );
+        }
+    }
     tracing::info!(
         train_rows = train.n,
         eval_rows = eval.n,
@@ -168,17 +181,8 @@ pub fn run(
     for o in observers.iter_mut() {
         o.evaluated(&metrics)?;
     }
-    // An export never carries an older step than one already exported from this job-dir (a
-    // server following `latest` would quietly roll back), and one step is exported once.
-    if let Some((uri, step)) = job_dir.latest_export()? {
-        if step > state.global_step {
-            anyhow::bail!(
-                "--job-dir {} already holds an export of step {step} ({uri}), newer than this \
-                 run's step {}: train past step {step}, or use another job-dir",
-                job_dir.uri(),
-                state.global_step
-            );
-        }
+    // One step is exported once.
+    if let Some((uri, step)) = exported {
         if step == state.global_step {
             tracing::info!("step {step} is already exported to {uri}; not exporting it again");
             return Ok(TrainOutcome {

@@ -30,6 +30,18 @@ fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     order
 }
 
+/// The global step a run stops at (steps per epoch are fixed: partial batches are dropped),
+/// never before the step it starts from.
+pub(super) fn last_step(config: &TrainConfig, state: &CheckpointState, rows: usize) -> Option<u64> {
+    let per_epoch = (rows / state.train_batch_size).max(1) as u64;
+    let by_epochs = config.num_epochs.map(|e| e * per_epoch);
+    let last = match (config.train_steps, by_epochs) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    last.map(|l| l.max(state.global_step))
+}
+
 pub(super) struct Loop<'a> {
     pub config: &'a TrainConfig,
     pub job_dir: &'a JobDir,
@@ -66,14 +78,8 @@ impl Loop<'_> {
         false
     }
 
-    /// The global step training will stop at.
     fn last_step(&self) -> Option<u64> {
-        let per_epoch = (self.train.n / self.state.train_batch_size).max(1) as u64;
-        let by_epochs = self.config.num_epochs.map(|e| e * per_epoch);
-        match (self.config.train_steps, by_epochs) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        last_step(self.config, self.state, self.train.n)
     }
 
     fn checkpoint(&mut self) -> Result<()> {

@@ -2,6 +2,8 @@
 //! when present, and the Python reference environment.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -4,6 +4,7 @@
     s3_tool.py ENDPOINT put BUCKET KEY LOCAL_FILE
     s3_tool.py ENDPOINT ls BUCKET PREFIX          (prints one key per line)
     s3_tool.py ENDPOINT get BUCKET KEY            (prints the object to stdout)
+    s3_tool.py ENDPOINT download BUCKET KEY LOCAL_FILE
     s3_tool.py ENDPOINT rm BUCKET KEY
 """
 import sys
@@ -35,6 +36,10 @@ def main() -> int:
     elif command == "get":
         (key,) = rest
         sys.stdout.buffer.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    elif command == "download":
+        key, path = rest
+        with open(path, "wb") as f:
+            f.write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     elif command == "rm":
         (key,) = rest
         s3.delete_object(Bucket=bucket, Key=key)
