@@ -526,7 +526,7 @@ fn ctrl_c_checkpoints_the_last_step_and_says_how_to_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let (train, eval, _) = fixture_files(tmp.path());
     let job = tmp.path().join("job");
-    let mut child = bin()
+    let child = bin()
         .args([
             "train",
             "--train-steps",
