@@ -594,3 +594,127 @@ fn serve_watches_a_bucket_prefix() {
     s3.tool(&["rm", "bucket", "models/census/2/model.onnx"]);
     wait_for("1");
 }
+
+#[test]
+fn failures_are_located_counted_against_a_bound_and_joined_by_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let summary = |dir: &Path| -> Value {
+        serde_json::from_slice(
+            &std::fs::read(dir.join("prediction.summary-00000-of-00001.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    // Every line fails (the file opens with a UTF-8 byte order mark, which is not an error):
+    // the command fails, and the summary says where each kind of error first happened.
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        "\u{feff}{\"age\": \"old\"}\n{not json\n\n{\"age\": \"older\"}\n",
+    )
+    .unwrap();
+    let o = batch(&[
+        "--input-paths",
+        bad.to_str().unwrap(),
+        "--output-path",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("predictionCount: 0, errorCount: 3"),
+        "{}",
+        stdout(&o)
+    );
+    assert_one_line_error(&o, "every one of the 3 instances failed");
+    let stats = summary(&out)["errorStats"].clone();
+    let at = |needle: &str| -> Vec<String> {
+        stats
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["message"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in {stats}"))["firstAt"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().rsplit('/').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(at("invalid JSON"), ["bad.json:2"]);
+    // The first line parsed despite its byte order mark.
+    assert_eq!(at("got \"old\""), ["bad.json:1"]);
+    assert_eq!(at("got \"older\""), ["bad.json:4"]);
+
+    // Some lines fail: within --max-error-rate the command succeeds, beyond it it fails; the
+    // outputs are published either way. Inputs match a pattern in the working directory.
+    write_lines(
+        &tmp.path().join("in-1.json"),
+        10,
+        3,
+        &[(4, "[1]"), (7, "[2]")],
+    );
+    for (rate, ok) in [("0.5", true), ("0.1", false)] {
+        let o = run(bin().current_dir(tmp.path()).args([
+            "batch-predict",
+            "--model-dir",
+            &model_base(),
+            "--input-paths",
+            "in-*.json",
+            "--output-path",
+            "mixed",
+            "--max-error-rate",
+            rate,
+        ]));
+        assert_eq!(o.status.success(), ok, "{rate}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains("predictionCount: 10, errorCount: 2"),
+            "{}",
+            stdout(&o)
+        );
+        if !ok {
+            assert_one_line_error(&o, "more than --max-error-rate 0.1");
+        }
+        assert_eq!(results(&tmp.path().join("mixed")).len(), 10);
+    }
+    assert_eq!(
+        summary(&tmp.path().join("mixed"))["errorStats"][0]["firstAt"],
+        json!(["in-1.json:5", "in-1.json:8"])
+    );
+
+    // A key field joins each prediction to its input, across bad lines.
+    let keyed = tmp.path().join("keyed.json");
+    let mut lines: Vec<String> = fixture::to_json_instances(&fixture::rows(5, 4))
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v["id"] = json!(format!("row-{i}"));
+            v.to_string()
+        })
+        .collect();
+    lines.insert(2, r#"{"id": "row-bad", "age": 1}"#.to_string());
+    lines.insert(3, r#"{"age": 1}"#.to_string());
+    std::fs::write(&keyed, lines.join("\n")).unwrap();
+    let kout = tmp.path().join("keyed-out");
+    let o = batch(&[
+        "--input-paths",
+        keyed.to_str().unwrap(),
+        "--output-path",
+        kout.to_str().unwrap(),
+        "--key-field",
+        "id",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ids: Vec<String> = results(&kout)
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert!(v.get("probabilities").is_some(), "{v}");
+            v["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids, ["row-0", "row-1", "row-2", "row-3", "row-4"]);
+    let stats = summary(&kout)["errorStats"].to_string();
+    assert!(stats.contains("no key field 'id'"), "{stats}");
+    assert!(stats.contains("keyed.json:3"), "{stats}");
+}

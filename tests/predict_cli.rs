@@ -170,3 +170,68 @@ fn a_missing_onnxruntime_library_is_one_line_with_the_fix() {
         .arg(&instances));
     assert_one_line_error(&out, "scripts/install-onnxruntime.sh");
 }
+
+#[test]
+fn every_instance_is_checked_before_anything_is_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let version = model(tmp.path());
+    let good: Vec<String> = fixture::to_json_instances(&fixture::rows(6, 5))
+        .lines()
+        .map(String::from)
+        .collect();
+    // Line 5 and line 3 are bad; with two instances a batch, line 3 is in the second batch and
+    // line 5 in the third: the first one in the file is named, and nothing is printed.
+    let mut lines = good.clone();
+    lines[4] = good[4].replace("\"age\":", "\"agee\":");
+    lines[2] = good[2].replace("\"gender\":", "\"genre\":");
+    let instances = tmp.path().join("bad.json");
+    std::fs::write(&instances, lines.join("\n")).unwrap();
+    let out = run(bin()
+        .args(["predict", "--batch-size", "2", "--model-dir"])
+        .arg(&version)
+        .arg("--json-instances")
+        .arg(&instances));
+    assert_one_line_error(&out, "bad.json:3: unknown input 'genre'");
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+
+    // Standard input (`-`, as gcloud), with a UTF-8 byte order mark.
+    let mut child = bin()
+        .args(["predict", "--json-instances", "-", "--model-dir"])
+        .arg(&version)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        write!(stdin, "\u{feff}{}\n", good.join("\n")).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 6);
+}
+
+#[test]
+fn missing_cloud_credentials_are_one_line_naming_the_variable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let instances = tmp.path().join("i.json");
+    std::fs::write(&instances, fixture::to_json_instances(&fixture::rows(1, 5))).unwrap();
+    let out = run(bin()
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GOOGLE_SERVICE_ACCOUNT")
+        .env_remove("GOOGLE_SERVICE_ACCOUNT_PATH")
+        .env_remove("GOOGLE_SERVICE_ACCOUNT_KEY")
+        .args([
+            "predict",
+            "--model-dir",
+            "gs://bucket/census",
+            "--json-instances",
+        ])
+        .arg(&instances));
+    assert_one_line_error(
+        &out,
+        "cannot list gs://bucket/census: no Google Cloud credentials; set GOOGLE_APPLICATION_CREDENTIALS",
+    );
+}

@@ -164,3 +164,53 @@ fn ready_only_when_every_model_has_a_version() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn serve_says_what_it_finds_and_takes_a_job_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    // An empty base path: every poll says so, as TF Serving does.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let log = tmp.path().join("empty.log");
+    let server = Server::start_logging_to(
+        &[
+            "--model-base-path",
+            empty.to_str().unwrap(),
+            "--file-system-poll-wait-seconds",
+            "0.05",
+            "--version-labels",
+            "v1=123",
+        ],
+        &log,
+    );
+    let text = || std::fs::read_to_string(&log).unwrap();
+    wait_until("two polls that found no version", || {
+        text()
+            .matches("no versions of model 'census' found under base path")
+            .count()
+            >= 2
+    });
+    assert!(
+        text().contains(
+            "version label 'v1' of model 'census' points to version 123, which is not loaded"
+        ),
+        "{}",
+        text()
+    );
+    drop(server);
+
+    // A job-dir serves its exports.
+    let job = tmp.path().join("job");
+    train_fixture(&job, tmp.path(), &["--train-steps", "5"]);
+    let server = Server::start(&[
+        "--model-base-path",
+        job.to_str().unwrap(),
+        "--file-system-poll-wait-seconds",
+        "0",
+    ]);
+    let (status, text) = server.post(
+        "/v1/models/census:predict",
+        &json!({"instances": [census_instance()]}).to_string(),
+    );
+    assert_eq!(status, 200, "{text}");
+}

@@ -236,7 +236,8 @@ fn bad_requests_get_4xx_naming_the_problem() {
     let predict = "/v1/projects/p/models/census:predict";
     let cases: Vec<(&str, String, u16, &str)> = vec![
         (predict, "{\"instances\": [".into(), 400, "malformed JSON in request body: EOF while parsing a list at line 1 column 15"),
-        (predict, json!({"signature_name": "x"}).to_string(), 400, "missing 'instances'"),
+        (predict, json!({"signature_name": "x"}).to_string(), 400, "Serving signature name: \"x\" not found in signature def"),
+        (predict, json!({"signature_name": "serving_default"}).to_string(), 400, "missing 'instances'"),
         (predict, json!({"instances": [good], "inputs": {}}).to_string(), 400, "only one of 'inputs' or 'instances'"),
         (predict, json!({"instances": []}).to_string(), 400, "'instances' is empty"),
         (predict, json!({"instances": [good, without("race")]}).to_string(), 400, "instance 1: missing input 'race'"),
@@ -426,4 +427,34 @@ fn several_models_from_a_config_file_with_labels() {
         "policy all: {s}"
     );
     assert_eq!(server.get("/v2/health/ready").0, 200);
+}
+
+#[test]
+fn metric_series_carry_only_names_the_server_knows() {
+    let server = Server::start(&["--file-system-poll-wait-seconds", "0"]);
+    let body = json!({"instances": [census_instance()]}).to_string();
+    for i in 0..20 {
+        let (status, _) = server.post(&format!("/v1/projects/p/models/nosuch{i}:predict"), &body);
+        assert_eq!(status, 404);
+        // Vertex: any endpoint id reaches the only model, and is labelled with its name.
+        let (status, _) = server.post(
+            &format!("/v1/projects/p/locations/l/endpoints/{i}:predict"),
+            &body,
+        );
+        assert_eq!(status, 200);
+        let (status, _) = server.post(&format!("/v2/models/m{i}/infer"), "{}");
+        assert_eq!(status, 404);
+    }
+    let (_, text) = server.get("/metrics");
+    let mut models: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("mlengine_requests_total{")
+                || l.starts_with("mlengine_request_duration_seconds_count{")
+        })
+        .filter_map(|l| l.split("model=\"").nth(1)?.split('"').next())
+        .collect();
+    models.sort();
+    models.dedup();
+    assert_eq!(models, ["(unknown)", "census"], "{text}");
 }

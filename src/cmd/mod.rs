@@ -14,7 +14,12 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::{Cli, Command};
 
 fn init_logging(verbose: bool) {
-    let default = if verbose { "debug" } else { "info" };
+    // object_store logs each retry of a request at info; its final error says enough.
+    let default = if verbose {
+        "debug"
+    } else {
+        "info,object_store=warn"
+    };
     let filter =
         EnvFilter::try_from_env("MLENGINE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()

@@ -33,6 +33,9 @@ pub fn decode_predict_body(signature: &Signature, body: &[u8]) -> Result<(Vec<Te
             "request body must be a JSON object with 'instances'",
         ));
     };
+    if let Some(name) = obj.get("signature_name") {
+        check_signature_name(name.as_str().unwrap_or_default())?;
+    }
     match (obj.get("instances"), obj.get("inputs")) {
         (Some(_), Some(_)) => Err(Error::invalid(
             "expecting only one of 'inputs' or 'instances', not both",
@@ -44,6 +47,34 @@ pub fn decode_predict_body(signature: &Signature, body: &[u8]) -> Result<(Vec<Te
         (None, Some(inputs)) => Ok((columnar::decode(signature, inputs)?, Layout::Columns)),
         (None, None) => Err(Error::invalid("missing 'instances' in request body")),
     }
+}
+
+/// The one signature a model has. TF Serving refuses an unknown name rather than answering
+/// with another signature; so does this server.
+pub const SIGNATURE_NAME: &str = "serving_default";
+
+pub fn check_signature_name(name: &str) -> Result<()> {
+    if name.is_empty() || name == SIGNATURE_NAME {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "Serving signature name: \"{name}\" not found in signature def; the model has \"{SIGNATURE_NAME}\""
+        )))
+    }
+}
+
+/// A hint for text that looks like a CSV row given to a model that takes JSON objects.
+pub fn csv_hint(signature: &Signature, text: &str) -> Option<String> {
+    let fields = text.split(',').count();
+    (signature.inputs.len() > 1 && fields > 2 && !text.trim_start().starts_with(['{', '['])).then(
+        || {
+            format!(
+            "this model takes JSON objects with fields {}; this looks like a CSV row ({fields} \
+             comma-separated fields): export a model with --export-format CSV to send CSV rows",
+            signature.input_names()
+        )
+        },
+    )
 }
 
 /// Decodes `instances` into one tensor per model input (signature order), batch dimension first.
@@ -90,7 +121,10 @@ pub fn decode_lines(signature: &Signature, lines: &[&str]) -> Decoded {
     for (i, line) in lines.iter().enumerate() {
         match serde_json::from_str::<Value>(line) {
             Ok(v) => values.push((i, v)),
-            Err(e) => bad.push((i, format!("invalid JSON: {e}"))),
+            Err(e) => bad.push((
+                i,
+                csv_hint(signature, line).unwrap_or_else(|| format!("invalid JSON: {e}")),
+            )),
         }
     }
     let indexed: Vec<(usize, &Value)> = values.iter().map(|(i, v)| (*i, v)).collect();
@@ -181,6 +215,9 @@ fn decode_rows(
                 }
             }
             value if single => columns[0].push(value).map_err(fault)?,
+            Value::String(text) if csv_hint(signature, text).is_some() => {
+                return Err(fault(csv_hint(signature, text).unwrap_or_default()))
+            }
             _ => {
                 return Err(fault(format!(
                     "expected a JSON object keyed by input name ({})",
@@ -362,6 +399,23 @@ mod tests {
     }
 
     #[test]
+    fn a_csv_row_for_a_json_model_says_so() {
+        let d = decode_lines(&test_signature(), &["25, Private, 3.5"]);
+        assert!(
+            d.bad[0].1.contains("this looks like a CSV row"),
+            "{:?}",
+            d.bad
+        );
+        let e = decode_instances(&test_signature(), &[json!("25, Private, 3.5")]).unwrap_err();
+        assert!(
+            e.message
+                .contains("this model takes JSON objects with fields age, job, w"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
     fn bad_lines_are_set_aside_and_the_rest_decode() {
         let lines = [
             r#"{"age": 25, "job": "x", "w": 1}"#,
@@ -389,7 +443,7 @@ mod tests {
         let sig = test_signature();
         let (t, layout) = decode_predict_body(
             &sig,
-            br#"{"instances": [{"age": 1, "job": "a", "w": 0.5}], "signature_name": "x"}"#,
+            br#"{"instances": [{"age": 1, "job": "a", "w": 0.5}], "signature_name": "serving_default"}"#,
         )
         .unwrap();
         assert_eq!((t[0].rows(), layout), (1, Layout::Rows));
@@ -405,6 +459,10 @@ mod tests {
             (br#"{"instances": 5}"#, "must be a list"),
             (br#"{}"#, "missing 'instances'"),
             (br#"{"instances": ["#, "malformed JSON"),
+            (
+                br#"{"signature_name": "nope", "instances": [{}]}"#,
+                "Serving signature name: \"nope\" not found",
+            ),
         ] {
             let e = decode_predict_body(&sig, body).unwrap_err();
             assert!(e.message.contains(want), "{}", e.message);

@@ -79,6 +79,7 @@ impl Server {
             let manager = Arc::clone(&manager);
             tokio::task::spawn_blocking(move || manager.poll()).await?;
         }
+        warn_about_labels(&manager);
         if config.device == Device::Cuda {
             let failed: Vec<String> = manager
                 .models()
@@ -210,6 +211,24 @@ impl Server {
         health_task.abort();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// A label pointing at a version that is not loaded is accepted (the version may come later),
+/// but said at start rather than only in the answers of the requests that use it.
+fn warn_about_labels(manager: &Manager) {
+    for model in manager.models() {
+        let served = model.versions();
+        for (label, version) in &model.config().labels {
+            if !served.contains_key(version) {
+                tracing::warn!(
+                    "version label '{label}' of model '{}' points to version {version}, which is \
+                     not loaded (loaded: {:?}); requests for it fail until it is",
+                    model.name,
+                    served.keys().collect::<Vec<_>>()
+                );
+            }
+        }
     }
 }
 

@@ -119,11 +119,11 @@ impl Location {
             .store
             .get(&self.path)
             .await
-            .with_context(|| format!("cannot read {}", self.uri))?;
+            .map_err(|e| failed("read", &self.uri, e))?;
         result
             .bytes()
             .await
-            .with_context(|| format!("cannot read {}", self.uri))
+            .map_err(|e| failed("read", &self.uri, e))
     }
 
     /// The object's bytes from `offset` to its end, as a stream.
@@ -137,7 +137,7 @@ impl Location {
             .store
             .get_opts(&self.path, options)
             .await
-            .with_context(|| format!("cannot read {}", self.uri))?;
+            .map_err(|e| failed("read", &self.uri, e))?;
         Ok(result
             .into_stream()
             .map_err(move |e| anyhow::anyhow!("cannot read {uri}: {e}"))
@@ -148,14 +148,14 @@ impl Location {
         self.store
             .get_range(&self.path, range)
             .await
-            .with_context(|| format!("cannot read {}", self.uri))
+            .map_err(|e| failed("read", &self.uri, e))
     }
 
     pub async fn put(&self, bytes: Bytes) -> Result<()> {
         self.store
             .put(&self.path, bytes.into())
             .await
-            .with_context(|| format!("cannot write {}", self.uri))?;
+            .map_err(|e| failed("write", &self.uri, e))?;
         Ok(())
     }
 
@@ -163,14 +163,14 @@ impl Location {
         self.store
             .rename(&self.path, &to.path)
             .await
-            .with_context(|| format!("cannot move {} to {}", self.uri, to.uri))
+            .map_err(|e| failed("move", &format!("{} to {}", self.uri, to.uri), e))
     }
 
     pub async fn copy_to(&self, to: &Location) -> Result<()> {
         self.store
             .copy(&self.path, &to.path)
             .await
-            .with_context(|| format!("cannot copy {} to {}", self.uri, to.uri))
+            .map_err(|e| failed("copy", &format!("{} to {}", self.uri, to.uri), e))
     }
 
     /// Whether the object exists (`false` when the store says it is not found).
@@ -178,7 +178,7 @@ impl Location {
         match self.store.head(&self.path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.uri)),
+            Err(e) => Err(failed("read", &self.uri, e)),
         }
     }
 
@@ -189,17 +189,17 @@ impl Location {
                 result
                     .bytes()
                     .await
-                    .with_context(|| format!("cannot read {}", self.uri))?,
+                    .map_err(|e| failed("read", &self.uri, e))?,
             )),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.uri)),
+            Err(e) => Err(failed("read", &self.uri, e)),
         }
     }
 
     pub async fn delete(&self) -> Result<()> {
         match self.store.delete(&self.path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cannot delete {}", self.uri)),
+            Err(e) => Err(failed("delete", &self.uri, e)),
         }
     }
 
@@ -211,7 +211,7 @@ impl Location {
             .list(prefix)
             .try_collect()
             .await
-            .with_context(|| format!("cannot list {}", self.uri))?;
+            .map_err(|e| failed("list", &self.uri, e))?;
         let base = self.path.as_ref().to_string();
         Ok(metas
             .into_iter()
@@ -236,6 +236,36 @@ impl Location {
     }
 }
 
+/// A storage failure as one clear line. Without credentials, object_store falls back to the
+/// cloud's metadata server, which answers nothing useful off the cloud: say once what is missing
+/// and which variable sets it, rather than the token request's failure.
+fn failed(action: &str, uri: &str, e: object_store::Error) -> anyhow::Error {
+    let text = e.to_string();
+    let metadata = text.contains("169.254.169.254") || text.contains("token request");
+    let set = |vars: &[&str]| vars.iter().any(|v| std::env::var_os(v).is_some());
+    if metadata
+        && uri.starts_with("gs://")
+        && !set(&[
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "GOOGLE_SERVICE_ACCOUNT",
+            "GOOGLE_SERVICE_ACCOUNT_PATH",
+            "GOOGLE_SERVICE_ACCOUNT_KEY",
+        ])
+    {
+        return anyhow::anyhow!(
+            "cannot {action} {uri}: no Google Cloud credentials; set GOOGLE_APPLICATION_CREDENTIALS \
+             to a service account key file"
+        );
+    }
+    if metadata && uri.starts_with("s3://") && !set(&["AWS_ACCESS_KEY_ID", "AWS_PROFILE"]) {
+        return anyhow::anyhow!(
+            "cannot {action} {uri}: no AWS credentials; set AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT for an S3-compatible server)"
+        );
+    }
+    anyhow::Error::new(e).context(format!("cannot {action} {uri}"))
+}
+
 /// Expands `*` and `?` in the last components of a URI (Cloud ML's `dir/*`, `prefix*`) into the
 /// matching objects, sorted by URI. A URI without wildcards names one object, which must exist.
 pub async fn expand(uri: &str) -> Result<Vec<Object>> {
@@ -246,7 +276,7 @@ pub async fn expand(uri: &str) -> Result<Vec<Object>> {
             .store
             .head(&location.path)
             .await
-            .with_context(|| format!("cannot read {uri}"))?;
+            .map_err(|e| failed("read", uri, e))?;
         return Ok(vec![Object {
             location,
             size: meta.size,

@@ -153,10 +153,31 @@ impl Server {
 
     /// Starts a prepared `mlengine serve` command and waits for its addresses.
     pub fn spawn(mut cmd: Command) -> Server {
+        cmd.stderr(std::process::Stdio::inherit());
+        Server::spawn_with_stderr(cmd)
+    }
+
+    /// Starts the server with `args` (plus loopback host and port 0), its log written to `log`.
+    pub fn start_logging_to(args: &[&str], log: &Path) -> Server {
+        let mut cmd = bin();
+        cmd.args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--rest-port",
+            "0",
+            "--grpc-port",
+            "0",
+        ])
+        .args(args)
+        .stderr(std::fs::File::create(log).expect("log file"));
+        Server::spawn_with_stderr(cmd)
+    }
+
+    fn spawn_with_stderr(mut cmd: Command) -> Server {
         use std::io::BufRead;
         let mut child = cmd
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("spawn mlengine serve");
         let stdout = child.stdout.take().expect("stdout");

@@ -56,6 +56,7 @@ impl TfServing {
     ) -> Result<PredictResponse> {
         let spec = model_spec(req.model_spec.as_ref())?;
         let version = call.resolve(&spec.name, &selector(spec))?;
+        crate::codec::instances::check_signature_name(&spec.signature_name)?;
         let signature = version.signature();
         for key in req.inputs.keys() {
             if signature.input(key).is_none() {
