@@ -206,7 +206,7 @@ fn every_instance_is_checked_before_anything_is_printed() {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
-        write!(stdin, "\u{feff}{}\n", good.join("\n")).unwrap();
+        writeln!(stdin, "\u{feff}{}", good.join("\n")).unwrap();
     }
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
