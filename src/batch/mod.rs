@@ -248,7 +248,30 @@ async fn pipeline(
 /// Decodes, runs and encodes one batch; a line that fails is an error entry, not a failure.
 fn score(signature: &Signature, sessions: &SessionPool, batch: lines::Batch) -> Scored {
     let refs: Vec<&str> = batch.lines.iter().map(String::as_str).collect();
-    let decoded = decode_lines(signature, &refs);
+    let mut decoded = decode_lines(signature, &refs);
+    // Rows the model itself refuses (a CSV model's malformed rows) are set aside too, and the
+    // rest decoded again without them.
+    if let Some(inputs) = &decoded.tensors {
+        let refused = sessions.bad_rows(inputs);
+        if !refused.is_empty() {
+            let good: Vec<usize> = (0..refs.len())
+                .filter(|i| !decoded.bad.iter().any(|(b, _)| b == i))
+                .collect();
+            let mut bad = std::mem::take(&mut decoded.bad);
+            bad.extend(
+                refused
+                    .into_iter()
+                    .map(|(row, input, e)| (good[row], format!("input '{input}': {e}"))),
+            );
+            let keep: Vec<usize> = (0..refs.len())
+                .filter(|i| !bad.iter().any(|(b, _)| b == i))
+                .collect();
+            let kept: Vec<&str> = keep.iter().map(|&i| refs[i]).collect();
+            decoded = decode_lines(signature, &kept);
+            decoded.bad = bad;
+            decoded.bad.sort_by_key(|(i, _)| *i);
+        }
+    }
     let mut errors: Vec<(String, lines::Pos)> = decoded
         .bad
         .into_iter()

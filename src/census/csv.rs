@@ -63,6 +63,30 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<CensusRow>> {
     Ok(rows)
 }
 
+/// Checks a census file row as a CSV model takes it: the 14 feature columns (a 15th, the income
+/// label, may follow), the numeric ones whole numbers. The error names the field.
+pub fn check_features(line: &str) -> std::result::Result<(), String> {
+    let fields: Vec<&str> = line.split(',').collect();
+    let n = fields.len();
+    if n != CSV_COLUMNS.len() - 1 && n != CSV_COLUMNS.len() {
+        return Err(format!(
+            "a census row has {} comma-separated fields (a 15th, the income label, may follow), this one has {n}",
+            CSV_COLUMNS.len() - 1
+        ));
+    }
+    for (i, (name, value)) in CSV_COLUMNS.iter().zip(&fields).enumerate() {
+        let numeric = NUMERIC.contains(name) || *name == "fnlwgt";
+        if numeric && value.trim().parse::<i64>().is_err() {
+            return Err(format!(
+                "field {} ({name}) must be a whole number, got {:?}",
+                i + 1,
+                value.trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn parse_row(line: &str) -> Result<CensusRow> {
     let fields: Vec<&str> = line.split(',').map(str::trim).collect();
     if fields.len() != CSV_COLUMNS.len() {
@@ -110,6 +134,20 @@ fn parse_row(line: &str) -> Result<CensusRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feature_rows_are_checked_field_by_field() {
+        let row = "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, Male, 2174, 0, 40, United-States";
+        assert!(check_features(row).is_ok());
+        assert!(check_features(&format!("{row}, <=50K")).is_ok());
+        let e = check_features("39, State-gov").unwrap_err();
+        assert!(e.contains("this one has 2"), "{e}");
+        let e = check_features(&row.replace("39,", "forty,")).unwrap_err();
+        assert!(
+            e.contains("field 1 (age) must be a whole number, got \"forty\""),
+            "{e}"
+        );
+    }
 
     const UCI_TEST: &str = "|1x3 Cross validator\n\
         25, Private, 226802, 11th, 7, Never-married, Machine-op-inspct, Own-child, Black, Male, 0, 0, 40, United-States, <=50K.\n\

@@ -64,6 +64,15 @@ pub const AGE_BOUNDARIES: [f32; 10] = [18., 25., 30., 35., 40., 45., 50., 55., 6
 /// Number of age buckets: one more than the boundaries.
 pub const AGE_BUCKETS: usize = AGE_BOUNDARIES.len() + 1;
 
+/// The input of a model exported for CSV rows (`--export-format CSV`).
+pub const CSV_INPUT: &str = "csv_row";
+
+/// Model metadata key naming how an exported model's inputs arrive, and its values: census file
+/// rows in `csv_row`, or serialized `tf.Example`s decoded by the server.
+pub const INPUT_FORMAT_KEY: &str = "mlengine.input_format";
+pub const CENSUS_CSV: &str = "census-csv";
+pub const TF_EXAMPLE: &str = "tf-example";
+
 /// Label values; the positive class is the second.
 pub const LABELS: [&str; 2] = ["<=50K", ">50K"];
 

@@ -3,6 +3,7 @@
 
 use clap::Args;
 
+use crate::onnx::census_graph::ExportFormat;
 use crate::trainer::optimizer::OptimizerKind;
 use crate::trainer::TrainConfig;
 
@@ -94,6 +95,12 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1, env = "MLENGINE_NUM_THREADS")]
     pub num_threads: usize,
 
+    /// What the exported model takes, as the census sample's flag: JSON instances (one input
+    /// per column), CSV rows of the census file (one string input, `csv_row`, parsed inside the
+    /// graph) or serialized tf.Examples (decoded by the server).
+    #[arg(long, default_value = "JSON", ignore_case = true, value_parser = super::parse_with::<ExportFormat>(&["JSON", "CSV", "EXAMPLE"]), env = "MLENGINE_EXPORT_FORMAT")]
+    pub export_format: ExportFormat,
+
     /// Log a progress line every this many steps when stderr is not a terminal.
     #[arg(long, default_value_t = 100, env = "MLENGINE_LOG_STEP_COUNT_STEPS")]
     pub log_step_count_steps: u64,
@@ -124,6 +131,7 @@ impl From<TrainArgs> for TrainConfig {
             l2: a.l2,
             num_threads: a.num_threads,
             log_step_count_steps: a.log_step_count_steps,
+            export_format: a.export_format,
         }
     }
 }

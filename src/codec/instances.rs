@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::json::{append, is_b64, parse_body, shape_of};
 use super::{columnar, scalar_objects};
 use crate::status::{Error, Result};
-use crate::tensor::{Signature, Tensor, TensorData, TensorSpec};
+use crate::tensor::{DType, Signature, Tensor, TensorData, TensorSpec};
 
 /// How a predict body laid out its inputs; the answer takes the same layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,11 +116,15 @@ pub fn decode_lines(signature: &Signature, lines: &[&str]) -> Decoded {
             bad: Vec::new(),
         };
     }
+    // A model of one string input (a CSV model) takes a line that is not JSON as its text, as
+    // Cloud ML's TEXT data format did.
+    let raw_text = matches!(signature.inputs.as_slice(), [only] if only.dtype == DType::String);
     let mut bad = Vec::new();
     let mut values = Vec::with_capacity(lines.len());
     for (i, line) in lines.iter().enumerate() {
         match serde_json::from_str::<Value>(line) {
             Ok(v) => values.push((i, v)),
+            Err(_) if raw_text => values.push((i, Value::String(line.to_string()))),
             Err(e) => bad.push((
                 i,
                 csv_hint(signature, line).unwrap_or_else(|| format!("invalid JSON: {e}")),
@@ -314,7 +318,6 @@ fn rank_words(rank: usize) -> String {
 mod tests {
     use super::*;
     use crate::codec::test_signature;
-    use crate::tensor::DType;
     use serde_json::json;
 
     /// The test signature with a rank-2 input `v` (two floats per instance).

@@ -27,6 +27,7 @@ pub enum Attr {
     Int(i64),
     Ints(Vec<i64>),
     Float(f32),
+    Str(String),
     Strings(Vec<String>),
     /// A subgraph (the body of `Loop`, the branches of `If`).
     Graph(Box<GraphProto>),
@@ -237,6 +238,10 @@ fn attribute(name: &str, value: Attr) -> AttributeProto {
         Attr::Float(f) => {
             a.type_ = AttributeType::FLOAT.into();
             a.f = f;
+        }
+        Attr::Str(v) => {
+            a.type_ = AttributeType::STRING.into();
+            a.s = v.into_bytes();
         }
         Attr::Strings(v) => {
             a.type_ = AttributeType::STRINGS.into();

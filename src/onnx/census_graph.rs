@@ -21,6 +21,35 @@ use crate::census::FeatureSpec;
 /// Output names, in the order of Cloud ML Engine's census prediction.
 pub const OUTPUTS: [&str; 4] = ["probabilities", "logits", "classes", "logistic"];
 
+/// What the exported model takes, as the census sample's `--export-format` named it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ExportFormat {
+    /// One input per raw feature column (JSON instances).
+    #[default]
+    Json,
+    /// One string input, `csv_row`: a row of the census file, parsed inside the graph.
+    Csv,
+    /// Serialized `tf.Example`s, decoded by the server into the named inputs (the graph is the
+    /// JSON one: ONNX cannot parse protobuf).
+    Example,
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "JSON" => Ok(ExportFormat::Json),
+            "CSV" => Ok(ExportFormat::Csv),
+            "EXAMPLE" => Ok(ExportFormat::Example),
+            _ => Err(format!("unknown export format {s:?}: JSON, CSV or EXAMPLE")),
+        }
+    }
+}
+
+pub use crate::census::schema::{CENSUS_CSV, CSV_INPUT, INPUT_FORMAT_KEY, TF_EXAMPLE};
+
 const BATCH: Dim = Dim::Named("batch");
 
 /// Builds the graph. `doc` goes into the model's doc string.
@@ -35,15 +64,24 @@ const BATCH: Dim = Dim::Named("batch");
 /// precision (its float kernel rounds vectorised and scalar elements differently; in double
 /// the difference never survives the rounding to float over the census range, which the tests
 /// check).
-pub fn build(spec: &FeatureSpec, weights: &WideDeepWeights, doc: &str) -> ModelProto {
+pub fn build(
+    spec: &FeatureSpec,
+    weights: &WideDeepWeights,
+    doc: &str,
+    format: ExportFormat,
+) -> ModelProto {
     let mut g = GraphBuilder::new("census_wide_deep");
-    for name in INPUTS {
-        let elem = if CATEGORICAL.contains(&name) {
-            DataType::STRING
-        } else {
-            DataType::INT64
-        };
-        g.input(name, elem, &[BATCH]);
+    if format == ExportFormat::Csv {
+        csv_columns(&mut g);
+    } else {
+        for name in INPUTS {
+            let elem = if CATEGORICAL.contains(&name) {
+                DataType::STRING
+            } else {
+                DataType::INT64
+            };
+            g.input(name, elem, &[BATCH]);
+        }
     }
 
     let ids = categorical_ids(&mut g, spec);
@@ -55,7 +93,65 @@ pub fn build(spec: &FeatureSpec, weights: &WideDeepWeights, doc: &str) -> ModelP
     let deep = deep_logit(&mut g, spec, weights, &ids, &dense);
     g.node("", "Add", &[&wide, &deep], &["logits"], vec![]);
     heads(&mut g, "logits");
-    g.finish(env!("CARGO_PKG_VERSION"), doc)
+    let mut model = g.finish(env!("CARGO_PKG_VERSION"), doc);
+    let input_format = match format {
+        ExportFormat::Json => None,
+        ExportFormat::Csv => Some(CENSUS_CSV),
+        ExportFormat::Example => Some(TF_EXAMPLE),
+    };
+    if let Some(value) = input_format {
+        model
+            .metadata_props
+            .push(onnx_protobuf::StringStringEntryProto {
+                key: INPUT_FORMAT_KEY.to_string(),
+                value: value.to_string(),
+                ..Default::default()
+            });
+    }
+    model
+}
+
+/// The raw feature columns from a census file row, `csv_row` string `[batch]`: split at commas
+/// (the 14 feature columns in file order, `fnlwgt` included; a trailing income label is not
+/// read), each named as the JSON model's input so the rest of the graph is the same. Numbers
+/// are parsed by `Cast` (leading spaces allowed); the server checks each row's fields first, so a
+/// bad row is answered with its field rather than a runtime error.
+fn csv_columns(g: &mut GraphBuilder) {
+    use crate::census::schema::CSV_COLUMNS;
+    g.input(CSV_INPUT, DataType::STRING, &[BATCH]);
+    let fields = g.fresh("csv_fields");
+    let count = g.fresh("csv_field_count");
+    g.node(
+        "",
+        "StringSplit",
+        &[CSV_INPUT],
+        &[&fields, &count],
+        vec![("delimiter", Attr::Str(",".to_string()))],
+    );
+    for name in INPUTS {
+        let Some(column) = CSV_COLUMNS.iter().position(|c| *c == name) else {
+            continue;
+        };
+        let index = g.const_i64(&format!("csv_column_{name}"), &[], vec![column as i64]);
+        if CATEGORICAL.contains(&name) {
+            g.node(
+                "",
+                "Gather",
+                &[&fields, &index],
+                &[name],
+                vec![("axis", Attr::Int(1))],
+            );
+        } else {
+            let text = g.op("Gather", &[&fields, &index], vec![("axis", Attr::Int(1))]);
+            g.node(
+                "",
+                "Cast",
+                &[&text],
+                &[name],
+                vec![("to", Attr::Int(DataType::INT64 as i64))],
+            );
+        }
+    }
 }
 
 /// Stacks `[batch]` inputs into a `[columns, batch]` matrix.

@@ -26,6 +26,12 @@ use crate::tensor::{Outputs, Signature, Tensor};
 pub trait Runner: Send + 'static {
     fn signature(&self) -> &Signature;
 
+    /// Refuses inputs the model declares bad before they run, so that one request's bad input
+    /// never fails the requests merged with it.
+    fn check(&self, _inputs: &[Tensor]) -> Result<()> {
+        Ok(())
+    }
+
     /// Runs one tensor per input (signature order) and returns the outputs asked for by index
     /// (all when `outputs` is empty), in signature order.
     fn run(&mut self, inputs: Vec<Tensor>, outputs: &[usize]) -> Result<Outputs>;
@@ -360,10 +366,25 @@ impl<R: Runner> Worker<R> {
     }
 
     fn run(&mut self, batch: Vec<Job>) {
-        // Jobs may have expired or lost their client while the batch formed.
+        // Jobs may have expired or lost their client while the batch formed; a merged job whose
+        // input the model refuses is answered alone.
+        let merged = batch.len() > 1;
         let batch: Vec<Job> = batch
             .into_iter()
             .filter_map(|j| j.admit(&self.drops, &self.load))
+            .filter_map(|j| {
+                if !merged {
+                    return Some(j);
+                }
+                match self.runner.check(&j.inputs) {
+                    Ok(()) => Some(j),
+                    Err(e) => {
+                        self.load.answered(1);
+                        let _ = j.reply.send(Err(e));
+                        None
+                    }
+                }
+            })
             .collect();
         let started = Instant::now();
         if batch.len() == 1 {
@@ -454,6 +475,14 @@ mod tests {
     impl Runner for Gated {
         fn signature(&self) -> &Signature {
             &self.signature
+        }
+
+        /// Negative values are refused, as a model's declared input check would.
+        fn check(&self, inputs: &[Tensor]) -> Result<()> {
+            match &inputs[0].data {
+                TensorData::F32(v) if v.iter().any(|x| *x < 0.0) => Err(Error::invalid("negative")),
+                _ => Ok(()),
+            }
         }
 
         fn run(&mut self, inputs: Vec<Tensor>, _outputs: &[usize]) -> Result<Outputs> {
@@ -668,6 +697,25 @@ mod tests {
         f.answer(running).unwrap();
         f.answer(alive).unwrap();
         assert_eq!(f.drops.cancelled.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_refused_request_never_fails_the_requests_merged_with_it() {
+        let f = fixture(4, 16);
+        let running = f.send(&[1.0], None);
+        f.next_run();
+        let good = f.send(&[2.0], None);
+        let bad = f.send(&[-3.0], None);
+        let also_good = f.send(&[4.0], None);
+        f.wait_queued(3);
+        f.go.send(()).unwrap();
+        assert_eq!(f.next_run(), [2.0, 4.0]);
+        f.go.send(()).unwrap();
+        assert_eq!(f.answer(bad).unwrap_err().message, "negative");
+        for t in [running, good, also_good] {
+            f.answer(t).unwrap();
+        }
+        assert_eq!(f.batcher.load().inflight(), 0);
     }
 
     #[test]

@@ -8,13 +8,14 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 
-use super::session::{ModelSession, SessionConfig};
+use super::session::{InputCheck, ModelSession, SessionConfig};
 use crate::status::{self, Error};
 use crate::tensor::{Outputs, Signature, Tensor};
 
 pub struct SessionPool {
     sessions: Vec<Mutex<ModelSession>>,
     signature: Signature,
+    check: InputCheck,
 }
 
 impl SessionPool {
@@ -28,19 +29,26 @@ impl SessionPool {
         let sessions = (0..count.max(1))
             .map(|_| ModelSession::load(env, model, config).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
-        let signature = sessions[0]
-            .lock()
-            .map_err(|_| anyhow::anyhow!("a model session is unusable"))?
-            .signature()
-            .clone();
+        let (signature, check) = {
+            let first = sessions[0]
+                .lock()
+                .map_err(|_| anyhow::anyhow!("a model session is unusable"))?;
+            (first.signature().clone(), first.input_check())
+        };
         Ok(SessionPool {
             sessions,
             signature,
+            check,
         })
     }
 
     pub fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    /// The rows the model's declared input checks refuse.
+    pub fn bad_rows(&self, inputs: &[Tensor]) -> Vec<(usize, String, String)> {
+        self.check.bad_rows(&self.signature, inputs)
     }
 
     /// Runs on a free session, or waits for the first one when all are busy (the job runs no

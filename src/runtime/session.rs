@@ -9,6 +9,7 @@ use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 
 use super::batcher::Runner;
+use crate::census::schema;
 use crate::status::{self, Error};
 use crate::tensor::{DType, Outputs, Signature, Tensor, TensorData, TensorSpec};
 
@@ -54,6 +55,17 @@ impl Default for SessionConfig {
 pub struct ModelSession {
     session: Session,
     signature: Signature,
+    /// Checks the model declares for its inputs (in its metadata) before they reach a kernel.
+    check: InputCheck,
+}
+
+/// Checks of a model's inputs beyond their types, named by the model's metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputCheck {
+    None,
+    /// Census file rows in a string input: ONNX's `Cast` would fail on a bad number with a
+    /// runtime error; the row is refused first, naming its field.
+    CensusCsv,
 }
 
 fn build(
@@ -90,9 +102,19 @@ impl ModelSession {
             .iter()
             .map(|o| spec(o.name(), o.dtype()))
             .collect::<Result<_>>()?;
+        let check = match session
+            .metadata()
+            .ok()
+            .and_then(|m| m.custom(schema::INPUT_FORMAT_KEY))
+            .as_deref()
+        {
+            Some(schema::CENSUS_CSV) => InputCheck::CensusCsv,
+            _ => InputCheck::None,
+        };
         Ok(ModelSession {
             session,
             signature: Signature { inputs, outputs },
+            check,
         })
     }
 
@@ -100,6 +122,17 @@ impl ModelSession {
         &self.signature
     }
 
+    /// The rows that the model's declared input checks refuse: row, input, why.
+    pub fn bad_rows(&self, inputs: &[Tensor]) -> Vec<(usize, String, String)> {
+        self.check.bad_rows(&self.signature, inputs)
+    }
+
+    pub fn input_check(&self) -> InputCheck {
+        self.check
+    }
+}
+
+impl ModelSession {
     /// Runs the model on one tensor per input (signature order) and returns the requested outputs
     /// (all when `outputs` is empty), in signature order.
     /// The input tensors are moved into ONNX Runtime without a copy.
@@ -111,6 +144,7 @@ impl ModelSession {
                 self.signature.inputs.len()
             )));
         }
+        self.check(&inputs)?;
         let mut values: Vec<(&str, DynValue)> = Vec::with_capacity(inputs.len());
         for (spec, tensor) in self.signature.inputs.iter().zip(inputs) {
             let value = to_ort(tensor)
@@ -141,9 +175,41 @@ impl ModelSession {
     }
 }
 
+impl InputCheck {
+    /// The rows this check refuses: row, input, why.
+    pub fn bad_rows(
+        self,
+        signature: &Signature,
+        inputs: &[Tensor],
+    ) -> Vec<(usize, String, String)> {
+        let mut bad = Vec::new();
+        if self == InputCheck::CensusCsv {
+            for (spec, tensor) in signature.inputs.iter().zip(inputs) {
+                if let TensorData::String(rows) = &tensor.data {
+                    for (i, row) in rows.iter().enumerate() {
+                        if let Err(e) = crate::census::csv::check_features(row) {
+                            bad.push((i, spec.name.clone(), e));
+                        }
+                    }
+                }
+            }
+        }
+        bad
+    }
+}
+
 impl Runner for ModelSession {
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn check(&self, inputs: &[Tensor]) -> status::Result<()> {
+        match self.bad_rows(inputs).into_iter().next() {
+            Some((row, input, e)) => {
+                Err(Error::invalid(format!("input '{input}': row {row}: {e}")))
+            }
+            None => Ok(()),
+        }
     }
 
     fn run(&mut self, inputs: Vec<Tensor>, outputs: &[usize]) -> status::Result<Outputs> {

@@ -69,6 +69,10 @@ pub struct TrainConfig {
     /// than they save).
     pub num_threads: usize,
 
+    /// What the exported model takes: JSON instances, CSV rows or tf.Examples.
+    #[serde(default)]
+    pub export_format: crate::onnx::census_graph::ExportFormat,
+
     /// Log a progress line every this many steps when stderr is not a terminal.
     pub log_step_count_steps: u64,
 }

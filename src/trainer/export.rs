@@ -14,16 +14,26 @@ use crate::census::features::LOG_SCALED;
 use crate::census::model::WideDeepWeights;
 use crate::census::schema::{CATEGORICAL, INPUTS, NUMERIC};
 use crate::census::FeatureSpec;
+use crate::onnx::census_graph::{ExportFormat, CSV_INPUT};
 use crate::onnx::{builder, census_graph};
+use crate::repository::warmup::WARMUP_FILE;
 
 pub use crate::repository::MODEL_FILE;
 
 /// The ONNX bytes of a model; the same spec and weights always give the same bytes.
-pub fn onnx_bytes(spec: &FeatureSpec, weights: &WideDeepWeights) -> Result<Vec<u8>> {
+pub fn onnx_bytes(
+    spec: &FeatureSpec,
+    weights: &WideDeepWeights,
+    format: ExportFormat,
+) -> Result<Vec<u8>> {
     let doc = "Census income Wide & Deep classifier (mlengine). Inputs: raw census features; \
                outputs: probabilities [P(<=50K), P(>50K)], logits, classes, logistic.";
-    builder::to_bytes(&census_graph::build(spec, weights, doc))
+    builder::to_bytes(&census_graph::build(spec, weights, doc, format))
 }
+
+/// The row a CSV model is warmed up with before it is served.
+const WARMUP_CSV_ROW: &str = "39, Private, 100000, HS-grad, 9, Married-civ-spouse, Craft-repair, \
+                              Husband, White, Male, 0, 0, 40, United-States";
 
 /// The metadata written beside `model.onnx`.
 pub fn metadata(
@@ -32,17 +42,20 @@ pub fn metadata(
     metrics: &EvalMetrics,
     created: u64,
 ) -> Value {
-    let inputs: Vec<Value> = INPUTS
-        .iter()
-        .map(|name| {
-            let dtype = if CATEGORICAL.contains(name) {
-                "string"
-            } else {
-                "int64"
-            };
-            json!({"name": name, "dtype": dtype, "shape": [-1]})
-        })
-        .collect();
+    let inputs: Vec<Value> = match config.export_format {
+        ExportFormat::Csv => vec![json!({"name": CSV_INPUT, "dtype": "string", "shape": [-1]})],
+        ExportFormat::Json | ExportFormat::Example => INPUTS
+            .iter()
+            .map(|name| {
+                let dtype = if CATEGORICAL.contains(name) {
+                    "string"
+                } else {
+                    "int64"
+                };
+                json!({"name": name, "dtype": dtype, "shape": [-1]})
+            })
+            .collect(),
+    };
     let vocabularies: serde_json::Map<String, Value> = CATEGORICAL
         .iter()
         .zip(&spec.vocabularies)
@@ -60,6 +73,7 @@ pub fn metadata(
         .collect();
     json!({
         "format": "mlengine/census-wide-deep/v1",
+        "export_format": config.export_format,
         "created_unix_seconds": created,
         "global_step": metrics.global_step,
         "producer": format!("mlengine {}", env!("CARGO_PKG_VERSION")),
@@ -89,7 +103,7 @@ pub fn export(
     config: &TrainConfig,
     metrics: &EvalMetrics,
 ) -> Result<String> {
-    let onnx = onnx_bytes(spec, weights)?;
+    let onnx = onnx_bytes(spec, weights, config.export_format)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -99,6 +113,13 @@ pub fn export(
         |dir| {
             let meta = metadata(spec, config, metrics, now);
             std::fs::write(dir.join(METADATA_FILE), serde_json::to_vec_pretty(&meta)?)?;
+            if config.export_format == ExportFormat::Csv {
+                // The synthetic warm-up row of a string input is empty, which is no census row.
+                std::fs::write(
+                    dir.join(WARMUP_FILE),
+                    format!("{}\n", json!(WARMUP_CSV_ROW)),
+                )?;
+            }
             std::fs::write(dir.join(MODEL_FILE), &onnx)?;
             Ok(())
         },

@@ -1,0 +1,151 @@
+//! The census sample's `--export-format`: a CSV model (one string input, a census file row,
+//! parsed inside the graph) answers exactly what the JSON model trained alike answers, through
+//! local predict, the REST APIs and batch prediction; bad rows are refused naming their field.
+
+mod common;
+
+use common::*;
+use mlengine::census::fixture;
+use serde_json::{json, Value};
+
+/// Trains the fixture into `job` with `format`, the same seed and steps every time.
+fn train_as(tmp: &std::path::Path, job: &str, format: &str) -> std::path::PathBuf {
+    train_fixture(
+        &tmp.join(job),
+        tmp,
+        &["--train-steps", "30", "--export-format", format],
+    )
+}
+
+#[test]
+fn a_csv_model_answers_as_the_json_model_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json_model = train_as(tmp.path(), "json", "JSON");
+    let csv_model = train_as(tmp.path(), "csv", "csv");
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(csv_model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(meta["export_format"], "CSV");
+    assert_eq!(
+        meta["signature"]["inputs"],
+        json!([{"name": "csv_row", "dtype": "string", "shape": [-1]}])
+    );
+
+    // The same rows as census file lines (the label last, as in adult.data) and as JSON.
+    let rows = fixture::rows(40, 21);
+    let csv_lines: Vec<String> = fixture::to_uci_csv(&rows, false)
+        .lines()
+        .map(String::from)
+        .collect();
+    let json_lines = fixture::to_json_instances(&rows);
+    let text = tmp.path().join("rows.csv");
+    std::fs::write(&text, csv_lines.join("\n")).unwrap();
+    let instances = tmp.path().join("rows.json");
+    std::fs::write(&instances, &json_lines).unwrap();
+
+    // Local predict: --text-instances on the CSV model, --json-instances on the JSON one.
+    let predict = |model: &std::path::Path, flag: &str, file: &std::path::Path| {
+        let out = run(bin()
+            .args(["predict", "--model-dir"])
+            .arg(model)
+            .arg(flag)
+            .arg(file));
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let from_json = predict(&json_model, "--json-instances", &instances);
+    assert_eq!(from_json.lines().count(), 40);
+    assert_eq!(predict(&csv_model, "--text-instances", &text), from_json);
+
+    // The official checker and Python onnxruntime take the CSV model too.
+    let python = python_env("onnx", "tests/python/requirements-onnx.txt");
+    let reference = |model: &std::path::Path, lines: String, name: &str| -> Value {
+        let inst = tmp.path().join(format!("{name}.jsonl"));
+        std::fs::write(&inst, lines).unwrap();
+        let out_path = tmp.path().join(format!("{name}.out.json"));
+        let out = run(std::process::Command::new(&python)
+            .arg(root().join("tests/python/onnx_reference.py"))
+            .arg(model.join("model.onnx"))
+            .arg(&inst)
+            .arg(&out_path));
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap()
+    };
+    let csv_rows: String = csv_lines
+        .iter()
+        .map(|l| format!("{}\n", json!({ "csv_row": l })))
+        .collect();
+    let py_csv = reference(&csv_model, csv_rows, "csv");
+    let py_json = reference(&json_model, json_lines.clone(), "json");
+    assert_eq!(py_csv["checker"], "ok");
+    assert_eq!(py_csv["outputs"], py_json["outputs"]);
+
+    // Serving: Cloud ML's instances are the rows as strings; a bad row names its field.
+    let server = Server::start(&[
+        "--model-base-path",
+        csv_model.parent().unwrap().to_str().unwrap(),
+        "--file-system-poll-wait-seconds",
+        "0",
+    ]);
+    let (status, answer) = server.post_json(
+        "/v1/projects/p/models/census:predict",
+        &json!({"instances": [csv_lines[0], csv_lines[1]]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let want: Vec<Value> = from_json
+        .lines()
+        .take(2)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answer["predictions"], json!(want));
+    let bad = csv_lines[2].replacen(|c: char| c.is_ascii_digit(), "x", 1);
+    let (status, answer) = server.post_json(
+        "/v1/projects/p/models/census:predict",
+        &json!({"instances": [csv_lines[0], bad]}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("input 'csv_row': row 1: field 1 (age) must be a whole number"),
+        "{answer}"
+    );
+
+    // Batch prediction reads the CSV lines as they are.
+    let mut lines = csv_lines.clone();
+    lines.insert(5, "not, a, census, row".to_string());
+    let input = tmp.path().join("batch.csv");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = tmp.path().join("out");
+    let o = run(bin()
+        .args(["batch-predict", "--model-dir"])
+        .arg(&csv_model)
+        .arg("--input-paths")
+        .arg(&input)
+        .arg("--output-path")
+        .arg(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("predictionCount: 40, errorCount: 1"),
+        "{}",
+        stdout(&o)
+    );
+    let results = std::fs::read_to_string(out.join("prediction.results-00000-of-00001")).unwrap();
+    assert_eq!(results, from_json);
+
+    // The JSON model given a CSV row says what it takes.
+    let o = run(bin()
+        .args(["predict", "--model-dir"])
+        .arg(&json_model)
+        .arg("--text-instances")
+        .arg(&text));
+    assert_one_line_error(
+        &o,
+        "this model takes JSON objects with fields age, workclass",
+    );
+    assert!(
+        stderr(&o).contains("this looks like a CSV row"),
+        "{}",
+        stderr(&o)
+    );
+}
