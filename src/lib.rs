@@ -1,7 +1,8 @@
 //! mlengine: the Cloud ML Engine census workflow (train, export, serve, predict) in one binary.
 //!
 //! The layers, bottom up; each imports only those below it:
-//! - `status` (errors, once), `tensor` (tensors, signatures, element rules), `storage`;
+//! - `status` (errors, once), `tensor` (tensors, signatures, element rules), `storage`, `proto`
+//!   (generated protobuf messages);
 //! - `codec` (request and answer bodies ↔ tensors), `census`, `onnx`, `observability`;
 //! - `runtime` (ONNX Runtime sessions behind a batcher), `trainer`;
 //! - `repository` (models and versions: sources, policies, the manager), `batch`;
@@ -17,6 +18,7 @@ pub mod cmd;
 pub mod codec;
 pub mod observability;
 pub mod onnx;
+pub mod proto;
 pub mod repository;
 pub mod runtime;
 pub mod server;

@@ -149,3 +149,146 @@ fn a_csv_model_answers_as_the_json_model_everywhere() {
         stderr(&o)
     );
 }
+
+/// A census instance as a serialized `tensorflow.Example`.
+fn serialized_example(instance: &Value) -> Vec<u8> {
+    use mlengine::proto::tensorflow::{
+        feature::Kind, BytesList, Example, Feature, Features, Int64List,
+    };
+    use prost::Message;
+    let feature = instance
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, v)| {
+            let kind = match v {
+                Value::String(s) => Kind::BytesList(BytesList {
+                    value: vec![s.as_bytes().to_vec()],
+                }),
+                other => Kind::Int64List(Int64List {
+                    value: vec![other.as_i64().unwrap()],
+                }),
+            };
+            (name.clone(), Feature { kind: Some(kind) })
+        })
+        .collect();
+    Example {
+        features: Some(Features { feature }),
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn tf_examples_classify_regress_and_predict_over_rest() {
+    use base64::Engine;
+    let tmp = tempfile::tempdir().unwrap();
+    let example_model = train_as(tmp.path(), "example", "EXAMPLE");
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(example_model.join("model.json")).unwrap()).unwrap();
+    assert_eq!(meta["export_format"], "EXAMPLE");
+    let server = Server::start(&[
+        "--model-base-path",
+        example_model.parent().unwrap().to_str().unwrap(),
+        "--file-system-poll-wait-seconds",
+        "0",
+    ]);
+    let instances: Vec<Value> = fixture::to_json_instances(&fixture::rows(3, 8))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (status, predicted) = server.post_json(
+        "/v1/models/census:predict",
+        &json!({ "instances": instances }),
+    );
+    assert_eq!(status, 200, "{predicted}");
+    let predicted = predicted["predictions"].as_array().unwrap().clone();
+
+    // Predict with serialized tf.Examples as `{"b64": ...}` instances.
+    let b64: Vec<Value> = instances
+        .iter()
+        .map(|i| {
+            json!({"b64": base64::engine::general_purpose::STANDARD.encode(serialized_example(i))})
+        })
+        .collect();
+    let (status, answer) =
+        server.post_json("/v1/models/census:predict", &json!({ "instances": b64 }));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["predictions"], json!(predicted));
+
+    // Classify and regress JSON examples; a feature they share comes from the context.
+    let examples: Vec<Value> = instances
+        .iter()
+        .map(|i| {
+            let mut e = i.clone();
+            e.as_object_mut().unwrap().remove("native_country");
+            e
+        })
+        .collect();
+    let context = json!({"native_country": instances[0]["native_country"]});
+    let same_country: Vec<Value> = instances
+        .iter()
+        .map(|i| {
+            let mut i = i.clone();
+            i["native_country"] = context["native_country"].clone();
+            i
+        })
+        .collect();
+    let (_, want) = server.post_json(
+        "/v1/models/census:predict",
+        &json!({ "instances": same_country }),
+    );
+    let want = want["predictions"].as_array().unwrap().clone();
+    let (status, answer) = server.post_json(
+        "/v1/models/census:classify",
+        &json!({"signature_name": "serving_default", "context": context, "examples": examples}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    for (classes, p) in results.iter().zip(&want) {
+        assert_eq!(classes[0][0], "<=50K");
+        assert_eq!(classes[1][0], ">50K");
+        for k in 0..2 {
+            let (a, b) = (
+                classes[k][1].as_f64().unwrap(),
+                p["probabilities"][k].as_f64().unwrap(),
+            );
+            assert!((a - b).abs() < 1e-6, "{classes} vs {p}");
+        }
+    }
+    let (status, answer) = server.post_json(
+        "/v1/models/census:regress",
+        &json!({"context": context, "examples": examples}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    for (v, p) in answer["results"].as_array().unwrap().iter().zip(&want) {
+        let (a, b) = (v.as_f64().unwrap(), p["logistic"][0].as_f64().unwrap());
+        assert!((a - b).abs() < 1e-6, "{v} vs {p}");
+    }
+
+    // Errors name the example and the feature.
+    let (status, answer) =
+        server.post_json("/v1/models/census:classify", &json!({"examples": examples}));
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("example 0: missing feature 'native_country'"),
+        "{answer}"
+    );
+    let mut bad = examples[0].clone();
+    bad["age"] = json!(30.5);
+    let (status, answer) = server.post_json(
+        "/v1/models/census:regress",
+        &json!({"context": context, "examples": [bad]}),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("example 0: feature 'age': float32 value 30.5"),
+        "{answer}"
+    );
+}

@@ -232,6 +232,38 @@ fn grpcio_client_from_the_projects_protos_and_health_checking() {
     assert!(out.status.success(), "{}", stderr(&out));
     let answer: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(output_columns(&answer["predict"]), expected);
+    // Whole numbers sent as DT_FLOAT convert exactly; serialized tf.Examples decode to the same
+    // inputs.
+    assert_eq!(answer["predict_float"], answer["predict"]);
+    assert_eq!(answer["predict_examples"], answer["predict"]);
+    // Classify: every class with its label and score (the probabilities); Regress: logistic.
+    let probabilities = answer["predict"]["probabilities"].as_array().unwrap();
+    let classified = answer["classify"].as_array().unwrap();
+    assert_eq!(classified.len(), probabilities.len());
+    for (classes, p) in classified.iter().zip(probabilities) {
+        assert_eq!(classes[0][0], "<=50K");
+        assert_eq!(classes[1][0], ">50K");
+        for k in 0..2 {
+            let (a, b) = (classes[k][1].as_f64().unwrap(), p[k].as_f64().unwrap());
+            assert!((a - b).abs() < 1e-6, "{classes} vs {p}");
+        }
+    }
+    let logistic: Vec<f64> = answer["predict"]["logistic"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[0].as_f64().unwrap())
+        .collect();
+    let regressed: Vec<f64> = answer["regress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(regressed.len(), logistic.len());
+    for (a, b) in regressed.iter().zip(&logistic) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
     let version: u64 = bundled_version()
         .file_name()
         .unwrap()

@@ -72,6 +72,8 @@ pub const CSV_INPUT: &str = "csv_row";
 pub const INPUT_FORMAT_KEY: &str = "mlengine.input_format";
 pub const CENSUS_CSV: &str = "census-csv";
 pub const TF_EXAMPLE: &str = "tf-example";
+/// Model metadata key of a classifier's class labels, a JSON list in score order.
+pub const CLASS_LABELS_KEY: &str = "mlengine.class_labels";
 
 /// Label values; the positive class is the second.
 pub const LABELS: [&str; 2] = ["<=50K", ">50K"];

@@ -189,6 +189,16 @@ fn decode_rows(
     let single = signature.inputs.len() == 1;
     for (i, instance) in instances.iter().enumerate() {
         let fault = |message: String| (i, message);
+        // A model of named inputs takes a serialized tf.Example as `{"b64": ...}`, as TF
+        // Serving's example-parsing models did.
+        let from_example;
+        let instance = match instance {
+            Value::Object(obj) if !single && is_b64(obj) => {
+                from_example = serialized_example(obj).map_err(fault)?;
+                &from_example
+            }
+            other => other,
+        };
         match instance {
             Value::Object(obj) if !(single && is_b64(obj)) => {
                 let unknown = || {
@@ -234,6 +244,21 @@ fn decode_rows(
         .into_iter()
         .map(|c| c.finish(instances.len()))
         .collect())
+}
+
+/// The instance object of a serialized tf.Example in `{"b64": ...}`.
+fn serialized_example(obj: &serde_json::Map<String, Value>) -> std::result::Result<Value, String> {
+    use base64::Engine;
+    let bytes = obj["b64"]
+        .as_str()
+        .and_then(|t| {
+            base64::engine::general_purpose::STANDARD
+                .decode(t.trim())
+                .ok()
+        })
+        .ok_or("'b64' must hold base64 text")?;
+    let features = super::example::parse_serialized(&bytes)?;
+    super::example::to_instance(&features)
 }
 
 /// One input's values across instances.

@@ -2,6 +2,7 @@
 //! JSON, raw bytes and the protocols' layouts, nothing of models, versions or transports.
 
 pub mod columnar;
+pub mod example;
 pub mod instances;
 pub mod json;
 pub mod kserve;
@@ -26,5 +27,6 @@ pub(crate) fn test_signature() -> crate::tensor::Signature {
             spec("w", DType::F32),
         ],
         outputs: vec![],
+        class_labels: vec![],
     }
 }

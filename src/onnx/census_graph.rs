@@ -94,6 +94,14 @@ pub fn build(
     g.node("", "Add", &[&wide, &deep], &["logits"], vec![]);
     heads(&mut g, "logits");
     let mut model = g.finish(env!("CARGO_PKG_VERSION"), doc);
+    // The classes of `probabilities`, for TF Serving's Classify.
+    model
+        .metadata_props
+        .push(onnx_protobuf::StringStringEntryProto {
+            key: crate::census::schema::CLASS_LABELS_KEY.to_string(),
+            value: serde_json::json!(crate::census::schema::LABELS).to_string(),
+            ..Default::default()
+        });
     let input_format = match format {
         ExportFormat::Json => None,
         ExportFormat::Csv => Some(CENSUS_CSV),

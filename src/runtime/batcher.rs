@@ -518,6 +518,7 @@ mod tests {
             signature: Signature {
                 inputs: vec![spec("x")],
                 outputs: vec![spec("y")],
+                class_labels: vec![],
             },
             started: started_tx,
             go: go_rx,

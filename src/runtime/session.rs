@@ -102,18 +102,21 @@ impl ModelSession {
             .iter()
             .map(|o| spec(o.name(), o.dtype()))
             .collect::<Result<_>>()?;
-        let check = match session
-            .metadata()
-            .ok()
-            .and_then(|m| m.custom(schema::INPUT_FORMAT_KEY))
-            .as_deref()
-        {
+        let custom = |key: &str| session.metadata().ok().and_then(|m| m.custom(key));
+        let check = match custom(schema::INPUT_FORMAT_KEY).as_deref() {
             Some(schema::CENSUS_CSV) => InputCheck::CensusCsv,
             _ => InputCheck::None,
         };
+        let class_labels = custom(schema::CLASS_LABELS_KEY)
+            .and_then(|json| serde_json::from_str::<Vec<String>>(&json).ok())
+            .unwrap_or_default();
         Ok(ModelSession {
             session,
-            signature: Signature { inputs, outputs },
+            signature: Signature {
+                inputs,
+                outputs,
+                class_labels,
+            },
             check,
         })
     }

@@ -1,6 +1,7 @@
 //! The serving core above the model repository: one inference path with its accounting, status
 //! and metadata for every adapter, and the lifecycle that says whether the server is ready.
 
+pub mod classify;
 pub mod lifecycle;
 pub mod service;
 pub mod status;

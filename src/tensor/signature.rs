@@ -16,6 +16,8 @@ pub struct TensorSpec {
 pub struct Signature {
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
+    /// The labels of a classifier's classes, in score order, when the model names them.
+    pub class_labels: Vec<String>,
 }
 
 impl Signature {

@@ -12,11 +12,16 @@ insecure channel:
     version the first response's model_spec reported;
   - PredictionService.GetModelMetadata with metadata_field ["signature_def"] (the Any is unpacked
     into tensorflow.serving.SignatureDefMap);
+  - Predict with the whole numbers sent as DT_FLOAT (as clients of the original census model
+    send them), and with the instances as serialized tf.Examples in one DT_STRING input "inputs";
+  - PredictionService.Classify and Regress of the instances as tf.Examples (ExampleList);
   - ModelService.GetModelStatus;
   - grpc.health.v1 Health.Check for "" and "tensorflow.serving.PredictionService" (stubs from the
     grpcio-health-checking package).
 Prints one JSON object on stdout:
-  {"predict": {output: nested list}, "model_version": int, "filtered_outputs": [names],
+  {"predict": {output: nested list}, "predict_float": {...}, "predict_examples": {...},
+   "classify": [[[label, score], ...], ...], "regress": [value, ...],
+   "model_version": int, "filtered_outputs": [names],
    "signature_inputs": {name: dtype name}, "status": [{"version", "state", "error_code"}],
    "health": {service: status name}}
 On a gRPC error prints `grpc error CODE_NAME: details` on stderr and exits 3; on any other
@@ -79,8 +84,10 @@ def generate_stubs(out_dir: str) -> None:
     sys.path.insert(0, os.path.abspath(out_dir))
 
 
-def tensor_from_values(tensor_pb2, types_pb2, name, values):
+def tensor_from_values(tensor_pb2, types_pb2, name, values, ints_as_float=False):
     proto = tensor_pb2.TensorProto()
+    if ints_as_float and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        values = [float(v) for v in values]
     proto.tensor_shape.dim.add().size = len(values)
     if all(isinstance(v, str) for v in values):
         proto.dtype = types_pb2.DT_STRING
@@ -137,6 +144,9 @@ def run(target, model, instances, out_dir):
     predict_pb2 = importlib.import_module("tensorflow_serving.apis.predict_pb2")
     metadata_pb2 = importlib.import_module("tensorflow_serving.apis.get_model_metadata_pb2")
     status_pb2 = importlib.import_module("tensorflow_serving.apis.get_model_status_pb2")
+    example_pb2 = importlib.import_module("tensorflow.core.example.example_pb2")
+    classification_pb2 = importlib.import_module("tensorflow_serving.apis.classification_pb2")
+    regression_pb2 = importlib.import_module("tensorflow_serving.apis.regression_pb2")
     prediction_grpc = importlib.import_module("tensorflow_serving.apis.prediction_service_pb2_grpc")
     model_grpc = importlib.import_module("tensorflow_serving.apis.model_service_pb2_grpc")
 
@@ -170,6 +180,57 @@ def run(target, model, instances, out_dir):
             raise Failure(f"Predict response model_spec has no version: {response.model_spec}")
         version = response.model_spec.version.value
         result["model_version"] = version
+
+        def outputs_of(response):
+            return {
+                name: tensor_to_list(types_pb2, name, response.outputs[name])
+                for name in sorted(response.outputs)
+            }
+
+        as_float = predict_pb2.PredictRequest()
+        as_float.model_spec.name = model
+        for name in names:
+            as_float.inputs[name].CopyFrom(
+                tensor_from_values(
+                    tensor_pb2, types_pb2, name, [inst[name] for inst in instances], True
+                )
+            )
+        result["predict_float"] = outputs_of(prediction.Predict(as_float, timeout=TIMEOUT_S))
+
+        def example_of(inst):
+            example = example_pb2.Example()
+            for name, value in inst.items():
+                feature = example.features.feature[name]
+                if isinstance(value, str):
+                    feature.bytes_list.value.append(value.encode("utf-8"))
+                elif isinstance(value, int):
+                    feature.int64_list.value.append(value)
+                else:
+                    feature.float_list.value.append(value)
+            return example
+
+        examples = [example_of(inst) for inst in instances]
+        serialized = predict_pb2.PredictRequest()
+        serialized.model_spec.name = model
+        inputs = serialized.inputs["inputs"]
+        inputs.dtype = types_pb2.DT_STRING
+        inputs.tensor_shape.dim.add().size = len(examples)
+        inputs.string_val.extend(e.SerializeToString() for e in examples)
+        result["predict_examples"] = outputs_of(prediction.Predict(serialized, timeout=TIMEOUT_S))
+
+        classify = classification_pb2.ClassificationRequest()
+        classify.model_spec.name = model
+        classify.input.example_list.examples.extend(examples)
+        classified = prediction.Classify(classify, timeout=TIMEOUT_S)
+        result["classify"] = [
+            [[c.label, c.score] for c in item.classes]
+            for item in classified.result.classifications
+        ]
+        regress = regression_pb2.RegressionRequest()
+        regress.model_spec.name = model
+        regress.input.example_list.examples.extend(examples)
+        regressed = prediction.Regress(regress, timeout=TIMEOUT_S)
+        result["regress"] = [r.value for r in regressed.result.regressions]
 
         request.output_filter.append("classes")
         request.model_spec.version.value = version

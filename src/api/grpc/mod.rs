@@ -3,7 +3,7 @@
 //! and encoding around the same serving core as REST.
 
 mod kserve;
-pub mod proto;
+pub use crate::proto;
 mod tensor_proto;
 mod tfserving;
 

@@ -1,5 +1,5 @@
-//! TensorFlow Serving's `PredictionService` (`Predict`, `GetModelMetadata`) and `ModelService`
-//! (`GetModelStatus`).
+//! TensorFlow Serving's `PredictionService` (`Predict`, `Classify`, `Regress`,
+//! `GetModelMetadata`) and `ModelService` (`GetModelStatus`).
 
 use std::sync::Arc;
 
@@ -7,14 +7,18 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::proto::tensorflow::serving::{
-    model_service_server::ModelService, model_spec::VersionChoice, model_version_status::State,
-    prediction_service_server::PredictionService, ErrorCode, GetModelMetadataRequest,
-    GetModelMetadataResponse, GetModelStatusRequest, GetModelStatusResponse, ModelSpec,
-    ModelVersionStatus, PredictRequest, PredictResponse, SignatureDefMap, StatusProto,
+    input::Kind, model_service_server::ModelService, model_spec::VersionChoice,
+    model_version_status::State, prediction_service_server::PredictionService, Class,
+    ClassificationRequest, ClassificationResponse, ClassificationResult, Classifications,
+    ErrorCode, GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest,
+    GetModelStatusResponse, Input, ModelSpec, ModelVersionStatus, PredictRequest, PredictResponse,
+    Regression, RegressionRequest, RegressionResponse, RegressionResult, SignatureDefMap,
+    StatusProto,
 };
 use super::proto::tensorflow::{SignatureDef, TensorInfo};
 use super::tensor_proto::{data_type, decode, encode, shape_proto};
 use super::{arrival, requested_timeout, status};
+use crate::codec::example::{self, Features};
 use crate::repository::{VersionSelector, VersionState};
 use crate::serving::{Call, InferenceService};
 use crate::status::{Error, Result};
@@ -39,6 +43,21 @@ fn model_spec(req: Option<&ModelSpec>) -> Result<&ModelSpec> {
     req.ok_or_else(|| Error::invalid("missing model_spec"))
 }
 
+/// The examples of a Classify or Regress request, and the context they share.
+fn examples(input: Option<&Input>) -> Result<(Vec<Features>, Option<Features>)> {
+    match input.and_then(|i| i.kind.as_ref()) {
+        Some(Kind::ExampleList(list)) => Ok((
+            list.examples.iter().map(example::from_proto).collect(),
+            None,
+        )),
+        Some(Kind::ExampleListWithContext(list)) => Ok((
+            list.examples.iter().map(example::from_proto).collect(),
+            list.context.as_ref().map(example::from_proto),
+        )),
+        None => Err(Error::invalid("input is empty: give an example_list")),
+    }
+}
+
 fn served_spec(name: &str, version: u64) -> ModelSpec {
     ModelSpec {
         name: name.to_string(),
@@ -58,6 +77,23 @@ impl TfServing {
         let version = call.resolve(&spec.name, &selector(spec))?;
         crate::codec::instances::check_signature_name(&spec.signature_name)?;
         let signature = version.signature();
+        let wanted = signature.output_indices(req.output_filter.iter().map(String::as_str))?;
+        // A model of named inputs takes serialized tf.Examples under "inputs", as TF's example
+        // serving input did.
+        if let Some(serialized) = examples_input(signature, &req) {
+            let examples = serialized?;
+            let inputs = example::to_tensors(signature, &examples, None)?;
+            let outputs = call
+                .run(&version, inputs, wanted, call.deadline(timeout))
+                .await?;
+            return Ok(PredictResponse {
+                model_spec: Some(served_spec(&spec.name, version.version)),
+                outputs: outputs
+                    .iter()
+                    .map(|(n, t)| (n.clone(), encode(t)))
+                    .collect(),
+            });
+        }
         for key in req.inputs.keys() {
             if signature.input(key).is_none() {
                 return Err(Error::invalid(format!(
@@ -82,7 +118,6 @@ impl TfServing {
                 decode(s, proto)
             })
             .collect::<Result<_>>()?;
-        let wanted = signature.output_indices(req.output_filter.iter().map(String::as_str))?;
         let outputs = call
             .run(&version, inputs, wanted, call.deadline(timeout))
             .await?;
@@ -96,6 +131,35 @@ impl TfServing {
     }
 }
 
+/// Serialized tf.Examples given as the one input `inputs` (DT_STRING) to a model that has no
+/// input of that name.
+fn examples_input(
+    signature: &crate::tensor::Signature,
+    req: &PredictRequest,
+) -> Option<Result<Vec<Features>>> {
+    let proto = req.inputs.get(EXAMPLES_INPUT)?;
+    if req.inputs.len() != 1 || signature.input(EXAMPLES_INPUT).is_some() {
+        return None;
+    }
+    if proto.dtype != data_type(crate::tensor::DType::String) as i32 {
+        return None;
+    }
+    Some(
+        proto
+            .string_val
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                example::parse_serialized(bytes)
+                    .map_err(|e| Error::invalid(format!("input 'inputs': element {i}: {e}")))
+            })
+            .collect(),
+    )
+}
+
+/// The input name of serialized examples in TF's example-parsing signatures.
+const EXAMPLES_INPUT: &str = "inputs";
+
 fn tensor_info(s: &TensorSpec) -> TensorInfo {
     TensorInfo {
         encoding: Some(super::proto::tensorflow::tensor_info::Encoding::Name(
@@ -106,8 +170,107 @@ fn tensor_info(s: &TensorSpec) -> TensorInfo {
     }
 }
 
+impl TfServing {
+    async fn classify_inner(
+        &self,
+        call: &mut Call<'_>,
+        req: ClassificationRequest,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<ClassificationResponse> {
+        let spec = model_spec(req.model_spec.as_ref())?;
+        let version = call.resolve(&spec.name, &selector(spec))?;
+        crate::codec::instances::check_signature_name(&spec.signature_name)?;
+        let (examples, context) = examples(req.input.as_ref())?;
+        let results = call
+            .classify(
+                &version,
+                &examples,
+                context.as_ref(),
+                call.deadline(timeout),
+            )
+            .await?;
+        Ok(ClassificationResponse {
+            model_spec: Some(served_spec(&spec.name, version.version)),
+            result: Some(ClassificationResult {
+                classifications: results
+                    .into_iter()
+                    .map(|classes| Classifications {
+                        classes: classes
+                            .into_iter()
+                            .map(|(label, score)| Class { label, score })
+                            .collect(),
+                    })
+                    .collect(),
+            }),
+        })
+    }
+
+    async fn regress_inner(
+        &self,
+        call: &mut Call<'_>,
+        req: RegressionRequest,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<RegressionResponse> {
+        let spec = model_spec(req.model_spec.as_ref())?;
+        let version = call.resolve(&spec.name, &selector(spec))?;
+        crate::codec::instances::check_signature_name(&spec.signature_name)?;
+        let (examples, context) = examples(req.input.as_ref())?;
+        let values = call
+            .regress(
+                &version,
+                &examples,
+                context.as_ref(),
+                call.deadline(timeout),
+            )
+            .await?;
+        Ok(RegressionResponse {
+            model_spec: Some(served_spec(&spec.name, version.version)),
+            result: Some(RegressionResult {
+                regressions: values
+                    .into_iter()
+                    .map(|value| Regression { value })
+                    .collect(),
+            }),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl PredictionService for TfServing {
+    async fn classify(
+        &self,
+        request: Request<ClassificationRequest>,
+    ) -> Result<Response<ClassificationResponse>, Status> {
+        let mut call = self
+            .service
+            .call("tfserving_classify", "grpc", arrival(&request));
+        let timeout = requested_timeout(&request);
+        let req = request.into_inner();
+        let result = match timeout {
+            Ok(timeout) => self.classify_inner(&mut call, req, timeout).await,
+            Err(e) => Err(e),
+        };
+        call.finish(&result);
+        result.map(Response::new).map_err(|e| status(&e))
+    }
+
+    async fn regress(
+        &self,
+        request: Request<RegressionRequest>,
+    ) -> Result<Response<RegressionResponse>, Status> {
+        let mut call = self
+            .service
+            .call("tfserving_regress", "grpc", arrival(&request));
+        let timeout = requested_timeout(&request);
+        let req = request.into_inner();
+        let result = match timeout {
+            Ok(timeout) => self.regress_inner(&mut call, req, timeout).await,
+            Err(e) => Err(e),
+        };
+        call.finish(&result);
+        result.map(Response::new).map_err(|e| status(&e))
+    }
+
     async fn predict(
         &self,
         request: Request<PredictRequest>,

@@ -51,6 +51,12 @@ async fn v1(State(state): State<Shared>, req: Request) -> Response {
         Ok(routes::Route::Metadata { model, version }) => {
             tfserving::metadata(&state.service, &model, &version)
         }
+        Ok(routes::Route::Classify { model, version }) => {
+            tfserving::classify_or_regress(&state, &model, &version, true, req).await
+        }
+        Ok(routes::Route::Regress { model, version }) => {
+            tfserving::classify_or_regress(&state, &model, &version, false, req).await
+        }
         Err(e) => error_response(&e),
     }
 }

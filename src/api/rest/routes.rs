@@ -42,6 +42,15 @@ pub enum Route {
         model: String,
         version: VersionSelector,
     },
+    /// TF Serving's `:classify` and `:regress` of tf.Examples.
+    Classify {
+        model: String,
+        version: VersionSelector,
+    },
+    Regress {
+        model: String,
+        version: VersionSelector,
+    },
 }
 
 /// Splits `a/b/c:verb` into segments and the custom verb (a colon in the last segment).
@@ -51,6 +60,46 @@ fn split(path: &str) -> (Vec<&str>, Option<&str>) {
         _ => (path, None),
     };
     (path.split('/').filter(|s| !s.is_empty()).collect(), verb)
+}
+
+/// TF Serving's `models/{m}[/versions/{n}|/labels/{l}][:verb|/metadata]`.
+fn tf_serving(
+    method: &Method,
+    segs: &[&str],
+    verb: Option<&str>,
+    unknown: impl Fn() -> Error,
+    wrong_method: impl Fn(&str) -> Error,
+) -> Result<Route> {
+    let ["models", m, tail @ ..] = segs else {
+        return Err(unknown());
+    };
+    let (version, tail) = match tail {
+        ["versions", v, t @ ..] => match v.parse::<u64>() {
+            Ok(n) => (VersionSelector::Number(n), t),
+            Err(_) => {
+                return Err(Error::invalid(format!(
+                    "version '{v}' is not a number; use /labels/{v}"
+                )))
+            }
+        },
+        ["labels", l, t @ ..] => (VersionSelector::Label(l.to_string()), t),
+        t => (VersionSelector::Default, t),
+    };
+    let model = m.to_string();
+    match (tail, verb) {
+        ([], Some(v)) if method != Method::POST => Err(wrong_method(&format!("POST for :{v}"))),
+        ([], Some("predict")) => Ok(Route::Predict {
+            api: Api::TfServing,
+            model,
+            version,
+        }),
+        ([], Some("classify")) => Ok(Route::Classify { model, version }),
+        ([], Some(_)) => Ok(Route::Regress { model, version }),
+        ([], None) if method == Method::GET => Ok(Route::Status { model, version }),
+        (["metadata"], None) if method == Method::GET => Ok(Route::Metadata { model, version }),
+        ([] | ["metadata"], None) => Err(wrong_method("GET")),
+        _ => Err(unknown()),
+    }
 }
 
 /// The route of a `/v1/...` request.
@@ -75,6 +124,12 @@ pub fn parse(method: &Method, path: &str) -> Result<Route> {
         })
     };
     match (segs.as_slice(), verb) {
+        (["models", ..], Some(v)) if !["predict", "classify", "regress"].contains(&v) => {
+            Err(Error::invalid(format!(
+                "unsupported method ':{v}'; TF Serving's paths take :predict, :classify and :regress"
+            )))
+        }
+        (["models", ..], _) => tf_serving(method, &segs, verb, unknown, wrong_method),
         (_, Some(v)) if v != "predict" => Err(Error::invalid(format!(
             "unsupported method ':{v}'; this server implements :predict"
         ))),
@@ -86,30 +141,6 @@ pub fn parse(method: &Method, path: &str) -> Result<Route> {
         }
         (["projects", _, "locations", _, "endpoints", e], Some(_)) => {
             predict(Api::Vertex, e, VersionSelector::Default)
-        }
-        (["models", m, tail @ ..], verb) => {
-            let (version, tail) = match tail {
-                ["versions", v, t @ ..] => match v.parse::<u64>() {
-                    Ok(n) => (VersionSelector::Number(n), t),
-                    Err(_) => {
-                        return Err(Error::invalid(format!(
-                            "version '{v}' is not a number; use /labels/{v}"
-                        )))
-                    }
-                },
-                ["labels", l, t @ ..] => (VersionSelector::Label(l.to_string()), t),
-                t => (VersionSelector::Default, t),
-            };
-            let model = m.to_string();
-            match (tail, verb) {
-                ([], Some(_)) => predict(Api::TfServing, m, version),
-                ([], None) if method == Method::GET => Ok(Route::Status { model, version }),
-                (["metadata"], None) if method == Method::GET => {
-                    Ok(Route::Metadata { model, version })
-                }
-                ([] | ["metadata"], None) => Err(wrong_method("GET")),
-                _ => Err(unknown()),
-            }
         }
         _ => Err(unknown()),
     }
