@@ -6,7 +6,8 @@
 //! - `codec` (request and answer bodies ↔ tensors), `census`, `onnx`, `observability`;
 //! - `runtime` (ONNX Runtime sessions behind a batcher), `trainer`;
 //! - `repository` (models and versions: sources, policies, the manager), `batch`;
-//! - `serving` (the one inference path, status, lifecycle);
+//! - `serving` (the one inference path, status, lifecycle), `control` (the management API:
+//!   models, versions, operations and jobs in the state dir);
 //! - `api` (REST and gRPC adapters), `server` (`serve` as a library);
 //! - `cli` (flags → configs) and `cmd` (a runner per command).
 
@@ -16,6 +17,7 @@ pub mod census;
 pub mod cli;
 pub mod cmd;
 pub mod codec;
+pub mod control;
 pub mod observability;
 pub mod onnx;
 pub mod proto;

@@ -95,6 +95,8 @@ impl Code {
 pub struct Error {
     pub code: Code,
     pub message: String,
+    /// The request field at fault, for the management API's `BadRequest` details.
+    pub field: Option<String>,
 }
 
 impl Error {
@@ -102,6 +104,7 @@ impl Error {
         Error {
             code,
             message: message.into(),
+            field: None,
         }
     }
 
@@ -127,6 +130,13 @@ impl Error {
 
     pub fn already_exists(message: impl Into<String>) -> Self {
         Self::new(Code::AlreadyExists, message)
+    }
+
+    /// Names the request field at fault, as Google's APIs do (`Field: model.name Error: ...`).
+    pub fn on_field(mut self, field: &str) -> Self {
+        self.message = format!("Field: {field} Error: {}", self.message);
+        self.field = Some(field.to_string());
+        self
     }
 }
 

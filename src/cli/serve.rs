@@ -16,13 +16,10 @@ use crate::server::ServeConfig;
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Folder of numeric version directories (export/Servo/<timestamp>, or <base>/<n>), a
-    /// job-dir (its export/Servo), or a bucket URI (s3://, gs://) mirrored locally.
-    #[arg(
-        long,
-        env = "MLENGINE_MODEL_BASE_PATH",
-        default_value = "models/census/export/Servo"
-    )]
-    pub model_base_path: PathBuf,
+    /// job-dir (its export/Servo), or a bucket URI (s3://, gs://) mirrored locally. Default:
+    /// models/census/export/Servo, unless --state-dir is given (then only managed models).
+    #[arg(long, env = "MLENGINE_MODEL_BASE_PATH")]
+    pub model_base_path: Option<PathBuf>,
 
     #[arg(long, env = "MLENGINE_MODEL_NAME", default_value = "census")]
     pub model_name: String,
@@ -105,6 +102,30 @@ pub struct ServeArgs {
     #[arg(long, env = "MLENGINE_MAX_BODY_BYTES", default_value_t = 1_572_864)]
     pub max_body_bytes: usize,
 
+    /// Turns the management API (models, versions, jobs) on and keeps its state here: a SQLite
+    /// database and the deployed models' files.
+    #[arg(long, env = "MLENGINE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Jobs that run at once; more wait in a queue.
+    #[arg(long, env = "MLENGINE_MAX_RUNNING_JOBS", default_value_t = 1)]
+    pub max_running_jobs: usize,
+
+    /// Lets training jobs run a user's own Python trainer (packageUris and pythonModule).
+    #[arg(long, env = "MLENGINE_ALLOW_CUSTOM_CODE")]
+    pub allow_custom_code: bool,
+
+    /// Local folders management requests may read and write below (deploymentUri, jobDir,
+    /// inputPaths, outputPath), comma separated; bucket URIs are always allowed. Default: the
+    /// working directory (the state dir is always allowed).
+    #[arg(long, env = "MLENGINE_ALLOWED_STORAGE_ROOTS", value_delimiter = ',')]
+    pub allowed_storage_roots: Vec<PathBuf>,
+
+    /// NAME=URI: with --state-dir, creates model NAME with version v1 from URI at start when the
+    /// state has no model NAME (how the README's main command deploys the bundled model).
+    #[arg(long, env = "MLENGINE_BOOTSTRAP_MODEL")]
+    pub bootstrap_model: Vec<String>,
+
     /// Longest wait for in-flight requests after SIGTERM or SIGINT.
     #[arg(long, env = "MLENGINE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -146,11 +167,60 @@ impl ServeArgs {
         }
         let models = match &self.model_config_file {
             Some(path) => crate::repository::config::load(path)?,
+            // With a state dir and no base path given, the managed models are all there is.
+            None if self.state_dir.is_some() && self.model_base_path.is_none() => Vec::new(),
             None => vec![ModelConfig {
                 policy: self.version_policy.clone(),
                 labels: parse_labels(&self.version_labels)?,
-                ..ModelConfig::new(self.model_name.clone(), self.model_base_path.clone())
+                ..ModelConfig::new(
+                    self.model_name.clone(),
+                    self.model_base_path
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("models/census/export/Servo")),
+                )
             }],
+        };
+        let control = match &self.state_dir {
+            None => None,
+            Some(dir) => {
+                let cwd = std::env::current_dir().context("cannot read the working directory")?;
+                let roots = if self.allowed_storage_roots.is_empty() {
+                    vec![cwd]
+                } else {
+                    self.allowed_storage_roots
+                        .iter()
+                        .map(|r| {
+                            if r.is_absolute() {
+                                r.clone()
+                            } else {
+                                cwd.join(r)
+                            }
+                        })
+                        .collect()
+                };
+                let bootstrap = self
+                    .bootstrap_model
+                    .iter()
+                    .map(|b| {
+                        let (name, uri) = b
+                            .split_once('=')
+                            .with_context(|| format!("--bootstrap-model {b:?} is not NAME=URI"))?;
+                        let uri = if crate::storage::remote::is_remote(uri) {
+                            uri.to_string()
+                        } else {
+                            std::path::absolute(uri)?.display().to_string()
+                        };
+                        Ok((name.to_string(), uri))
+                    })
+                    .collect::<Result<_>>()?;
+                Some(crate::control::ControlConfig {
+                    state_dir: std::path::absolute(dir)?,
+                    allowed_roots: roots,
+                    max_running_jobs: self.max_running_jobs.max(1),
+                    allow_custom_code: self.allow_custom_code,
+                    bootstrap,
+                })
+            }
         };
         Ok(ServeConfig {
             models,
@@ -179,6 +249,7 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             ort_library,
+            control,
         })
     }
 }

@@ -137,9 +137,13 @@ impl Manager {
         self.models.load().values().cloned().collect()
     }
 
-    /// Ready when every model has an available version.
+    /// Ready when every model that asks for versions has an available one (a managed model
+    /// without versions asks for none).
     pub fn is_ready(&self) -> bool {
-        self.models.load().values().all(|m| m.is_ready())
+        self.models.load().values().all(|m| {
+            m.is_ready()
+                || matches!(&m.config().policy, super::policy::VersionPolicy::Specific(v) if v.is_empty())
+        })
     }
 
     /// One pass over every model's source.

@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::api::grpc;
 use crate::api::rest::{self, RestState};
+use crate::control::ControlPlane;
 use crate::observability::Metrics;
 use crate::repository::manager::VersionEventKind;
 use crate::repository::{Manager, ModelConfig, VersionEvent};
@@ -42,12 +43,15 @@ pub struct ServeConfig {
     /// Bound on the wait for in-flight requests after shutdown begins.
     pub shutdown_grace: Duration,
     pub ort_library: Option<PathBuf>,
+    /// The management API and its state dir, when on.
+    pub control: Option<crate::control::ControlConfig>,
 }
 
 /// A built server: models loaded, listeners bound, not yet answering.
 pub struct Server {
     config: ServeConfig,
     service: Arc<InferenceService>,
+    control: Option<Arc<ControlPlane>>,
     rest_listener: tokio::net::TcpListener,
     grpc_listener: tokio::net::TcpListener,
     stop_poller: tokio::sync::watch::Sender<bool>,
@@ -74,6 +78,19 @@ impl Server {
                 .set(0);
             manager.add_model(model)?;
         }
+        let control = match config.control.clone() {
+            Some(control_config) => {
+                let manager = Arc::clone(&manager);
+                let runtime = tokio::runtime::Handle::current();
+                Some(
+                    tokio::task::spawn_blocking(move || {
+                        ControlPlane::open(control_config, manager, runtime)
+                    })
+                    .await??,
+                )
+            }
+            None => None,
+        };
         // The first load happens before the ports open, off the runtime's threads.
         {
             let manager = Arc::clone(&manager);
@@ -121,6 +138,7 @@ impl Server {
         Ok(Server {
             config,
             service,
+            control,
             rest_listener,
             grpc_listener,
             stop_poller,
@@ -146,6 +164,7 @@ impl Server {
         let Server {
             config,
             service,
+            control,
             rest_listener,
             grpc_listener,
             stop_poller,
@@ -166,6 +185,7 @@ impl Server {
         );
         let state = Arc::new(RestState {
             service: Arc::clone(&service),
+            control,
             max_body_bytes: config.max_body_bytes,
         });
         // Small answers go out at once: with Nagle's algorithm a response waiting for the peer's

@@ -2,6 +2,7 @@
 //! under `/v2`, Prometheus metrics. Adapters only: they decode, call the serving core, encode.
 
 mod kserve;
+pub mod ml_v1;
 mod predict;
 pub mod routes;
 mod tfserving;
@@ -21,6 +22,8 @@ use crate::status::{Code, Error};
 
 pub struct RestState {
     pub service: Arc<InferenceService>,
+    /// The management API, when the server has a state dir.
+    pub control: Option<Arc<crate::control::ControlPlane>>,
     pub max_body_bytes: usize,
 }
 
@@ -39,6 +42,11 @@ pub fn router(state: Shared) -> Router {
 }
 
 async fn v1(State(state): State<Shared>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let (segs, verb) = routes::split(path.strip_prefix("/v1/").unwrap_or(&path));
+    if let Some((project, call)) = ml_v1::parse(req.method(), &segs, verb) {
+        return ml_v1::handle(&state, project, call, req).await;
+    }
     match routes::parse(req.method(), req.uri().path()) {
         Ok(routes::Route::Predict {
             api,

@@ -54,7 +54,7 @@ pub enum Route {
 }
 
 /// Splits `a/b/c:verb` into segments and the custom verb (a colon in the last segment).
-fn split(path: &str) -> (Vec<&str>, Option<&str>) {
+pub fn split(path: &str) -> (Vec<&str>, Option<&str>) {
     let (path, verb) = match path.rsplit_once(':') {
         Some((p, v)) if !v.contains('/') => (p, Some(v)),
         _ => (path, None),

@@ -1,0 +1,86 @@
+//! Copying a version's files from its `deploymentUri` (a version folder holding `model.onnx`, an
+//! `export/Servo` base meaning its latest version, or a job-dir; local or in storage) into the
+//! state dir, so the version stays servable whatever happens to the origin.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::repository::MODEL_FILE;
+use crate::storage::remote;
+
+/// At most this many files make a version (Cloud ML's limit).
+const MAX_FILES: usize = 1000;
+
+pub async fn copy_version(uri: &str, dest: &Path) -> Result<()> {
+    std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    if !remote::is_remote(uri) {
+        let local = Path::new(uri.strip_prefix("file://").unwrap_or(uri));
+        let model = crate::repository::resolve_model_file(local)
+            .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--model-dir ", "")))?;
+        let dir = model.parent().context("a model file without a folder")?;
+        let mut copied = 0;
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?
+        {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                copied += 1;
+                if copied > MAX_FILES {
+                    bail!("{uri} holds more than {MAX_FILES} files");
+                }
+                std::fs::copy(entry.path(), dest.join(entry.file_name()))
+                    .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+            }
+        }
+        return Ok(());
+    }
+    let base = remote::open(uri)?;
+    let objects = base.list().await?;
+    let prefix = uri.trim_end_matches('/').len() + 1;
+    let rel = |o: &remote::Object| o.location.uri.get(prefix..).unwrap_or_default().to_string();
+    // The version folder within the prefix: the prefix itself, or its latest numeric version,
+    // directly or under export/Servo.
+    let folder = if objects.iter().any(|o| rel(o) == MODEL_FILE) {
+        String::new()
+    } else {
+        let mut versions: Vec<(u64, String)> = objects
+            .iter()
+            .filter_map(|o| {
+                let r = rel(o);
+                let (dir, file) = r.rsplit_once('/')?;
+                if file != MODEL_FILE {
+                    return None;
+                }
+                let (under, number) = match dir.rsplit_once('/') {
+                    Some((under, n)) => (under, n),
+                    None => ("", dir),
+                };
+                let n = number.parse::<u64>().ok()?;
+                (under.is_empty() || under == "export/Servo").then(|| (n, format!("{dir}/")))
+            })
+            .collect();
+        versions.sort();
+        match versions.pop() {
+            Some((_, folder)) => folder,
+            None => bail!("{uri} holds neither {MODEL_FILE} nor a numeric version with one"),
+        }
+    };
+    let files: Vec<&remote::Object> = objects
+        .iter()
+        .filter(|o| {
+            let r = rel(o);
+            r.starts_with(&folder) && !r[folder.len()..].contains('/')
+        })
+        .collect();
+    if files.len() > MAX_FILES {
+        bail!("{uri} holds more than {MAX_FILES} files");
+    }
+    for o in files {
+        let name = rel(o)[folder.len()..].to_string();
+        let bytes = o.location.read_all().await?;
+        std::fs::write(dest.join(&name), &bytes)
+            .with_context(|| format!("cannot write {}", dest.join(&name).display()))?;
+    }
+    Ok(())
+}

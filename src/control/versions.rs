@@ -1,0 +1,484 @@
+//! `projects.models.versions`: create (an operation: the model is copied into the state dir,
+//! loaded and warmed, and only then READY), get, list, patch, delete (an operation: unloaded
+//! after its in-flight requests, then removed), setDefault.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::list::{page, ListQuery};
+use super::operations::{self, listed, EMPTY_TYPE, VERSION_TYPE};
+use super::roots::Access;
+use super::store::Kind;
+use super::{check_fields, etag, internal, names, now, ControlPlane};
+use crate::repository::VersionState;
+use crate::status::{Error, Result};
+
+const VERSION_FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "isDefault",
+    "deploymentUri",
+    "createTime",
+    "lastUseTime",
+    "runtimeVersion",
+    "framework",
+    "pythonVersion",
+    "machineType",
+    "autoScaling",
+    "manualScaling",
+    "state",
+    "errorMessage",
+    "predictionClass",
+    "packageUris",
+    "labels",
+    "etag",
+    "acceleratorConfig",
+    "serviceAccount",
+    "requestLoggingConfig",
+    "explanationConfig",
+    "container",
+    "routes",
+];
+
+/// Fields `versions.patch` may change.
+const PATCHABLE: &[&str] = &[
+    "description",
+    "labels",
+    "requestLoggingConfig",
+    "autoScaling.minNodes",
+    "autoScaling.maxNodes",
+    "manualScaling.nodes",
+    "predictionClass",
+    "packageUris",
+];
+
+fn not_found(version: &str) -> Error {
+    Error::not_found(format!(
+        "The version resource: \"{version}\" was not found."
+    ))
+    .on_field("name")
+}
+
+fn state(v: &Value) -> &str {
+    v.get("state").and_then(Value::as_str).unwrap_or("UNKNOWN")
+}
+
+impl ControlPlane {
+    fn model_default(&self, model: &str) -> Result<Option<String>> {
+        Ok(self
+            .store
+            .get(Kind::Model, model)
+            .map_err(internal)?
+            .and_then(|m| {
+                m.get("defaultVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            }))
+    }
+
+    fn marked(&self, model: &str, mut v: Value) -> Result<Value> {
+        let default = self.model_default(model)?;
+        let name = names::basename(v["name"].as_str().unwrap_or_default()).to_string();
+        v["isDefault"] = json!(default.as_deref() == Some(name.as_str()));
+        Ok(v)
+    }
+
+    pub fn create_version(
+        self: &Arc<Self>,
+        project: &str,
+        model: &str,
+        body: &Value,
+    ) -> Result<Value> {
+        self.create_version_from(project, model, body, false)
+    }
+
+    /// `versions.create`; `trusted` origins (the operator's own `--bootstrap-model`) may lie
+    /// outside the roots requests are held to.
+    pub(super) fn create_version_from(
+        self: &Arc<Self>,
+        project: &str,
+        model: &str,
+        body: &Value,
+        trusted: bool,
+    ) -> Result<Value> {
+        check_fields(body, VERSION_FIELDS, "version")?;
+        self.get_model(project, model)?;
+        let id = body
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::invalid("A version needs a name.").on_field("version.name"))?;
+        names::check_id(id, "version.name")?;
+        let uri = body
+            .get("deploymentUri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                Error::invalid("A version needs a deploymentUri.")
+                    .on_field("version.deployment_uri")
+            })?;
+        if !trusted {
+            self.roots
+                .check(uri, "version.deployment_uri", Access::Read)?;
+        }
+        let mut version = body.clone();
+        version["name"] = json!(names::version_name(project, model, id));
+        version["state"] = json!("CREATING");
+        version["createTime"] = json!(now());
+        version["etag"] = json!(etag());
+        version["framework"] = body.get("framework").cloned().unwrap_or(json!("ONNX"));
+        if let Some(o) = version.as_object_mut() {
+            o.remove("isDefault");
+            o.remove("errorMessage");
+            o.remove("lastUseTime");
+        }
+        let op = operations::new(project, "create", "CREATE_VERSION", model, Some(&version));
+        let number = self
+            .store
+            .transaction(|tx| {
+                if tx.version(model, id)?.is_some() {
+                    return Ok(None);
+                }
+                let n = tx.next_number(model)?;
+                tx.put_version(model, id, n, &version)?;
+                operations::put(tx, project, &op)?;
+                Ok(Some(n))
+            })
+            .map_err(internal)?;
+        let Some(number) = number else {
+            return Err(
+                Error::already_exists("A version with the same name already exists.")
+                    .on_field("version.name"),
+            );
+        };
+        self.spawn_deploy(model, number, version);
+        Ok(op)
+    }
+
+    /// Copies, loads and warms a CREATING version on a thread of its own, then records the
+    /// outcome in the version and its operation.
+    pub(super) fn spawn_deploy(self: &Arc<Self>, model: &str, number: i64, version: Value) {
+        let control = Arc::clone(self);
+        let model = model.to_string();
+        let spawned = std::thread::Builder::new()
+            .name(format!("deploy-{model}-{number}"))
+            .spawn(move || control.deploy(&model, number, version));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a deployment thread: {e}");
+        }
+    }
+
+    fn deploy(&self, model: &str, number: i64, mut version: Value) {
+        let name = version["name"].as_str().unwrap_or_default().to_string();
+        let id = names::basename(&name).to_string();
+        let uri = version["deploymentUri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let folder = self.models_dir.join(model);
+        let tmp = folder.join(format!(".tmp-{number}"));
+        let target = folder.join(number.to_string());
+        let _ = std::fs::remove_dir_all(&tmp);
+        // Nothing half-copied is ever served: the folder takes its number only when complete.
+        let copied = self
+            .runtime
+            .block_on(super::deploy::copy_version(&uri, &tmp))
+            .and_then(|()| {
+                let _ = std::fs::remove_dir_all(&target);
+                std::fs::rename(&tmp, &target)?;
+                Ok(())
+            });
+        let outcome = match copied {
+            Err(e) => Err(format!("cannot copy the model from {uri}: {e:#}")),
+            Ok(()) => match self.apply(model, Some(number)) {
+                Err(e) => Err(format!("{e:#}")),
+                Ok(()) => {
+                    let status = self
+                        .manager
+                        .model(model)
+                        .map(|m| m.status())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|s| s.version == number as u64);
+                    match status {
+                        Some(s) if s.state == VersionState::Available => Ok(()),
+                        Some(s) => {
+                            Err(s.error.unwrap_or_else(|| "the version did not load".into()))
+                        }
+                        None => Err("the version did not load".into()),
+                    }
+                }
+            },
+        };
+        let _ = std::fs::remove_dir_all(&tmp);
+        let op_name = self.pending_operation(&name, "CREATE_VERSION");
+        let recorded = self.store.transaction(|tx| {
+            let Some((_, mut stored)) = tx.version(model, &id)? else {
+                return Ok(());
+            };
+            match &outcome {
+                Ok(()) => {
+                    stored["state"] = json!("READY");
+                    // The first version of a model becomes its default.
+                    if let Some(mut m) = tx.get(Kind::Model, model)? {
+                        if m.get("defaultVersion").is_none() {
+                            m["defaultVersion"] = json!(id);
+                            let project = name.split('/').nth(1).unwrap_or_default();
+                            tx.put(Kind::Model, model, project, &m)?;
+                        }
+                    }
+                }
+                Err(message) => {
+                    stored["state"] = json!("FAILED");
+                    stored["errorMessage"] = json!(message);
+                }
+            }
+            tx.put_version(model, &id, number, &stored)?;
+            version = stored;
+            Ok(())
+        });
+        if let Err(e) = recorded {
+            tracing::error!("cannot record version {name}: {e:#}");
+            return;
+        }
+        if outcome.is_err() {
+            let _ = std::fs::remove_dir_all(&target);
+        }
+        // The labels and default follow the outcome.
+        if let Err(e) = self.apply(model, None) {
+            tracing::warn!("cannot apply model '{model}': {e:#}");
+        }
+        if let Some(op) = op_name {
+            let result = match outcome {
+                Ok(()) => {
+                    let mut v = self.marked(model, version).unwrap_or_default();
+                    v["@type"] = json!(VERSION_TYPE);
+                    Ok(v)
+                }
+                Err(message) => Err(Error::failed_precondition(message)),
+            };
+            if let Err(e) = self.finish_operation(&op, result) {
+                tracing::error!("cannot finish operation {op}: {}", e.message);
+            }
+        }
+    }
+
+    /// The operation of `kind` for a version that is not done yet.
+    fn pending_operation(&self, version_name: &str, kind: &str) -> Option<String> {
+        let (ops, _) = self.store.unfinished(&[]).ok()?;
+        ops.into_iter()
+            .find(|op| {
+                op.pointer("/metadata/operationType")
+                    .and_then(Value::as_str)
+                    == Some(kind)
+                    && op.pointer("/metadata/version/name").and_then(Value::as_str)
+                        == Some(version_name)
+            })
+            .and_then(|op| op["name"].as_str().map(str::to_string))
+    }
+
+    pub fn get_version(&self, project: &str, model: &str, id: &str) -> Result<Value> {
+        self.get_model(project, model)?;
+        let (_, v) = self
+            .store
+            .version(model, id)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(id))?;
+        self.marked(model, v)
+    }
+
+    pub fn list_versions(&self, project: &str, model: &str, query: &ListQuery) -> Result<Value> {
+        self.get_model(project, model)?;
+        let all = self
+            .store
+            .versions(model)
+            .map_err(internal)?
+            .into_iter()
+            .map(|(_, v)| self.marked(model, v))
+            .collect::<Result<Vec<_>>>()?;
+        let (versions, next) = page(all, query)?;
+        Ok(listed("versions", versions, next))
+    }
+
+    /// `versions.setDefault`: synchronous; answers the version, now the default.
+    pub fn set_default(&self, project: &str, model: &str, id: &str) -> Result<Value> {
+        let v = self.get_version(project, model, id)?;
+        if state(&v) != "READY" {
+            return Err(Error::failed_precondition(format!(
+                "version '{id}' is {}; only a READY version can be the default",
+                state(&v)
+            )));
+        }
+        self.store
+            .transaction(|tx| {
+                if let Some(mut m) = tx.get(Kind::Model, model)? {
+                    m["defaultVersion"] = json!(id);
+                    m["etag"] = json!(etag());
+                    tx.put(Kind::Model, model, project, &m)?;
+                }
+                Ok(())
+            })
+            .map_err(internal)?;
+        self.apply(model, None)
+            .map_err(|e| Error::internal(format!("{e:#}")))?;
+        self.get_version(project, model, id)
+    }
+
+    /// `versions.patch`; answered with a done operation.
+    pub fn patch_version(
+        &self,
+        project: &str,
+        model: &str,
+        id: &str,
+        body: &Value,
+        mask: &[String],
+    ) -> Result<Value> {
+        check_fields(body, VERSION_FIELDS, "version")?;
+        let current = self.get_version(project, model, id)?;
+        if matches!(state(&current), "CREATING" | "DELETING" | "UPDATING") {
+            return Err(Error::failed_precondition(format!(
+                "version '{id}' is {}; it cannot be updated now",
+                state(&current)
+            )));
+        }
+        if mask.is_empty() {
+            return Err(
+                Error::invalid("updateMask names no field to update").on_field("update_mask")
+            );
+        }
+        for field in mask {
+            if !PATCHABLE.contains(&field.as_str()) {
+                return Err(Error::invalid(format!(
+                    "field '{field}' cannot be updated; the mask takes {}",
+                    PATCHABLE.join(", ")
+                ))
+                .on_field("update_mask"));
+            }
+        }
+        let mut op = operations::new(project, "update", "UPDATE_VERSION", model, Some(&current));
+        self.store
+            .transaction(|tx| {
+                let Some((number, mut v)) = tx.version(model, id)? else {
+                    return Ok(op.clone());
+                };
+                for field in mask {
+                    let path: Vec<&str> = field.split('.').collect();
+                    let pointer = format!("/{}", path.join("/"));
+                    let value = body.pointer(&pointer).cloned();
+                    let mut target = &mut v;
+                    for key in &path[..path.len() - 1] {
+                        if target.get(*key).is_none() {
+                            target[*key] = json!({});
+                        }
+                        target = &mut target[*key];
+                    }
+                    let last = path[path.len() - 1];
+                    match value {
+                        Some(value) => target[last] = value,
+                        None => {
+                            if let Some(o) = target.as_object_mut() {
+                                o.remove(last);
+                            }
+                        }
+                    }
+                }
+                v["etag"] = json!(etag());
+                tx.put_version(model, id, number, &v)?;
+                let mut response = v.clone();
+                response["@type"] = json!(VERSION_TYPE);
+                operations::finish(&mut op, Ok(response));
+                operations::put(tx, project, &op)?;
+                Ok(op.clone())
+            })
+            .map_err(internal)
+    }
+
+    /// `versions.delete`: refused for the default version while others exist; the version is
+    /// unloaded after its in-flight requests, then removed.
+    pub fn delete_version(self: &Arc<Self>, project: &str, model: &str, id: &str) -> Result<Value> {
+        let current = self.get_version(project, model, id)?;
+        if matches!(state(&current), "CREATING" | "DELETING") {
+            return Err(Error::failed_precondition(format!(
+                "version '{id}' is {}; it cannot be deleted now",
+                state(&current)
+            )));
+        }
+        let mut deleting = current.clone();
+        deleting["state"] = json!("DELETING");
+        if let Some(o) = deleting.as_object_mut() {
+            o.remove("isDefault");
+        }
+        let op = operations::new(project, "delete", "DELETE_VERSION", model, Some(&deleting));
+        let number = self
+            .store
+            .transaction(|tx| {
+                let versions = tx.versions(model)?;
+                let default = tx.get(Kind::Model, model)?.and_then(|m| {
+                    m.get("defaultVersion")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+                if default.as_deref() == Some(id) && versions.len() > 1 {
+                    return Ok(Err(()));
+                }
+                let Some((number, _)) = tx.version(model, id)? else {
+                    return Ok(Err(()));
+                };
+                tx.put_version(model, id, number, &deleting)?;
+                operations::put(tx, project, &op)?;
+                Ok(Ok(number))
+            })
+            .map_err(internal)?;
+        let Ok(number) = number else {
+            return Err(Error::failed_precondition(
+                "Cannot delete the default version of a model while it has other versions; set \
+                 another default version first.",
+            ));
+        };
+        self.spawn_delete(model, number, deleting);
+        Ok(op)
+    }
+
+    pub(super) fn spawn_delete(self: &Arc<Self>, model: &str, number: i64, version: Value) {
+        let control = Arc::clone(self);
+        let model = model.to_string();
+        let spawned = std::thread::Builder::new()
+            .name(format!("delete-{model}-{number}"))
+            .spawn(move || control.delete(&model, number, version));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a deletion thread: {e}");
+        }
+    }
+
+    fn delete(&self, model: &str, number: i64, version: Value) {
+        let name = version["name"].as_str().unwrap_or_default().to_string();
+        let id = names::basename(&name).to_string();
+        // Out of the served set first (retired after its in-flight requests), then gone.
+        if let Err(e) = self.apply(model, None) {
+            tracing::warn!("cannot apply model '{model}': {e:#}");
+        }
+        let _ = std::fs::remove_dir_all(self.models_dir.join(model).join(number.to_string()));
+        let removed = self.store.transaction(|tx| {
+            tx.delete_version(model, &id)?;
+            if let Some(mut m) = tx.get(Kind::Model, model)? {
+                if m.get("defaultVersion").and_then(Value::as_str) == Some(id.as_str()) {
+                    if let Some(o) = m.as_object_mut() {
+                        o.remove("defaultVersion");
+                    }
+                    let project = name.split('/').nth(1).unwrap_or_default();
+                    tx.put(Kind::Model, model, project, &m)?;
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = removed {
+            tracing::error!("cannot remove version {name}: {e:#}");
+            return;
+        }
+        if let Err(e) = self.apply(model, None) {
+            tracing::warn!("cannot apply model '{model}': {e:#}");
+        }
+        if let Some(op) = self.pending_operation(&name, "DELETE_VERSION") {
+            let _ = self.finish_operation(&op, Ok(json!({"@type": EMPTY_TYPE})));
+        }
+    }
+}

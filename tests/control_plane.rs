@@ -1,0 +1,218 @@
+//! The management API (`ml` v1) as clients drive it: the census walkthrough with the real
+//! google-api-python-client, the rules and their codes, and state that survives a SIGKILL.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use mlengine::census::fixture;
+use serde_json::{json, Value};
+
+/// A work dir with two exported versions, instances and census files.
+fn work_dir(tmp: &Path) -> PathBuf {
+    let work = tmp.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    for (name, seed) in [("export1", "1"), ("export2", "2")] {
+        let version = train_fixture(
+            &tmp.join(format!("job_{name}")),
+            tmp,
+            &["--train-steps", "10", "--seed", seed],
+        );
+        let dest = work.join(name);
+        std::fs::create_dir_all(&dest).unwrap();
+        for f in ["model.onnx", "model.json"] {
+            std::fs::copy(version.join(f), dest.join(f)).unwrap();
+        }
+    }
+    std::fs::write(
+        work.join("instances.json"),
+        fixture::to_json_instances(&fixture::rows(7, 3)),
+    )
+    .unwrap();
+    let (train, eval, _) = fixture_files(tmp);
+    std::fs::copy(train, work.join("train.csv")).unwrap();
+    std::fs::copy(eval, work.join("eval.csv")).unwrap();
+    work
+}
+
+fn managed_server(tmp: &Path, extra: &[&str]) -> Server {
+    let state = tmp.join("state");
+    let mut args = vec![
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--allowed-storage-roots",
+        tmp.to_str().unwrap(),
+        "--file-system-poll-wait-seconds",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+fn code(e: &Value) -> (u64, String) {
+    (
+        e["status"].as_u64().unwrap(),
+        e["error"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
+#[test]
+fn the_walkthrough_with_google_api_python_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = work_dir(tmp.path());
+    let server = managed_server(tmp.path(), &[]);
+    let python = python_env("googleapi", "tests/python/requirements-googleapi.txt");
+    let out = run(std::process::Command::new(&python)
+        .arg(root().join("tests/python/ml_walkthrough.py"))
+        .arg(format!("http://{}", server.addr))
+        .arg(&work));
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let r: Value = serde_json::from_str(&stdout(&out)).unwrap();
+
+    // Models and versions, their names in full, under the client's project.
+    assert_eq!(r["model"]["name"], "projects/my-project/models/census");
+    assert_eq!(r["model"]["regions"], json!(["us-central1"]));
+    assert_eq!(
+        r["v1_created"]["metadata"]["operationType"],
+        "CREATE_VERSION"
+    );
+    assert_eq!(r["v1_created"]["metadata"]["version"]["state"], "CREATING");
+    assert!(r["v1_created"].get("done").is_none(), "{}", r["v1_created"]);
+    let v1 = &r["v1_done"]["response"];
+    assert_eq!(v1["state"], "READY", "{}", r["v1_done"]);
+    assert_eq!(v1["isDefault"], true, "the first version is the default");
+    assert_eq!(r["v2_done"]["response"]["isDefault"], false);
+    let p = |a: &Value| a["predictions"][0]["probabilities"].clone();
+    assert_ne!(p(&r["predict_default"]), p(&r["predict_v2"]), "two models");
+    assert_eq!(r["set_default"]["isDefault"], true);
+    assert_eq!(
+        r["model_after_default"]["defaultVersion"]["name"],
+        "projects/my-project/models/census/versions/v2"
+    );
+    assert_eq!(p(&r["predict_default_after"]), p(&r["predict_v2"]));
+
+    // Jobs: a prediction job's counts and output, a training job, a cancelled one.
+    let batch = &r["batch_job"];
+    assert_eq!(batch["state"], "SUCCEEDED", "{batch}");
+    assert_eq!(batch["predictionOutput"]["predictionCount"], "7");
+    assert_eq!(batch["predictionOutput"]["errorCount"], "0");
+    let results =
+        std::fs::read_to_string(work.join("predictions/prediction.results-00000-of-00001"))
+            .unwrap();
+    assert_eq!(results.lines().count(), 7);
+    let train = &r["train_job"];
+    assert_eq!(train["state"], "SUCCEEDED", "{train}");
+    for key in ["createTime", "startTime", "endTime"] {
+        assert!(train[key].as_str().unwrap().ends_with('Z'), "{train}");
+    }
+    assert!(work.join("train_job/checkpoint.json").is_file());
+    assert_eq!(r["cancel"], json!({}));
+    assert_eq!(
+        r["cancelled_job"]["state"], "CANCELLED",
+        "{}",
+        r["cancelled_job"]
+    );
+    // Newest first, one a page, every job once.
+    assert_eq!(
+        r["listed_job_ids"],
+        json!(["census_train_long", "census_train_1", "census_batch_1"])
+    );
+    assert_eq!(
+        r["filtered"],
+        json!(["census_train_long", "census_train_1"])
+    );
+    assert!(r["operations"].as_u64().unwrap() >= 2);
+
+    // Every rule, with its code and message.
+    let e = &r["errors"];
+    for (case, want_status, want_code, needle) in [
+        (
+            "duplicate_model",
+            409,
+            "ALREADY_EXISTS",
+            "Field: model.name Error: A model with the same name already exists.",
+        ),
+        (
+            "bad_model_name",
+            400,
+            "INVALID_ARGUMENT",
+            "A name should start with a letter",
+        ),
+        (
+            "unknown_field",
+            400,
+            "INVALID_ARGUMENT",
+            "Unknown name \"nope\"",
+        ),
+        (
+            "missing_model",
+            404,
+            "NOT_FOUND",
+            "The model resource: \"nosuch\" was not found.",
+        ),
+        (
+            "delete_model_with_versions",
+            400,
+            "FAILED_PRECONDITION",
+            "A model with versions cannot be deleted",
+        ),
+        (
+            "delete_default_version",
+            400,
+            "FAILED_PRECONDITION",
+            "default version",
+        ),
+        (
+            "duplicate_version",
+            409,
+            "ALREADY_EXISTS",
+            "A version with the same name already exists.",
+        ),
+        (
+            "outside_roots",
+            400,
+            "INVALID_ARGUMENT",
+            "outside the allowed storage roots",
+        ),
+        (
+            "duplicate_job",
+            409,
+            "ALREADY_EXISTS",
+            "Field: job.job_id Error: A job with this id already exists.",
+        ),
+        (
+            "cancel_finished",
+            400,
+            "FAILED_PRECONDITION",
+            "already in a final state",
+        ),
+        ("missing_operation", 404, "NOT_FOUND", "was not found"),
+    ] {
+        assert_eq!(
+            code(&e[case]),
+            (want_status, want_code.to_string()),
+            "{case}: {}",
+            e[case]
+        );
+        let message = e[case]["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{case}: {message}");
+    }
+    assert_eq!(
+        e["duplicate_model"]["error"]["details"][0]["fieldViolations"][0]["field"],
+        "model.name"
+    );
+
+    // Deleted: versions, then the model; empty lists are `{}`.
+    assert_eq!(r["versions_after_delete"], json!({}));
+    assert_eq!(r["model_delete"]["done"], true);
+    assert_eq!(r["models_after_delete"], json!({}));
+    let (status, _) = server.post(
+        "/v1/projects/my-project/models/census:predict",
+        &json!({"instances": [census_instance()]}).to_string(),
+    );
+    assert_eq!(status, 404);
+}
