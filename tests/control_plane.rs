@@ -216,3 +216,157 @@ fn the_walkthrough_with_google_api_python_client() {
     );
     assert_eq!(status, 404);
 }
+
+#[test]
+fn the_walkthrough_with_mlengine_s_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = work_dir(tmp.path());
+    let server = managed_server(tmp.path(), &[]);
+    let url = format!("http://{}", server.addr);
+    let cli = |args: &[&str]| {
+        run(bin()
+            .env("MLENGINE_URL", &url)
+            .env("MLENGINE_PROJECT", "my-project")
+            .args(args))
+    };
+    let ok = |args: &[&str]| {
+        let out = cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    ok(&["models", "create", "census", "--regions", "us-central1"]);
+    let origin = work.join("export1");
+    ok(&[
+        "versions",
+        "create",
+        "v1",
+        "--model",
+        "census",
+        "--origin",
+        origin.to_str().unwrap(),
+    ]);
+    let listed = ok(&["versions", "list", "--model", "census"]);
+    assert!(listed.starts_with("NAME"), "{listed}");
+    assert!(
+        listed.contains("v1") && listed.contains("READY"),
+        "{listed}"
+    );
+    let described = ok(&["versions", "describe", "v1", "--model", "census"]);
+    assert!(described.contains("state: READY"), "{described}");
+    assert!(described.contains("isDefault: true"), "{described}");
+    assert!(ok(&["models", "list"]).contains("census  v1"));
+
+    // Online prediction through the named version.
+    let predicted = ok(&[
+        "predict",
+        "--model",
+        "census",
+        "--version",
+        "v1",
+        "--json-instances",
+        work.join("instances.json").to_str().unwrap(),
+    ]);
+    assert_eq!(predicted.lines().count(), 7);
+
+    // A prediction job, its log followed to the end.
+    let out = cli(&[
+        "jobs",
+        "submit",
+        "prediction",
+        "census_pred",
+        "--model",
+        "census",
+        "--version",
+        "v1",
+        "--data-format",
+        "TEXT",
+        "--input-paths",
+        work.join("instances.json").to_str().unwrap(),
+        "--output-path",
+        work.join("cli_predictions").to_str().unwrap(),
+        "--stream-logs",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("predictionCount: 7, errorCount: 0"),
+        "{}",
+        stdout(&out)
+    );
+    let described = ok(&["jobs", "describe", "census_pred"]);
+    assert!(described.contains("state: SUCCEEDED"), "{described}");
+    assert!(described.contains("predictionCount: '7'"), "{described}");
+
+    // A training job with --stream-logs: its log to the end, exit 0 on SUCCEEDED.
+    let out = cli(&[
+        "jobs",
+        "submit",
+        "training",
+        "census_train",
+        "--job-dir",
+        work.join("cli_job").to_str().unwrap(),
+        "--stream-logs",
+        "--",
+        "--train-files",
+        work.join("train.csv").to_str().unwrap(),
+        "--eval-files",
+        work.join("eval.csv").to_str().unwrap(),
+        "--train-steps",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Exported model to"),
+        "{}",
+        stdout(&out)
+    );
+    // A failing one: exit non-zero, its error in the job.
+    let out = cli(&[
+        "jobs",
+        "submit",
+        "training",
+        "census_bad",
+        "--stream-logs",
+        "--",
+        "--train-files",
+        work.join("missing.csv").to_str().unwrap(),
+        "--eval-files",
+        work.join("eval.csv").to_str().unwrap(),
+        "--train-steps",
+        "5",
+        "--job-dir",
+        work.join("bad_job").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let described = ok(&["jobs", "describe", "census_bad"]);
+    assert!(described.contains("state: FAILED"), "{described}");
+    assert!(described.contains("missing.csv"), "{described}");
+    let listed = ok(&["jobs", "list"]);
+    assert!(listed.starts_with("JOB_ID"), "{listed}");
+    assert_eq!(listed.lines().count(), 4, "{listed}");
+
+    // A server error: its status and message on one line.
+    let out = cli(&["models", "create", "census"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "ERROR: (mlengine.models.create) ALREADY_EXISTS: Field: model.name Error: A model with the same name already exists."
+    );
+
+    // --async returns the operation, which `operations describe` shows.
+    let out = ok(&["versions", "delete", "v1", "--model", "census", "--async"]);
+    let op = out
+        .lines()
+        .find_map(|l| l.strip_prefix("name: "))
+        .unwrap()
+        .to_string();
+    wait_until("the deletion to finish", || {
+        ok(&["operations", "describe", &op]).contains("done: true")
+    });
+    ok(&["models", "delete", "census"]);
+    assert_eq!(ok(&["models", "list"]).trim(), "NAME  DEFAULT_VERSION_NAME");
+}

@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod manage;
 pub mod predict;
 pub mod serve;
 pub mod train;
@@ -46,6 +47,14 @@ pub enum Command {
     Serve(ServeArgs),
     /// Time raw ONNX Runtime runs of a model for several batch sizes (no server around them).
     BenchOrt(BenchOrtArgs),
+    /// Manage models on a server's management API, as `gcloud ml-engine models`.
+    Models(manage::ModelsArgs),
+    /// Manage model versions, as `gcloud ml-engine versions`.
+    Versions(manage::VersionsArgs),
+    /// Submit and follow training and prediction jobs, as `gcloud ml-engine jobs`.
+    Jobs(manage::JobsArgs),
+    /// Show long-running operations, as `gcloud ml-engine operations`.
+    Operations(manage::OperationsArgs),
 }
 
 /// A parser of one of `values` (listed in help and errors) into a type that parses itself.

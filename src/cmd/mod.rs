@@ -3,6 +3,7 @@
 
 mod batch;
 mod bench;
+mod manage;
 mod predict;
 mod serve;
 mod train;
@@ -54,6 +55,10 @@ pub fn run(cli: Cli) -> ExitCode {
             init_logging(false);
             predict::run(&args, ort).map(|()| ExitCode::SUCCESS)
         }
+        Command::Models(args) => manage::models(&args),
+        Command::Versions(args) => manage::versions(&args),
+        Command::Jobs(args) => manage::jobs(&args),
+        Command::Operations(args) => manage::operations(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,599 @@
+//! `mlengine models|versions|jobs|operations`: gcloud's `ml-engine` management commands against a
+//! server's `ml` v1 API. `describe` prints YAML (keys sorted, as gcloud does), `list` a table;
+//! `versions create` waits for its operation unless `--async`; `jobs submit` prints the job's id
+//! and state, and `--stream-logs` follows its log. A server error is one line with its status.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Map, Value};
+
+use crate::cli::manage::{
+    ApiArgs, JobsArgs, JobsCommand, ModelsArgs, ModelsCommand, OperationsArgs, OperationsCommand,
+    SubmitCommand, VersionsArgs, VersionsCommand,
+};
+
+/// How often a waiting command reads an operation or a log again.
+const POLL: Duration = Duration::from_millis(300);
+
+/// An error the server answered: its status and message, shown as gcloud shows them.
+#[derive(Debug)]
+struct ServerError {
+    status: String,
+    message: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+struct Client {
+    base: String,
+    project: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(api: &ApiArgs) -> Result<Client> {
+        if api.ca_cert.is_some() && !api.url.starts_with("https://") {
+            bail!("--ca-cert is for an https:// --url");
+        }
+        let url = api.url.trim_end_matches('/');
+        let base = if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("http://{url}")
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Client {
+            base,
+            project: api.project.clone(),
+            token: api.token.clone(),
+            agent,
+        })
+    }
+
+    fn project(&self) -> String {
+        format!("projects/{}", self.project)
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let url = format!("{}/v1/{path}", self.base);
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let response = match (method, body) {
+            ("GET", _) => {
+                let mut r = self.agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            ("DELETE", _) => {
+                let mut r = self.agent.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            (m, b) => {
+                let mut r = if m == "PATCH" {
+                    self.agent.patch(&url)
+                } else {
+                    self.agent.post(&url)
+                };
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.header("Content-Type", "application/json")
+                    .send(b.cloned().unwrap_or(json!({})).to_string())
+            }
+        };
+        let mut response = response.with_context(|| format!("cannot reach {}", self.base))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("cannot read the answer of {url}"))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        if status >= 400 {
+            let error = &value["error"];
+            let (status_name, message) = match error {
+                Value::Object(_) => (
+                    error["status"].as_str().unwrap_or("ERROR").to_string(),
+                    error["message"].as_str().unwrap_or_default().to_string(),
+                ),
+                Value::String(s) => (format!("HTTP {status}"), s.clone()),
+                _ => (format!("HTTP {status}"), text.trim().to_string()),
+            };
+            return Err(ServerError {
+                status: status_name,
+                message,
+            }
+            .into());
+        }
+        Ok(value)
+    }
+
+    /// Reads an operation until it is done; its response, or its error as a failure.
+    fn wait(&self, op: &Value, what: &str) -> Result<Value> {
+        let name = op["name"].as_str().unwrap_or_default().to_string();
+        let mut err = std::io::stderr();
+        let _ = write!(err, "{what} (this might take a few minutes)...");
+        let mut op = op.clone();
+        while op.get("done").and_then(Value::as_bool) != Some(true) {
+            std::thread::sleep(POLL);
+            let _ = write!(err, ".");
+            op = self.call("GET", &name, None)?;
+        }
+        if let Some(e) = op.get("error") {
+            let _ = writeln!(err, "failed.");
+            bail!(ServerError {
+                status: status_name(e["code"].as_i64().unwrap_or(2)),
+                message: e["message"].as_str().unwrap_or_default().to_string(),
+            });
+        }
+        let _ = writeln!(err, "done.");
+        Ok(op.get("response").cloned().unwrap_or(json!({})))
+    }
+}
+
+/// The name of a `google.rpc.Code` number.
+fn status_name(code: i64) -> String {
+    match code {
+        3 => "INVALID_ARGUMENT",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        9 => "FAILED_PRECONDITION",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        _ => "UNKNOWN",
+    }
+    .to_string()
+}
+
+/// A value with every object's keys sorted, as gcloud prints resources.
+fn sorted(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&o[k])))
+                    .collect::<Map<_, _>>(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+fn yaml(v: &Value) -> Result<()> {
+    let text = serde_yaml_ng::to_string(&sorted(v)).context("cannot print YAML")?;
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> Result<()> {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = std::io::stdout();
+    let line = |cells: Vec<String>| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    writeln!(
+        out,
+        "{}",
+        line(headers.iter().map(|h| h.to_string()).collect())
+    )?;
+    for row in rows {
+        writeln!(out, "{}", line(row))?;
+    }
+    Ok(())
+}
+
+fn basename(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_default()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Every page of a list.
+fn all_pages(client: &Client, path: &str, key: &str) -> Result<Vec<Value>> {
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let url = match &token {
+            Some(t) => format!("{path}?pageSize=100&pageToken={t}"),
+            None => format!("{path}?pageSize=100"),
+        };
+        let page = client.call("GET", &url, None)?;
+        if let Some(list) = page.get(key).and_then(Value::as_array) {
+            items.extend(list.iter().cloned());
+        }
+        match page.get("nextPageToken").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// Runs a command; a server error becomes `ERROR: (mlengine.<command>) STATUS: message`.
+fn report(command: &str, result: Result<ExitCode>) -> Result<ExitCode> {
+    match result {
+        Err(e) if e.downcast_ref::<ServerError>().is_some() => {
+            eprintln!("ERROR: (mlengine.{command}) {e}");
+            Ok(ExitCode::FAILURE)
+        }
+        other => other,
+    }
+}
+
+pub fn models(args: &ModelsArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api)?;
+    let models = format!("{}/models", client.project());
+    let (name, result) = match &args.command {
+        ModelsCommand::Create {
+            name,
+            regions,
+            description,
+        } => (
+            "models.create",
+            (|| {
+                let mut body = json!({"name": name});
+                if !regions.is_empty() {
+                    body["regions"] = json!(regions);
+                }
+                if let Some(d) = description {
+                    body["description"] = json!(d);
+                }
+                let model = client.call("POST", &models, Some(&body))?;
+                eprintln!(
+                    "Created ml engine model [{}].",
+                    model["name"].as_str().unwrap_or_default()
+                );
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        ModelsCommand::List => (
+            "models.list",
+            (|| {
+                let rows = all_pages(&client, &models, "models")?
+                    .iter()
+                    .map(|m| vec![basename(&m["name"]), basename(&m["defaultVersion"]["name"])])
+                    .collect();
+                table(&["NAME", "DEFAULT_VERSION_NAME"], rows)?;
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        ModelsCommand::Describe { name } => (
+            "models.describe",
+            (|| {
+                yaml(&client.call("GET", &format!("{models}/{name}"), None)?)?;
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        ModelsCommand::Delete { name } => (
+            "models.delete",
+            (|| {
+                let op = client.call("DELETE", &format!("{models}/{name}"), None)?;
+                client.wait(&op, &format!("Deleting model [{name}]"))?;
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+    };
+    report(name, result)
+}
+
+pub fn versions(args: &VersionsArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api)?;
+    let versions = |model: &str| format!("{}/models/{model}/versions", client.project());
+    let (name, result) = match &args.command {
+        VersionsCommand::Create {
+            name,
+            model,
+            origin,
+            runtime_version,
+            description,
+            no_wait,
+        } => (
+            "versions.create",
+            (|| {
+                let mut body = json!({"name": name, "deploymentUri": origin});
+                if let Some(r) = runtime_version {
+                    body["runtimeVersion"] = json!(r);
+                }
+                if let Some(d) = description {
+                    body["description"] = json!(d);
+                }
+                let op = client.call("POST", &versions(model), Some(&body))?;
+                if *no_wait {
+                    yaml(&op)?;
+                } else {
+                    client.wait(&op, "Creating version")?;
+                }
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        VersionsCommand::List { model } => (
+            "versions.list",
+            (|| {
+                let rows = all_pages(&client, &versions(model), "versions")?
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            basename(&v["name"]),
+                            v["deploymentUri"].as_str().unwrap_or_default().to_string(),
+                            v["state"].as_str().unwrap_or_default().to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["NAME", "DEPLOYMENT_URI", "STATE"], rows)?;
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        VersionsCommand::Describe { name, model } => (
+            "versions.describe",
+            (|| {
+                yaml(&client.call("GET", &format!("{}/{name}", versions(model)), None)?)?;
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        VersionsCommand::Delete {
+            name,
+            model,
+            no_wait,
+        } => (
+            "versions.delete",
+            (|| {
+                let op = client.call("DELETE", &format!("{}/{name}", versions(model)), None)?;
+                if *no_wait {
+                    yaml(&op)?;
+                } else {
+                    client.wait(&op, &format!("Deleting version [{name}]"))?;
+                }
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        VersionsCommand::SetDefault { name, model } => (
+            "versions.set-default",
+            (|| {
+                yaml(&client.call(
+                    "POST",
+                    &format!("{}/{name}:setDefault", versions(model)),
+                    Some(&json!({})),
+                )?)?;
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+    };
+    report(name, result)
+}
+
+pub fn operations(args: &OperationsArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api)?;
+    let OperationsCommand::Describe { operation } = &args.command;
+    let result = (|| {
+        let id = operation.rsplit('/').next().unwrap_or(operation);
+        yaml(&client.call(
+            "GET",
+            &format!("{}/operations/{id}", client.project()),
+            None,
+        )?)?;
+        Ok(ExitCode::SUCCESS)
+    })();
+    report("operations.describe", result)
+}
+
+/// Follows a job's log to its end; the exit code says whether it SUCCEEDED.
+fn stream_logs(client: &Client, job: &str) -> Result<ExitCode> {
+    let path = format!("{}/jobs/{job}/logs", client.project());
+    let mut offset = 0u64;
+    let mut out = std::io::stdout();
+    loop {
+        let chunk = client.call("GET", &format!("{path}?offset={offset}"), None)?;
+        let text = chunk["text"].as_str().unwrap_or_default();
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        offset = chunk["nextOffset"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(offset);
+        if chunk["done"] == true && text.is_empty() {
+            let state = chunk["state"].as_str().unwrap_or_default().to_string();
+            eprintln!("Job [{job}] ended: {state}");
+            return Ok(if state == "SUCCEEDED" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        if text.is_empty() {
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+fn submitted(client: &Client, job: &Value, stream: bool) -> Result<ExitCode> {
+    let id = job["jobId"].as_str().unwrap_or_default().to_string();
+    eprintln!("Job [{id}] submitted successfully.");
+    if stream {
+        return stream_logs(client, &id);
+    }
+    eprintln!(
+        "Your job is still active. You may view the status of your job with the command\n\n  $ mlengine jobs describe {id}\n\nor continue streaming the logs with the command\n\n  $ mlengine jobs stream-logs {id}"
+    );
+    yaml(&json!({"jobId": id, "state": job["state"]}))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn jobs(args: &JobsArgs) -> Result<ExitCode> {
+    let client = Client::new(&args.api)?;
+    let jobs = format!("{}/jobs", client.project());
+    let (name, result) = match &args.command {
+        JobsCommand::Submit(submit) => match submit.as_ref() {
+            SubmitCommand::Training {
+                job,
+                config,
+                job_dir,
+                scale_tier,
+                region,
+                packages,
+                module_name,
+                stream_logs,
+                args,
+            } => (
+                "jobs.submit.training",
+                (|| {
+                    let mut body = match config {
+                        Some(path) => {
+                            let text = std::fs::read_to_string(path).with_context(|| {
+                                format!("cannot read --config {}", path.display())
+                            })?;
+                            let v: Value = serde_yaml_ng::from_str(&text).with_context(|| {
+                                format!("--config {} is not YAML or JSON", path.display())
+                            })?;
+                            if !v.is_object() {
+                                bail!(
+                                    "--config {} must hold a job (trainingInput: ...)",
+                                    path.display()
+                                );
+                            }
+                            v
+                        }
+                        None => json!({}),
+                    };
+                    body["jobId"] = json!(job);
+                    if body.get("trainingInput").is_none() {
+                        body["trainingInput"] = json!({});
+                    }
+                    let t = &mut body["trainingInput"];
+                    t["region"] = json!(region);
+                    t["args"] = json!(args);
+                    if t.get("scaleTier").is_none() {
+                        t["scaleTier"] = json!("BASIC");
+                    }
+                    if let Some(s) = scale_tier {
+                        t["scaleTier"] = json!(s);
+                    }
+                    if let Some(d) = job_dir {
+                        t["jobDir"] = json!(d);
+                    }
+                    if !packages.is_empty() {
+                        t["packageUris"] = json!(packages);
+                    }
+                    if let Some(m) = module_name {
+                        t["pythonModule"] = json!(m);
+                    }
+                    let created = client.call("POST", &jobs, Some(&body))?;
+                    submitted(&client, &created, *stream_logs)
+                })(),
+            ),
+            SubmitCommand::Prediction {
+                job,
+                model,
+                version,
+                model_dir,
+                data_format,
+                input_paths,
+                output_path,
+                region,
+                batch_size,
+                max_worker_count,
+                stream_logs,
+            } => (
+                "jobs.submit.prediction",
+                (|| {
+                    let mut input = json!({
+                        "dataFormat": data_format.to_ascii_uppercase(),
+                        "inputPaths": input_paths,
+                        "outputPath": output_path,
+                        "region": region,
+                    });
+                    match (model, version, model_dir) {
+                        (_, Some(_), Some(_)) => bail!("--version cannot go with --model-dir"),
+                        (Some(m), Some(v), None) => {
+                            input["versionName"] =
+                                json!(format!("{}/models/{m}/versions/{v}", client.project()))
+                        }
+                        (Some(m), None, None) => {
+                            input["modelName"] = json!(format!("{}/models/{m}", client.project()))
+                        }
+                        (None, None, Some(dir)) => input["uri"] = json!(dir),
+                        _ => bail!("give --model (with an optional --version) or --model-dir"),
+                    }
+                    if let Some(b) = batch_size {
+                        input["batchSize"] = json!(b.to_string());
+                    }
+                    if let Some(w) = max_worker_count {
+                        input["maxWorkerCount"] = json!(w.to_string());
+                    }
+                    let created = client.call(
+                        "POST",
+                        &jobs,
+                        Some(&json!({"jobId": job, "predictionInput": input})),
+                    )?;
+                    submitted(&client, &created, *stream_logs)
+                })(),
+            ),
+        },
+        JobsCommand::Describe { job } => (
+            "jobs.describe",
+            (|| {
+                yaml(&client.call("GET", &format!("{jobs}/{job}"), None)?)?;
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        JobsCommand::List => (
+            "jobs.list",
+            (|| {
+                let rows = all_pages(&client, &jobs, "jobs")?
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            j["jobId"].as_str().unwrap_or_default().to_string(),
+                            j["state"].as_str().unwrap_or_default().to_string(),
+                            j["createTime"].as_str().unwrap_or_default().to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["JOB_ID", "STATUS", "CREATED"], rows)?;
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        JobsCommand::Cancel { job } => (
+            "jobs.cancel",
+            (|| {
+                client.call("POST", &format!("{jobs}/{job}:cancel"), Some(&json!({})))?;
+                eprintln!("Cancelled job [{job}].");
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        JobsCommand::StreamLogs { job } => ("jobs.stream-logs", stream_logs(&client, job)),
+    };
+    report(name, result)
+}
