@@ -370,3 +370,268 @@ fn the_walkthrough_with_mlengine_s_cli() {
     ok(&["models", "delete", "census"]);
     assert_eq!(ok(&["models", "list"]).trim(), "NAME  DEFAULT_VERSION_NAME");
 }
+
+/// A management call over plain HTTP; the answer's status and JSON.
+fn call(server: &Server, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let (status, text) = http(
+        &server.addr,
+        method,
+        &format!("/v1/projects/p/{path}"),
+        &[],
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn wait_state(server: &Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    wait_until(&format!("{path} to reach its state"), || {
+        last = call(server, "GET", path, Value::Null).1;
+        done(&last)
+    });
+    last
+}
+
+#[test]
+fn state_survives_sigkill_during_a_version_create_and_a_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = work_dir(tmp.path());
+    let mut server = managed_server(tmp.path(), &[]);
+    call(&server, "POST", "models", json!({"name": "census"}));
+    let (_, op) = call(
+        &server,
+        "POST",
+        "models/census/versions",
+        json!({"name": "v1", "deploymentUri": work.join("export1")}),
+    );
+    let op_path = op["name"].as_str().unwrap().replace("projects/p/", "");
+    wait_state(&server, &op_path, |o| o["done"] == true);
+    let job_dir = work.join("long_job");
+    let train_args = |steps: &str| {
+        json!([
+            "--train-files",
+            work.join("train.csv"),
+            "--eval-files",
+            work.join("eval.csv"),
+            "--train-steps",
+            steps,
+            "--save-checkpoints-steps",
+            "20"
+        ])
+    };
+    call(
+        &server,
+        "POST",
+        "jobs",
+        json!({"jobId": "long", "trainingInput": {"jobDir": job_dir, "args": train_args("1000000000")}}),
+    );
+    wait_state(&server, "jobs/long", |j| j["state"] == "RUNNING");
+    wait_until("the job's first checkpoint", || {
+        job_dir.join("checkpoint.json").is_file()
+    });
+    // A version creation in flight, then SIGKILL.
+    let (status, op) = call(
+        &server,
+        "POST",
+        "models/census/versions",
+        json!({"name": "v2", "deploymentUri": work.join("export2")}),
+    );
+    assert_eq!(status, 200, "{op}");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    // The job's trainer died with the server.
+    wait_until("the orphaned trainer to be gone", || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", job_dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        !out.status.success()
+    });
+
+    let server = managed_server(tmp.path(), &[]);
+    // READY versions serve again; the interrupted creation is finished one way or the other.
+    let (status, answer) = server.post_json(
+        "/v1/projects/p/models/census/versions/v1:predict",
+        &json!({"instances": [census_instance()]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let v2 = wait_state(&server, "models/census/versions/v2", |v| {
+        v["state"] == "READY" || v["state"] == "FAILED"
+    });
+    assert_eq!(v2["state"], "READY", "{v2}");
+    let op_path = op["name"].as_str().unwrap().replace("projects/p/", "");
+    let op = wait_state(&server, &op_path, |o| o["done"] == true);
+    assert_eq!(op["response"]["state"], "READY", "{op}");
+    // The running job is failed, saying why; resubmitted, it resumes from its checkpoints.
+    let (_, job) = call(&server, "GET", "jobs/long", Value::Null);
+    assert_eq!(job["state"], "FAILED", "{job}");
+    assert!(
+        job["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("the server restarted"),
+        "{job}"
+    );
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(job_dir.join("checkpoint.json")).unwrap()).unwrap();
+    let step = index["state"]["global_step"].as_u64().unwrap();
+    call(
+        &server,
+        "POST",
+        "jobs",
+        json!({"jobId": "long_again", "trainingInput": {"jobDir": job_dir, "args": train_args(&(step + 5).to_string())}}),
+    );
+    let job = wait_state(&server, "jobs/long_again", |j| {
+        matches!(j["state"].as_str(), Some("SUCCEEDED" | "FAILED"))
+    });
+    assert_eq!(job["state"], "SUCCEEDED", "{job}");
+    let (_, log) = call(&server, "GET", "jobs/long_again/logs", Value::Null);
+    assert!(
+        log["text"]
+            .as_str()
+            .unwrap()
+            .contains("resuming from the latest checkpoint"),
+        "{log}"
+    );
+    // The job id is never reused.
+    let (status, _) = call(
+        &server,
+        "POST",
+        "jobs",
+        json!({"jobId": "long", "trainingInput": {}}),
+    );
+    assert_eq!(status, 409);
+}
+
+/// A wheel of a user's trainer package (`trainer.task`, as the walkthrough's), built with
+/// Python's zipfile: the module writes its arguments and job id into the job-dir, says hello,
+/// and fails when given `--fail`.
+fn trainer_wheel(dir: &Path) -> PathBuf {
+    let wheel = dir.join("census_trainer-0.1-py3-none-any.whl");
+    let task = r#"
+import json, os, sys
+args = sys.argv[1:]
+if "--fail" in args:
+    print("boom: the trainer failed on purpose", file=sys.stderr)
+    sys.exit(3)
+job_dir = [a.split("=", 1)[1] for a in args if a.startswith("--job-dir=")][0]
+os.makedirs(job_dir, exist_ok=True)
+with open(os.path.join(job_dir, "ran.json"), "w") as f:
+    json.dump({"args": args, "job_id": os.environ.get("CLOUD_ML_JOB_ID")}, f)
+print("hello from trainer.task")
+"#;
+    let build = r#"
+import base64, hashlib, sys, zipfile
+wheel, task = sys.argv[1], sys.argv[2]
+files = {
+    "trainer/__init__.py": "",
+    "trainer/task.py": task,
+    "census_trainer-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: census-trainer\nVersion: 0.1\n",
+    "census_trainer-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+with zipfile.ZipFile(wheel, "w") as z:
+    for name, text in files.items():
+        data = text.encode()
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+        z.writestr(name, data)
+    record.append("census_trainer-0.1.dist-info/RECORD,,")
+    z.writestr("census_trainer-0.1.dist-info/RECORD", "\n".join(record) + "\n")
+"#;
+    let out = run(std::process::Command::new("python3")
+        .args(["-c", build])
+        .arg(&wheel)
+        .arg(task));
+    assert!(out.status.success(), "{}", stderr(&out));
+    wheel
+}
+
+#[test]
+fn a_users_python_trainer_runs_only_with_allow_custom_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wheel = trainer_wheel(tmp.path());
+    let job = |id: &str, args: Value| {
+        json!({"jobId": id, "trainingInput": {
+            "packageUris": [wheel],
+            "pythonModule": "trainer.task",
+            "jobDir": tmp.path().join(id),
+            "args": args,
+            "region": "us-central1",
+        }})
+    };
+    let closed = managed_server(tmp.path(), &[]);
+    let (status, e) = call(&closed, "POST", "jobs", job("closed", json!([])));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["status"], "FAILED_PRECONDITION", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-custom-code"),
+        "{e}"
+    );
+    drop(closed);
+
+    let server = managed_server(tmp.path(), &["--allow-custom-code"]);
+    // Packages are paths like any other: outside the allowed roots they are refused.
+    let (status, e) = call(
+        &server,
+        "POST",
+        "jobs",
+        json!({"jobId": "outside", "trainingInput": {
+            "packageUris": ["/etc/passwd"], "pythonModule": "trainer.task"}}),
+    );
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["status"], "INVALID_ARGUMENT", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/passwd"),
+        "{e}"
+    );
+
+    let (status, created) = call(
+        &server,
+        "POST",
+        "jobs",
+        job("custom", json!(["--epochs", "2"])),
+    );
+    assert_eq!(status, 200, "{created}");
+    let done = wait_state(&server, "jobs/custom", |j| {
+        matches!(j["state"].as_str(), Some("SUCCEEDED" | "FAILED"))
+    });
+    assert_eq!(done["state"], "SUCCEEDED", "{done}");
+    let ran: Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("custom/ran.json")).unwrap())
+            .unwrap();
+    assert_eq!(ran["job_id"], "custom", "{ran}");
+    assert_eq!(ran["args"][0], "--epochs", "{ran}");
+    let (_, log) = call(&server, "GET", "jobs/custom/logs", Value::Null);
+    assert!(
+        log["text"]
+            .as_str()
+            .unwrap()
+            .contains("hello from trainer.task"),
+        "{log}"
+    );
+
+    // A trainer that fails: the job is FAILED with the trainer's last words.
+    call(
+        &server,
+        "POST",
+        "jobs",
+        job("custom_fails", json!(["--fail"])),
+    );
+    let failed = wait_state(&server, "jobs/custom_fails", |j| {
+        matches!(j["state"].as_str(), Some("SUCCEEDED" | "FAILED"))
+    });
+    assert_eq!(failed["state"], "FAILED", "{failed}");
+    let message = failed["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("code 3") && message.contains("boom"),
+        "{failed}"
+    );
+}

@@ -2,6 +2,20 @@
 # server at a time, and one load run. Expects: root, results, loadgen, data, duration, warmup,
 # threads set by the caller.
 
+# mlengine and the load generator in release mode (unless SKIP_BUILD=1), and ONNX Runtime. Two
+# invocations: building both packages in one would unify their dependencies' features and
+# rebuild mlengine's dependencies with the load generator's (hyper client, ...).
+build_release() {
+  if [[ "${SKIP_BUILD:-}" != 1 ]]; then
+    echo "== building"
+    nice -n 10 cargo build --release -p mlengine
+    nice -n 10 cargo build --release -p mlengine-loadtest
+  fi
+  scripts/install-onnxruntime.sh
+  loadgen="$root/target/release/loadgen"
+  mlengine="$root/target/release/mlengine"
+}
+
 # Every process group we start, stopped on any exit (failure and Ctrl-C included).
 groups=()
 work="$(mktemp -d "${TMPDIR:-/tmp}/serving-benchmark.XXXXXX")"

@@ -45,17 +45,8 @@ read -r -a mlengine_args <<< "${MLENGINE_ARGS:-}"
 
 source "$here/lib.sh"
 
-if [[ "${SKIP_BUILD:-}" != 1 ]]; then
-  echo "== building"
-  # Two invocations: building both packages in one would unify their dependencies' features
-  # and rebuild mlengine's dependencies with the load generator's (hyper client, ...).
-  nice -n 10 cargo build --release -p mlengine
-  nice -n 10 cargo build --release -p mlengine-loadtest
-fi
-scripts/install-onnxruntime.sh
-loadgen="$root/target/release/loadgen"
+build_release
 floor="$root/target/release/floor"
-mlengine="$root/target/release/mlengine"
 model_onnx="$(ls -d "$model_base"/*/model.onnx | tail -n 1)"
 
 # Peers: name protocol predict_path ready_path grpc_protocol (tab-separated, # comments).

@@ -20,13 +20,7 @@ results="$root/loadtest/results/sweep"
 status=1
 source "$here/lib.sh"
 
-if [[ "${SKIP_BUILD:-}" != 1 ]]; then
-  nice -n 10 cargo build --release -p mlengine
-  nice -n 10 cargo build --release -p mlengine-loadtest
-fi
-scripts/install-onnxruntime.sh
-loadgen="$root/target/release/loadgen"
-mlengine="$root/target/release/mlengine"
+build_release
 
 default_configs="unbatched=--max-batch-size 1;\
 batch8=--max-batch-size 8;\

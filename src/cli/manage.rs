@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 /// Where the server is and who is calling.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
-    /// The server's base URL (http:// is assumed without a scheme).
+    /// The server's base URL (http:// is assumed without a scheme; https:// for --tls-cert).
     #[arg(
         long,
         env = "MLENGINE_URL",
@@ -30,7 +30,8 @@ pub struct ApiArgs {
     #[arg(long, env = "MLENGINE_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
 
-    /// A CA certificate (PEM) to trust, for a server with --tls-cert.
+    /// A CA certificate (PEM) to trust besides the public roots, for an https:// server whose
+    /// certificate a private CA signed.
     #[arg(long, env = "MLENGINE_CA_CERT", global = true)]
     pub ca_cert: Option<PathBuf>,
 }

@@ -126,6 +126,28 @@ pub struct ServeArgs {
     #[arg(long, env = "MLENGINE_BOOTSTRAP_MODEL")]
     pub bootstrap_model: Vec<String>,
 
+    /// Lines of `<token> <scope>` (scopes predict and admin): every route but health and
+    /// metrics then needs `Authorization: Bearer <token>`, and admin tokens open the management
+    /// API from anywhere.
+    #[arg(long, env = "MLENGINE_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+
+    /// Networks whose clients the management API answers without tokens (comma separated).
+    #[arg(
+        long,
+        env = "MLENGINE_ADMIN_ALLOWED_NETWORKS",
+        default_value = "127.0.0.0/8,::1"
+    )]
+    pub admin_allowed_networks: String,
+
+    /// A PEM certificate (chain): REST and gRPC are then served over TLS.
+    #[arg(long, env = "MLENGINE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "MLENGINE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Longest wait for in-flight requests after SIGTERM or SIGINT.
     #[arg(long, env = "MLENGINE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -250,6 +272,11 @@ impl ServeArgs {
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             ort_library,
             control,
+            auth: crate::api::auth::Auth::new(
+                self.auth_tokens_file.as_deref(),
+                &self.admin_allowed_networks,
+            )?,
+            tls: self.tls_cert.clone().zip(self.tls_key.clone()),
         })
     }
 }

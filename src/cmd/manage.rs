@@ -40,19 +40,45 @@ struct Client {
     agent: ureq::Agent,
 }
 
+/// rustls with the server's crypto provider; the public roots, or `ca_cert`'s certificates.
+fn tls_config(ca_cert: Option<&std::path::Path>) -> Result<ureq::tls::TlsConfig> {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(provider);
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+                Ok(_) => {}
+                Err(e) => bail!("--ca-cert {}: {e}", path.display()),
+            }
+        }
+        if certs.is_empty() {
+            bail!("--ca-cert {} holds no certificate", path.display());
+        }
+        tls = tls.root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)));
+    }
+    Ok(tls.build())
+}
+
 impl Client {
     fn new(api: &ApiArgs) -> Result<Client> {
-        if api.ca_cert.is_some() && !api.url.starts_with("https://") {
-            bail!("--ca-cert is for an https:// --url");
-        }
         let url = api.url.trim_end_matches('/');
         let base = if url.contains("://") {
             url.to_string()
         } else {
             format!("http://{url}")
         };
+        if api.ca_cert.is_some() && !base.starts_with("https://") {
+            bail!("--ca-cert is for an https:// --url");
+        }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .tls_config(tls_config(api.ca_cert.as_deref())?)
             .build()
             .into();
         Ok(Client {

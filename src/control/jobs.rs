@@ -259,6 +259,10 @@ impl ControlPlane {
                     .on_field("job.training_input.python_module"),
             );
         }
+        for package in strings(t.get("packageUris")) {
+            self.roots
+                .check(&package, "job.training_input.package_uris", Access::Read)?;
+        }
         if let Some(dir) = t.get("jobDir").and_then(Value::as_str) {
             self.roots
                 .check(dir, "job.training_input.job_dir", Access::Write)?;
@@ -556,6 +560,7 @@ impl ControlPlane {
         project: &str,
         job: &Value,
         dir: &Path,
+        log: &std::fs::File,
     ) -> std::result::Result<Command, String> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
         if let Some(t) = job.get("trainingInput") {
@@ -585,7 +590,8 @@ impl ControlPlane {
                     .get("pythonModule")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                let python = custom_environment(dir, &packages)?;
+                let packages = self.fetch_packages(&packages, dir)?;
+                let python = custom_environment(dir, &packages, log)?;
                 let mut cmd = nice(&python);
                 cmd.arg("-m").arg(module).args(&args);
                 return Ok(cmd);
@@ -652,7 +658,7 @@ impl ControlPlane {
                 return;
             }
         };
-        let mut cmd = match self.command(&project, &job, &dir) {
+        let mut cmd = match self.command(&project, &job, &dir, &log) {
             Ok(c) => c,
             Err(message) => {
                 self.finish_job(id, "FAILED", Some(message), None);
@@ -754,10 +760,55 @@ impl ControlPlane {
     }
 }
 
-/// A command run at a lower CPU priority than the server's.
+impl ControlPlane {
+    /// The job's packages as local files: bucket and https objects are downloaded into its
+    /// folder, local ones (already checked against the allowed roots) are used where they are.
+    fn fetch_packages(
+        &self,
+        packages: &[String],
+        dir: &Path,
+    ) -> std::result::Result<Vec<PathBuf>, String> {
+        let folder = dir.join("packages");
+        let mut local = Vec::new();
+        for uri in packages {
+            if !crate::storage::remote::is_remote(uri) {
+                local.push(PathBuf::from(uri.strip_prefix("file://").unwrap_or(uri)));
+                continue;
+            }
+            let name = uri
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+                .ok_or_else(|| format!("package {uri} names no file"))?;
+            let bytes = self
+                .runtime
+                .block_on(async { crate::storage::remote::open(uri)?.read_all().await })
+                .map_err(|e| format!("cannot download package {uri}: {e:#}"))?;
+            std::fs::create_dir_all(&folder)
+                .and_then(|()| std::fs::write(folder.join(name), &bytes))
+                .map_err(|e| format!("cannot store package {uri}: {e}"))?;
+            local.push(folder.join(name));
+        }
+        Ok(local)
+    }
+}
+
+/// A command run at a lower CPU priority than the server's, that dies with the server: a job
+/// the server no longer watches (killed, restarted) must not go on writing its job-dir.
 fn nice(program: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new("nice");
     cmd.arg("-n").arg("10").arg(program);
+    // SAFETY: prctl is async-signal-safe, and nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     cmd
 }
 
@@ -771,35 +822,61 @@ fn signal(pid: u32, name: &str) {
 }
 
 /// A virtual environment with a user's packages installed, for a custom trainer.
-fn custom_environment(dir: &Path, packages: &[String]) -> std::result::Result<PathBuf, String> {
+fn custom_environment(
+    dir: &Path,
+    packages: &[PathBuf],
+    log: &std::fs::File,
+) -> std::result::Result<PathBuf, String> {
+    // What venv and pip say goes to the job's log, where the user looks when an install fails.
+    let to_log = || -> std::result::Result<(Stdio, Stdio), String> {
+        let out = log
+            .try_clone()
+            .map_err(|e| format!("cannot write the job's log: {e}"))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| format!("cannot write the job's log: {e}"))?;
+        Ok((Stdio::from(out), Stdio::from(err)))
+    };
     let venv = dir.join("venv");
     let python3 = if Command::new("python3.11").arg("--version").output().is_ok() {
         "python3.11"
     } else {
         "python3"
     };
+    let (out, err) = to_log()?;
     let made = Command::new(python3)
         .args(["-m", "venv"])
         .arg(&venv)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
         .status()
         .map_err(|e| format!("cannot create a Python environment: {e}"))?;
     if !made.success() {
-        return Err("cannot create a Python environment".into());
+        return Err("cannot create a Python environment (see the job's log)".into());
     }
     let python = venv.join("bin").join("python");
+    let (out, err) = to_log()?;
     let installed = Command::new(&python)
         .args([
             "-m",
             "pip",
             "install",
-            "--quiet",
             "--disable-pip-version-check",
+            "--no-input",
         ])
         .args(packages)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
         .status()
         .map_err(|e| format!("cannot install the job's packages: {e}"))?;
     if !installed.success() {
-        return Err(format!("pip could not install {}", packages.join(", ")));
+        let names: Vec<String> = packages.iter().map(|p| p.display().to_string()).collect();
+        return Err(format!(
+            "pip could not install {} (see the job's log)",
+            names.join(", ")
+        ));
     }
     Ok(python)
 }

@@ -164,7 +164,10 @@ impl Manager {
     fn sync_model(&self, model: &ServedModel) -> Result<()> {
         let cfg = model.config();
         let on_disk = source::versions(&cfg.base_path)?;
-        if on_disk.is_empty() {
+        // A managed model with no versions yet asks for none: nothing to warn about.
+        let wants_none =
+            matches!(&cfg.policy, super::policy::VersionPolicy::Specific(v) if v.is_empty());
+        if on_disk.is_empty() && !wants_none {
             tracing::warn!(
                 "no versions of model '{}' found under base path {}",
                 model.name,

@@ -45,6 +45,10 @@ pub struct ServeConfig {
     pub ort_library: Option<PathBuf>,
     /// The management API and its state dir, when on.
     pub control: Option<crate::control::ControlConfig>,
+    /// Who may call what: tokens, and the networks the management API answers without them.
+    pub auth: crate::api::auth::Auth,
+    /// The certificate and key of REST and gRPC over TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// A built server: models loaded, listeners bound, not yet answering.
@@ -171,8 +175,17 @@ impl Server {
             _mirror_root,
         } = self;
         let lifecycle = Arc::clone(&service.lifecycle);
-        let (grpc_router, health) =
-            grpc::router(Arc::clone(&service), config.grpc_max_message_bytes)?;
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(crate::api::tls::Tls::load(cert, key)?),
+            None => None,
+        };
+        let auth = Arc::new(config.auth.clone());
+        let (grpc_router, health) = grpc::router(
+            Arc::clone(&service),
+            config.grpc_max_message_bytes,
+            Arc::clone(&auth),
+            tls.as_ref(),
+        )?;
         // Health is right before the first call can arrive, then follows readiness.
         lifecycle.serve();
         grpc::set_health(&health, service.ready()).await;
@@ -185,14 +198,9 @@ impl Server {
         );
         let state = Arc::new(RestState {
             service: Arc::clone(&service),
+            auth,
             control,
             max_body_bytes: config.max_body_bytes,
-        });
-        // Small answers go out at once: with Nagle's algorithm a response waiting for the peer's
-        // delayed ACK stalled gRPC calls for 40 ms (p99.9) under load.
-        use axum::serve::ListenerExt;
-        let rest_listener = rest_listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
         });
         let draining = {
             let lifecycle = Arc::clone(&lifecycle);
@@ -201,8 +209,22 @@ impl Server {
                 async move { lifecycle.draining().await }
             }
         };
-        let rest =
-            axum::serve(rest_listener, rest::router(state)).with_graceful_shutdown(draining());
+        let app =
+            rest::router(state).into_make_service_with_connect_info::<crate::api::listener::Peer>();
+        let rest = async {
+            match &tls {
+                Some(tls) => {
+                    axum::serve(tls.listener(rest_listener), app)
+                        .with_graceful_shutdown(draining())
+                        .await
+                }
+                None => {
+                    axum::serve(crate::api::listener::NoDelay(rest_listener), app)
+                        .with_graceful_shutdown(draining())
+                        .await
+                }
+            }
+        };
         let grpc = grpc_router.serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             draining(),

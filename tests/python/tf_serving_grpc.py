@@ -4,7 +4,8 @@
 
 Generates Python stubs at run time with grpc_tools.protoc from REPO_ROOT/proto (plus grpc_tools'
 bundled include for google/protobuf/*.proto) into OUT_DIR and imports them. Then, on one
-insecure channel:
+channel (insecure; TLS trusting the PEM file $MLENGINE_CA_FILE when set, with the bearer token
+$MLENGINE_TOKEN as call credentials when that is set too):
   - PredictionService.Predict: one TensorProto per input built from the JSON instances (one object
     per line; strings -> DT_STRING string_val bytes, ints -> DT_INT64 int64_val, floats ->
     DT_FLOAT float_val, bools -> DT_BOOL bool_val; shape [N]), ModelSpec name=MODEL;
@@ -137,6 +138,20 @@ def tensor_to_list(types_pb2, name, proto):
     return reshape(values, dims)
 
 
+def open_channel(target):
+    ca_file = os.environ.get("MLENGINE_CA_FILE")
+    if not ca_file:
+        return grpc.insecure_channel(target)
+    with open(ca_file, "rb") as f:
+        credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+    token = os.environ.get("MLENGINE_TOKEN")
+    if token:
+        credentials = grpc.composite_channel_credentials(
+            credentials, grpc.access_token_call_credentials(token)
+        )
+    return grpc.secure_channel(target, credentials)
+
+
 def run(target, model, instances, out_dir):
     generate_stubs(out_dir)
     types_pb2 = importlib.import_module("tensorflow.core.framework.types_pb2")
@@ -156,7 +171,7 @@ def run(target, model, instances, out_dir):
             raise Failure(f"instance {i} has keys {sorted(inst)}, instance 0 has {sorted(names)}")
 
     result = {}
-    with grpc.insecure_channel(target) as channel:
+    with open_channel(target) as channel:
         prediction = prediction_grpc.PredictionServiceStub(channel)
         model_service = model_grpc.ModelServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)

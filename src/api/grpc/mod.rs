@@ -21,11 +21,30 @@ pub fn status(e: &Error) -> tonic::Status {
 #[derive(Clone, Copy)]
 struct Arrival(std::time::Instant);
 
-fn stamp_arrival(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-    request
-        .extensions_mut()
-        .insert(Arrival(std::time::Instant::now()));
-    Ok(request)
+/// Every call of the prediction services passes here: it is let in (a bearer token when the
+/// server requires one) and stamped with its arrival.
+#[derive(Clone)]
+struct Gate {
+    auth: Arc<crate::api::auth::Auth>,
+}
+
+impl tonic::service::Interceptor for Gate {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let arrived = std::time::Instant::now();
+        let peer = request.remote_addr().map(|a| a.ip());
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes().to_vec());
+        self.auth
+            .check(crate::api::auth::Need::Predict, header.as_deref(), peer)
+            .map_err(|e| status(&e))?;
+        request.extensions_mut().insert(Arrival(arrived));
+        Ok(request)
+    }
 }
 
 /// When a call arrived (stamped by the interceptor), else now.
@@ -61,6 +80,8 @@ pub const SERVICES: [&str; 3] = [
 pub fn router(
     service: Arc<InferenceService>,
     max_message_bytes: usize,
+    auth: Arc<crate::api::auth::Auth>,
+    tls: Option<&crate::api::tls::Tls>,
 ) -> anyhow::Result<(
     tonic::transport::server::Router,
     tonic_health::server::HealthReporter,
@@ -82,7 +103,14 @@ pub fn router(
         service: Arc::clone(&service),
     };
     let kserve = kserve::KServe { service };
-    let router = tonic::transport::Server::builder()
+    let gate = Gate { auth };
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
+        ))?;
+    }
+    let router = builder
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -90,18 +118,19 @@ pub fn router(
             PredictionServiceServer::new(tf.clone())
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
-            stamp_arrival,
+            gate.clone(),
         ))
-        .add_service(
+        .add_service(tonic::service::interceptor::InterceptedService::new(
             ModelServiceServer::new(tf)
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
-        )
+            gate.clone(),
+        ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             GrpcInferenceServiceServer::new(kserve)
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
-            stamp_arrival,
+            gate,
         ));
     Ok((router, reporter))
 }

@@ -16,12 +16,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 
+use super::auth::Need;
 use super::deadline;
 use crate::serving::InferenceService;
 use crate::status::{Code, Error};
 
 pub struct RestState {
     pub service: Arc<InferenceService>,
+    pub auth: Arc<crate::api::auth::Auth>,
     /// The management API, when the server has a state dir.
     pub control: Option<Arc<crate::control::ControlPlane>>,
     pub max_body_bytes: usize,
@@ -38,7 +40,43 @@ pub fn router(state: Shared) -> Router {
         .route("/v2/health/ready", get(kserve::ready))
         .route("/v2/models/{*rest}", any(kserve::models))
         .route("/v1/{*rest}", any(v1))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            gate,
+        ))
         .with_state(state)
+}
+
+/// What a route needs from its caller: nothing (health, metrics), a predict token, or the
+/// management API's admin rights.
+fn need_of(method: &axum::http::Method, path: &str) -> Need {
+    if path == "/metrics" || path.starts_with("/monitoring/") || path.starts_with("/v2/health/") {
+        return Need::Nothing;
+    }
+    if let Some(rest) = path.strip_prefix("/v1/") {
+        let (segs, verb) = routes::split(rest);
+        if ml_v1::parse(method, &segs, verb).is_some() {
+            return Need::Admin;
+        }
+    }
+    Need::Predict
+}
+
+async fn gate(State(state): State<Shared>, req: Request, next: axum::middleware::Next) -> Response {
+    let need = need_of(req.method(), req.uri().path());
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::api::listener::Peer>>()
+        .map(|c| c.0 .0.ip());
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match state.auth.check(need, header, peer) {
+        Ok(()) => next.run(req).await,
+        Err(e) if need == Need::Admin => ml_v1::error_response(&e),
+        Err(e) => error_response(&e),
+    }
 }
 
 async fn v1(State(state): State<Shared>, req: Request) -> Response {
