@@ -635,3 +635,93 @@ fn a_users_python_trainer_runs_only_with_allow_custom_code() {
         "{failed}"
     );
 }
+
+/// A plain web server (Python's http.server: no listing) over `dir`; killed when dropped.
+struct WebServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl WebServer {
+    fn start(dir: &Path) -> WebServer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let port = line
+            .split(" port ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next());
+        let url = format!(
+            "http://127.0.0.1:{}",
+            port.unwrap_or_else(|| panic!("{line:?}"))
+        );
+        WebServer { child, url }
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_version_from_a_plain_web_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = work_dir(tmp.path());
+    let web = WebServer::start(&work);
+    let server = managed_server(tmp.path(), &[]);
+    call(&server, "POST", "models", json!({"name": "census"}));
+    let create = |name: &str, uri: String| {
+        let (status, op) = call(
+            &server,
+            "POST",
+            "models/census/versions",
+            json!({"name": name, "deploymentUri": uri}),
+        );
+        assert_eq!(status, 200, "{op}");
+        let op_path = op["name"].as_str().unwrap().replace("projects/p/", "");
+        wait_state(&server, &op_path, |o| o["done"] == true)
+    };
+    let op = create("web", format!("{}/export1", web.url));
+    assert_eq!(op["response"]["state"], "READY", "{op}");
+    let (status, answer) = server.post_json(
+        "/v1/projects/p/models/census/versions/web:predict",
+        &json!({"instances": [census_instance()]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let op = create("missing", format!("{}/nope", web.url));
+    assert!(
+        op["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("model.onnx"),
+        "{op}"
+    );
+    let (_, version) = call(
+        &server,
+        "GET",
+        "models/census/versions/missing",
+        Value::Null,
+    );
+    assert_eq!(version["state"], "FAILED", "{version}");
+}

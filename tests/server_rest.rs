@@ -136,7 +136,10 @@ fn kserve_v2_json_and_binary_tensors() {
             .0,
         200
     );
-    assert_eq!(server.get("/v2/models/nosuch/ready").0, 400);
+    let (status, body) = server.get("/v2/models/nosuch/ready");
+    assert_eq!(status, 400);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert!(body["error"].as_str().unwrap().contains("nosuch"), "{body}");
     let (status, text) = server.get("/v2/models/census");
     assert_eq!(status, 200);
     let meta: Value = serde_json::from_str(&text).unwrap();

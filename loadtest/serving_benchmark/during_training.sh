@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Serving while a training job runs: `mlengine serve --state-dir` with the bundled model deployed
 # as census/v1, measured idle and while a census training job (submitted through the management
-# API, so it runs as the server runs jobs: a child process at nice 10) trains on adult.data.
+# API, so it runs as the server runs jobs: a child process at SCHED_IDLE) trains on adult.data.
 # Rounds alternate idle and training so drift in the shared machine hits both. Per phase:
 #   c1   one connection, closed loop: p50 latency       (loadgen and wrk)
 #   c32  32 connections, closed loop: throughput        (loadgen and wrk)
@@ -52,7 +52,11 @@ rest="http://127.0.0.1:${ports[0]}"
 start_server mlengine "$rest/v2/health/ready" "$mlengine" serve --state-dir "$work/state" \
   --bootstrap-model "census=$root/$model_base" --allowed-storage-roots "$work,$census" \
   --rest-port "${ports[0]}" --grpc-port "${ports[1]}" --file-system-poll-wait-seconds 0
-cli() { "$mlengine" "$@" --url "$rest" --project bench; }
+cli() { # group args...: the flags go before a `--` the args may hold
+  local group="$1"
+  shift
+  "$mlengine" "$group" --url "$rest" --project bench "$@"
+}
 predict_path=/v1/projects/bench/models/census:predict
 
 wrk_run() { # name connections
@@ -69,6 +73,8 @@ phase() { # name: both clients, both loads
 }
 
 job_state() { cli jobs describe "$1" | sed -n 's/^state: //p'; }
+# The trainer's latest logged global step (it logs every 100 steps).
+job_step() { grep -o 'step = [0-9]*' "$work/state/jobs/$1/log" | tail -n 1 | grep -o '[0-9]*' || echo 0; }
 
 for round in $(seq "$rounds"); do
   echo "== round $round: idle"
@@ -83,9 +89,12 @@ for round in $(seq "$rounds"); do
     [[ "$(job_state "$job")" == RUNNING ]] && grep -q "loss = " "$work/state/jobs/$job/log" 2>/dev/null && break
     sleep 0.2
   done
+  first="$(job_step "$job")"
+  since="$(date +%s.%N)"
   phase "r$round-training"
   state="$(job_state "$job")"
-  echo "$state" > "$results/r$round-training.job-state.txt"
+  echo "$state $(( $(job_step "$job") - first )) $(awk -v now="$(date +%s.%N)" -v since="$since" 'BEGIN { print now - since }')" \
+    > "$results/r$round-training.job-state.txt"
   [[ "$state" == RUNNING ]] || echo "warning: the job was $state by the end of the training phase" >&2
   cli jobs cancel "$job" >/dev/null
   for _ in $(seq 600); do
@@ -113,7 +122,8 @@ def wrk(name):
 
 rows, ratios = [], {"p50 loadgen": [], "p50 wrk": [], "rps loadgen": [], "rps wrk": []}
 for r in range(1, rounds + 1):
-    state = open(f"{results}/r{r}-training.job-state.txt").read().strip()
+    state, steps, seconds = open(f"{results}/r{r}-training.job-state.txt").read().split()
+    state = f"{state}, {float(steps) / float(seconds):.0f} steps/s"
     for phase in ("idle", "training"):
         p50, _, e1 = loadgen(f"r{r}-{phase}-c1")
         _, rps, e32 = loadgen(f"r{r}-{phase}-c32")
@@ -131,9 +141,9 @@ with open(report, "w") as f:
     f.write("# Serving while a training job runs\n\n")
     f.write(f"`loadtest/serving_benchmark/during_training.sh`: {rounds} rounds of (idle, training), {duration} s per run, "
             f"one census instance per Cloud ML `:predict` request; machine: {nproc} cores, {cpu}. The training job is "
-            "the census trainer on adult.data submitted through the management API (a child process at nice 10, "
-            "stepping and evaluating throughout its phase); the server runs its defaults (1 HTTP thread, 1 session worker).\n\n")
-    f.write("| round | phase | c1 p50 loadgen (µs) | c1 p50 wrk (µs) | c32 req/s loadgen | c32 req/s wrk | errors | job at the end |\n")
+            "the census trainer on adult.data submitted through the management API (a child process at SCHED_IDLE, "
+            "stepping and evaluating throughout its phase; its steps/s under load in the last column); the server runs its defaults (1 HTTP thread, 1 session worker).\n\n")
+    f.write("| round | phase | c1 p50 loadgen (µs) | c1 p50 wrk (µs) | c32 req/s loadgen | c32 req/s wrk | errors | job: state at the end, steps/s during the phase |\n")
     f.write("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
     for row in rows:
         state = row[7] if len(row) > 7 else ""
@@ -141,5 +151,9 @@ with open(report, "w") as f:
     f.write("\nTraining over idle, median of the rounds (each round's ratio in brackets):\n\n")
     for k, v in ratios.items():
         f.write(f"- {k}: {statistics.median(v):.2f} ({', '.join(f'{x:.2f}' for x in v)})\n")
+    notes = f"{results}/../serving-during-training-notes.md"
+    import os
+    if os.path.exists(notes):
+        f.write("\n" + open(notes).read())
 print(open(report).read())
 PY

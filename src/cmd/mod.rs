@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
+pub use crate::status::one_line;
 
 fn init_logging(verbose: bool) {
     // object_store logs each retry of a request at info; its final error says enough.
@@ -67,23 +68,6 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// An error and its causes on one line, each cause once: a cause whose text its parent already
-/// holds (`No such file or directory (os error 2)` twice) is not repeated.
-pub fn one_line(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string().replace('\n', " ");
-        if out.contains(text.trim()) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(text.trim());
-    }
-    out
 }
 
 /// A tokio runtime for a command's I/O.

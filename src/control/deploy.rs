@@ -36,7 +36,19 @@ pub async fn copy_version(uri: &str, dest: &Path) -> Result<()> {
         return Ok(());
     }
     let base = remote::open(uri)?;
-    let objects = base.list().await?;
+    let objects = match base.list().await {
+        Ok(objects) => objects,
+        // A plain web server cannot list (object_store lists http(s) with WebDAV): take the URI
+        // as a version folder and fetch its files by name.
+        Err(e) if uri.starts_with("http://") || uri.starts_with("https://") => {
+            return fetch_version_folder(&base, uri, dest)
+                .await
+                .with_context(|| {
+                    format!("cannot list {uri} ({e:#}) nor fetch {MODEL_FILE} from it")
+                });
+        }
+        Err(e) => return Err(e),
+    };
     let prefix = uri.trim_end_matches('/').len() + 1;
     let rel = |o: &remote::Object| o.location.uri.get(prefix..).unwrap_or_default().to_string();
     // The version folder within the prefix: the prefix itself, or its latest numeric version,
@@ -82,5 +94,20 @@ pub async fn copy_version(uri: &str, dest: &Path) -> Result<()> {
         std::fs::write(dest.join(&name), &bytes)
             .with_context(|| format!("cannot write {}", dest.join(&name).display()))?;
     }
+    Ok(())
+}
+
+/// The files a version folder may hold, fetched by name: `model.onnx` must be there.
+async fn fetch_version_folder(base: &remote::Location, uri: &str, dest: &Path) -> Result<()> {
+    let model = base.join(MODEL_FILE).read_all().await?;
+    std::fs::write(dest.join(MODEL_FILE), &model)
+        .with_context(|| format!("cannot write into {}", dest.display()))?;
+    for optional in ["model.json", crate::repository::warmup::WARMUP_FILE] {
+        if let Some(bytes) = base.join(optional).read_if_exists().await? {
+            std::fs::write(dest.join(optional), &bytes)
+                .with_context(|| format!("cannot write into {}", dest.display()))?;
+        }
+    }
+    tracing::debug!(uri, "fetched a version folder by name");
     Ok(())
 }

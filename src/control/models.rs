@@ -56,13 +56,7 @@ impl ControlPlane {
         };
         let stored = self
             .store
-            .transaction(|tx| {
-                if tx.get(Kind::Model, id)?.is_some() {
-                    return Ok(false);
-                }
-                tx.put(Kind::Model, id, project, &model)?;
-                Ok(true)
-            })
+            .insert_new(Kind::Model, id, project, &model)
             .map_err(internal)?;
         if !stored {
             return Err(exists());

@@ -102,6 +102,17 @@ impl Store {
         self.transaction(|tx| tx.get(kind, key))
     }
 
+    /// Stores a new resource; false, and nothing written, when the key is taken.
+    pub fn insert_new(&self, kind: Kind, key: &str, project: &str, value: &Value) -> Result<bool> {
+        self.transaction(|tx| {
+            if tx.get(kind, key)?.is_some() {
+                return Ok(false);
+            }
+            tx.put(kind, key, project, value)?;
+            Ok(true)
+        })
+    }
+
     pub fn project(&self, kind: Kind, key: &str) -> Result<Option<String>> {
         self.transaction(|tx| tx.project(kind, key))
     }

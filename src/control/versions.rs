@@ -188,7 +188,10 @@ impl ControlPlane {
                 Ok(())
             });
         let outcome = match copied {
-            Err(e) => Err(format!("cannot copy the model from {uri}: {e:#}")),
+            Err(e) => Err(format!(
+                "cannot copy the model from {uri}: {}",
+                crate::status::one_line(&e)
+            )),
             Ok(()) => match self.apply(model, Some(number)) {
                 Err(e) => Err(format!("{e:#}")),
                 Ok(()) => {

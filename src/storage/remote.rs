@@ -69,6 +69,10 @@ pub fn open(uri: &str) -> Result<Location> {
             Arc::new(
                 object_store::http::HttpBuilder::new()
                     .with_url(base)
+                    // The URI's own scheme decides: an http:// URI was asked for in plain text.
+                    .with_client_options(
+                        object_store::ClientOptions::new().with_allow_http(url.scheme() == "http"),
+                    )
                     .build()
                     .map_err(|e| bad(&e))?,
             )
