@@ -725,3 +725,44 @@ fn a_version_from_a_plain_web_server() {
     );
     assert_eq!(version["state"], "FAILED", "{version}");
 }
+
+#[test]
+fn what_this_build_cannot_run_is_said_plainly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = managed_server(tmp.path(), &[]);
+    // Tuning jobs wait for the tuner: 501 UNIMPLEMENTED naming the field, nothing stored.
+    let (status, e) = call(
+        &server,
+        "POST",
+        "jobs",
+        json!({"jobId": "tune", "trainingInput": {"hyperparameters": {"goal": "MAXIMIZE"}}}),
+    );
+    assert_eq!(status, 501, "{e}");
+    assert_eq!(e["error"]["status"], "UNIMPLEMENTED", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("hyperparameter"),
+        "{e}"
+    );
+    let (status, _) = call(&server, "GET", "jobs/tune", Value::Null);
+    assert_eq!(status, 404);
+    // Workers need the distributed trainer: the job fails saying why.
+    let (status, job) = call(
+        &server,
+        "POST",
+        "jobs",
+        json!({"jobId": "workers", "trainingInput": {
+            "scaleTier": "CUSTOM", "workerCount": "2", "jobDir": tmp.path().join("w")}}),
+    );
+    assert_eq!(status, 200, "{job}");
+    let job = wait_state(&server, "jobs/workers", |j| {
+        matches!(j["state"].as_str(), Some("SUCCEEDED" | "FAILED"))
+    });
+    assert_eq!(job["state"], "FAILED", "{job}");
+    assert!(
+        job["errorMessage"].as_str().unwrap().contains("MPI"),
+        "{job}"
+    );
+}
