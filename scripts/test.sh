@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project, with all set-up on a fresh machine: ONNX Runtime's library, the
 # Python reference environment, formatting and lint gates, then the Rust unit and integration
-# tests (release build: the training tests train real models).
+# tests (release build: the training tests train real models), and a short run of every fuzz
+# target.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -12,6 +13,7 @@ scripts/python-env.sh tritonclient tests/python/requirements-tritonclient.txt >/
 scripts/python-env.sh grpc tests/python/requirements-grpc.txt >/dev/null
 scripts/python-env.sh tritonclient-grpc tests/python/requirements-tritonclient-grpc.txt >/dev/null
 scripts/python-env.sh moto tests/python/requirements-moto.txt >/dev/null
+scripts/python-env.sh hypertune tests/python/requirements-hypertune.txt >/dev/null
 # promtool checks the metrics exposition (Debian's prometheus package).
 if ! command -v promtool >/dev/null 2>&1; then
   apt-get update -qq
@@ -22,9 +24,14 @@ cargo clippy --release --locked --all-targets -- -D warnings
 # The load generator (a workspace member, built on its own so its dependencies' features do not
 # change mlengine's build).
 cargo clippy --release --locked -p mlengine-loadtest --all-targets -- -D warnings
+cargo clippy --release --locked -p mlengine-fuzz --all-targets -- -D warnings
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --release --locked -p mlengine-loadtest 2>&1 | tee "$log"
 cargo test --release --locked "$@" 2>&1 | tee -a "$log"
+# The fuzz targets: seeds and past findings replayed, then a few seconds of coverage-guided
+# fuzzing of each (scripts/fuzz.sh runs them long).
+cargo test --release --locked -p mlengine-fuzz 2>&1 | tee -a "$log"
+scripts/fuzz.sh
 # One closing line for every test binary together (the last binary, the doc tests, runs none).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"

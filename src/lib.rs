@@ -4,7 +4,8 @@
 //! - `status` (errors, once), `tensor` (tensors, signatures, element rules), `storage`, `proto`
 //!   (generated protobuf messages);
 //! - `codec` (request and answer bodies ↔ tensors), `census`, `onnx`, `observability`;
-//! - `runtime` (ONNX Runtime sessions behind a batcher), `trainer`;
+//! - `runtime` (ONNX Runtime sessions behind a batcher), `trainer`, `tune` (trials of a trainer
+//!   as child processes, chosen by a search);
 //! - `repository` (models and versions: sources, policies, the manager), `batch`;
 //! - `serving` (the one inference path, status, lifecycle), `control` (the management API:
 //!   models, versions, operations and jobs in the state dir);
@@ -29,3 +30,4 @@ pub mod status;
 pub mod storage;
 pub mod tensor;
 pub mod trainer;
+pub mod tune;

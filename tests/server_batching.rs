@@ -13,15 +13,13 @@ mod common;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
+use common::slow::{busy_value, slow_model};
 use common::*;
 use mlengine::api::grpc::proto::inference::{
     grpc_inference_service_client::GrpcInferenceServiceClient,
     model_infer_request::InferInputTensor, InferTensorContents, ModelInferRequest,
 };
-use mlengine::onnx::builder::{to_bytes, Attr, Dim, GraphBuilder};
-use onnx_protobuf::tensor_proto::DataType;
 use serde_json::{json, Value};
 
 const SLOW_PREDICT: &str = "/v1/models/slow:predict";
@@ -30,47 +28,6 @@ const INFLIGHT: &str = r#"mlengine_inflight_requests{model="slow",version="1"}"#
 const RUNS: &str = r#"mlengine_batch_size_count{model="slow"}"#;
 /// How long the run that keeps the worker busy lasts, in seconds.
 const BUSY_SECONDS: f64 = 3.0;
-
-/// `y = x + 0 * sum(C^k)` over float `[batch]`, C 256 x 256 and `k = max(x)` MatMuls in a
-/// `Loop`: the request's own value sets how long its run takes, and the output keeps the input's
-/// shape `[batch]` (so runs can be merged and split back).
-fn slow_model(path: &std::path::Path) {
-    let n = 256i64;
-    let mut body = GraphBuilder::new("matmul");
-    body.input("i", DataType::INT64, &[]);
-    body.input("cond_in", DataType::BOOL, &[]);
-    body.input("m_in", DataType::FLOAT, &[Dim::Fixed(n), Dim::Fixed(n)]);
-    body.node("", "Identity", &["cond_in"], &["cond_out"], vec![]);
-    body.node("", "MatMul", &["m_in", "c"], &["m_out"], vec![]);
-    body.output("cond_out", DataType::BOOL, &[]);
-    body.output("m_out", DataType::FLOAT, &[Dim::Fixed(n), Dim::Fixed(n)]);
-
-    let mut g = GraphBuilder::new("slow");
-    g.input("x", DataType::FLOAT, &[Dim::Named("batch")]);
-    // C / n with C all ones is idempotent under MatMul: the values stay finite however long.
-    let c = g.const_f32("c", &[n, n], vec![1.0 / n as f32; (n * n) as usize]);
-    let top = g.op("ReduceMax", &["x"], vec![("keepdims", Attr::Int(0))]);
-    let trips = g.op(
-        "Cast",
-        &[&top],
-        vec![("to", Attr::Int(DataType::INT64 as i64))],
-    );
-    let m = g.fresh("m");
-    g.node(
-        "",
-        "Loop",
-        &[&trips, "", &c],
-        &[&m],
-        vec![("body", Attr::Graph(Box::new(body.into_graph())))],
-    );
-    let total = g.op("ReduceSum", &[&m], vec![("keepdims", Attr::Int(0))]);
-    let zero = g.const_f32("zero", &[], vec![0.0]);
-    let nothing = g.op("Mul", &[&total, &zero], vec![]);
-    g.node("", "Add", &["x", &nothing], &["y"], vec![]);
-    g.output("y", DataType::FLOAT, &[Dim::Named("batch")]);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, to_bytes(&g.finish("test", "")).unwrap()).unwrap();
-}
 
 /// A server of the slow model (one worker) and the request value that keeps it busy for about
 /// `BUSY_SECONDS` on this machine.
@@ -99,18 +56,7 @@ fn slow_server(tmp: &std::path::Path, extra: &[&str]) -> Slow {
     ];
     args.extend_from_slice(extra);
     let server = Server::start(&args);
-    // Time runs of k MatMuls, doubling k until one run is long enough to measure, then scale.
-    let mut k = 8.0f64;
-    let busy = loop {
-        let start = Instant::now();
-        let (status, text) = server.post(SLOW_PREDICT, &format!(r#"{{"instances": [{k}]}}"#));
-        assert_eq!(status, 200, "{text}");
-        let took = start.elapsed().as_secs_f64();
-        if took >= 0.2 {
-            break (k * BUSY_SECONDS / took).ceil();
-        }
-        k *= 2.0;
-    };
+    let busy = busy_value(&server, SLOW_PREDICT, BUSY_SECONDS);
     Slow { server, busy }
 }
 

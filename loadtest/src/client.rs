@@ -322,6 +322,31 @@ pub async fn get_status(addr: SocketAddr, host: &HeaderValue, path: &Uri) -> Res
     Ok(status)
 }
 
+/// One GET of `target`'s path on a fresh connection; the body of a 200 answer.
+pub async fn get_text(target: &Target) -> Result<String> {
+    let io = tcp(target.addr).await?;
+    let (mut sender, conn) = http1::handshake::<_, Full<Bytes>>(io).await?;
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(target.uri.clone())
+        .header(HOST, target.host.clone())
+        .header("connection", "close")
+        .body(Full::new(Bytes::new()))?;
+    let response = tokio::time::timeout(Duration::from_secs(2), sender.send_request(request))
+        .await
+        .map_err(|_| anyhow!("timed out"))??;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    task.abort();
+    if status != StatusCode::OK {
+        bail!("http {}", status.as_u16());
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,7 +207,7 @@ pub fn kserve_body(rows: &[&Row], two_d: bool) -> String {
 }
 
 /// A gRPC length-prefixed message (uncompressed).
-fn grpc_frame(message: &impl Message) -> Bytes {
+pub fn grpc_frame(message: &impl Message) -> Bytes {
     let len = message.encoded_len();
     let mut out = Vec::with_capacity(5 + len);
     out.push(0);

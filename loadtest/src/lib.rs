@@ -8,6 +8,7 @@ pub mod report;
 pub mod result;
 pub mod rss;
 pub mod run;
+pub mod soak;
 pub mod svg;
 
 use std::time::Duration;

@@ -54,6 +54,37 @@ fn ms_label(decade: i32) -> String {
     }
 }
 
+/// The opening of a plot: the SVG element, a white background and the title.
+fn header(title: &str, pw: f64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
+        LEFT + pw / 2.0,
+        escape(title)
+    );
+    s
+}
+
+/// The `i`-th entry of the legend, right of the plot.
+fn legend(s: &mut String, i: usize, label: &str, color: &str, pw: f64) {
+    let ly = TOP + 10.0 + i as f64 * 20.0;
+    let lx = LEFT + pw + 14.0;
+    let _ = writeln!(
+        s,
+        r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+        lx + 22.0,
+        lx + 28.0,
+        ly + 4.0,
+        escape(label)
+    );
+}
+
 /// The plot for one scenario. Series without points are left out.
 pub fn latency_plot(title: &str, series: &[(String, Vec<PercentilePoint>)]) -> String {
     let series: Vec<&(String, Vec<PercentilePoint>)> =
@@ -80,18 +111,7 @@ pub fn latency_plot(title: &str, series: &[(String, Vec<PercentilePoint>)]) -> S
     let px = |x: f64| LEFT + x / xmax * pw;
     let py = |v: f64| TOP + ph - (v.log10() - ylo) / (yhi - ylo) * ph;
 
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
-        LEFT + pw / 2.0,
-        escape(title)
-    );
+    let mut s = header(title, pw);
     // Grid and axes.
     for d in 0..=(xmax as i32) {
         let x = px(d as f64);
@@ -156,16 +176,98 @@ pub fn latency_plot(title: &str, series: &[(String, Vec<PercentilePoint>)]) -> S
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
             coords.join(" ")
         );
-        let ly = TOP + 10.0 + i as f64 * 20.0;
-        let lx = LEFT + pw + 14.0;
+        legend(&mut s, i, label, color, pw);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// A round step for about `n` grid lines over `span`.
+fn nice_step(span: f64, n: f64) -> f64 {
+    let raw = (span / n).max(f64::MIN_POSITIVE);
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag)
+}
+
+/// A plot of series over linear axes (the soak's memory and p99 over time). The y axis starts at
+/// zero so that growth is seen at its true size.
+pub fn line_plot(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> String {
+    let series: Vec<&(String, Vec<(f64, f64)>)> =
+        series.iter().filter(|(_, p)| !p.is_empty()).collect();
+    let points = || series.iter().flat_map(|(_, p)| p.iter());
+    let xmax = points().map(|p| p.0).fold(0.0f64, f64::max).max(1.0);
+    let ymax = points().map(|p| p.1).fold(0.0f64, f64::max).max(1.0) * 1.1;
+    let (xstep, ystep) = (nice_step(xmax, 8.0), nice_step(ymax, 6.0));
+    let xmax = (xmax / xstep).ceil() * xstep;
+    let ymax = (ymax / ystep).ceil() * ystep;
+    let pw = W - LEFT - RIGHT;
+    let ph = H - TOP - BOTTOM;
+    let px = |x: f64| LEFT + x / xmax * pw;
+    let py = |y: f64| TOP + ph - y / ymax * ph;
+    let mut s = header(title, pw);
+    let mut x = 0.0;
+    while x <= xmax + xstep / 2.0 {
         let _ = writeln!(
             s,
-            r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{}</text>"#,
-            lx + 22.0,
-            lx + 28.0,
-            ly + 4.0,
-            escape(label)
+            r##"<line x1="{0:.1}" y1="{TOP}" x2="{0:.1}" y2="{1:.1}" stroke="#ddd"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle">{3}</text>"##,
+            px(x),
+            TOP + ph,
+            TOP + ph + 18.0,
+            x
         );
+        x += xstep;
+    }
+    let mut y = 0.0;
+    while y <= ymax + ystep / 2.0 {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#ccc"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{4}</text>"##,
+            py(y),
+            LEFT + pw,
+            LEFT - 6.0,
+            py(y) + 4.0,
+            y
+        );
+        y += ystep;
+    }
+    let _ = writeln!(
+        s,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        LEFT + pw / 2.0,
+        H - 10.0,
+        escape(x_label)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{0:.1}" text-anchor="middle" transform="rotate(-90 16 {0:.1})">{1}</text>"#,
+        TOP + ph / 2.0,
+        escape(y_label)
+    );
+    for (i, (label, points)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let coords: Vec<String> = points
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            coords.join(" ")
+        );
+        legend(&mut s, i, label, color, pw);
     }
     s.push_str("</svg>\n");
     s
@@ -202,6 +304,25 @@ mod tests {
         assert!(!svg.contains("NaN"));
         let none = latency_plot("none", &[]);
         assert!(!none.contains("NaN") && !none.contains("inf"));
+    }
+
+    #[test]
+    fn line_plot_is_well_formed() {
+        let svg = line_plot(
+            "rss",
+            "minutes",
+            "MiB",
+            &[
+                ("server".into(), vec![(0.0, 50.0), (30.0, 52.5)]),
+                ("none".into(), vec![]),
+            ],
+        );
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 1);
+        assert!(!svg.contains("NaN") && !svg.contains("inf"));
+        assert!(!line_plot("empty", "x", "y", &[]).contains("NaN"));
+        assert_eq!(nice_step(30.0, 8.0), 5.0);
+        assert_eq!(nice_step(57.0, 6.0), 10.0);
     }
 
     #[test]

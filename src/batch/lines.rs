@@ -124,7 +124,7 @@ impl<'a> Reader<'a> {
                 if self.pos >= self.part.end {
                     self.done = true;
                 }
-                if let Some(text) = clean(line) {
+                if let Some(text) = text_of_line(line) {
                     return Ok(Some((text, self.line_no, line_start)));
                 }
                 continue;
@@ -157,7 +157,7 @@ impl<'a> Reader<'a> {
                         return Ok(None);
                     }
                     let line_no = self.line_no.map(|n| n + 1);
-                    return Ok(clean(line).map(|text| (text, line_no, self.pos)));
+                    return Ok(text_of_line(line).map(|text| (text, line_no, self.pos)));
                 }
             }
         }
@@ -166,7 +166,9 @@ impl<'a> Reader<'a> {
 
 const BOM: &[u8] = b"\xef\xbb\xbf";
 
-fn clean(mut bytes: Vec<u8>) -> Option<String> {
+/// The text of one input line: without its `\r`, `None` when blank, invalid UTF-8 replaced (the
+/// decoder then names the line).
+pub fn text_of_line(mut bytes: Vec<u8>) -> Option<String> {
     if bytes.last() == Some(&b'\r') {
         bytes.pop();
     }

@@ -11,6 +11,8 @@ mod lines;
 pub mod output;
 pub mod split;
 
+pub use lines::text_of_line;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;

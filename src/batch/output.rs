@@ -38,6 +38,8 @@ pub struct ShardWriter {
     index: usize,
     count: usize,
     results: BufWriter,
+    /// Whether `results` was shut down (after which it cannot be aborted).
+    results_closed: bool,
     errors: HashMap<String, ErrorCount>,
     pub predictions: u64,
     pub error_count: u64,
@@ -66,6 +68,7 @@ impl ShardWriter {
             index,
             count,
             results,
+            results_closed: false,
             errors: HashMap::new(),
             predictions: 0,
             error_count: 0,
@@ -108,7 +111,17 @@ impl ShardWriter {
     }
 
     /// Completes the shard: uploads, then moves results, errors_stats and the summary into place.
+    /// On failure (a full disk, a bucket gone) the temporary files are removed.
     pub async fn publish(mut self, summary: serde_json::Value) -> Result<()> {
+        let result = self.complete(summary).await;
+        if result.is_err() {
+            self.abandon().await;
+        }
+        result
+    }
+
+    async fn complete(&mut self, summary: serde_json::Value) -> Result<()> {
+        self.results_closed = true;
         self.results
             .shutdown()
             .await
@@ -161,7 +174,11 @@ impl ShardWriter {
     }
 
     /// Removes the temporary files of a failed run (best effort).
-    pub async fn abandon(self) {
+    pub async fn abandon(mut self) {
+        // First the results upload in progress: its staging file would outlive the cleanup.
+        if !self.results_closed {
+            let _ = self.results.abort().await;
+        }
         if let Ok(objects) = self.temp.list().await {
             for o in objects {
                 let _ = o.location.delete().await;

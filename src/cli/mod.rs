@@ -7,6 +7,7 @@ pub mod manage;
 pub mod predict;
 pub mod serve;
 pub mod train;
+pub mod tune;
 
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ pub use bench::BenchOrtArgs;
 pub use predict::PredictArgs;
 pub use serve::ServeArgs;
 pub use train::TrainArgs;
+pub use tune::TuneArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,6 +40,10 @@ pub struct Cli {
 pub enum Command {
     /// Train the census Wide & Deep model and export it to <job-dir>/export/Servo/<timestamp>.
     Train(TrainArgs),
+    /// Tune hyperparameters from an hptuning_config.yaml: trials of `mlengine train` (or any
+    /// trainer) chosen by Bayesian optimization, grid or random search, as Cloud ML Engine's
+    /// HyperTune.
+    Tune(TuneArgs),
     /// Predict locally from JSON instances, as `gcloud ml-engine local predict`.
     Predict(PredictArgs),
     /// Batch prediction of JSON-lines files, as a Cloud ML Engine prediction job.

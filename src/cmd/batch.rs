@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use tokio_util::sync::CancellationToken;
 
 use crate::batch::{self, Progress};
 use crate::cli::BatchArgs;
@@ -18,14 +17,7 @@ pub fn run(args: &BatchArgs, ort_library: Option<PathBuf>) -> Result<ExitCode> {
     let config = args.config(ort_library);
     // One runtime thread per session: each decodes, runs and encodes whole batches.
     let runtime = super::runtime(config.max_worker_count)?;
-    let cancel = CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        runtime.spawn(async move {
-            super::shutdown_signal().await;
-            cancel.cancel();
-        });
-    }
+    let cancel = super::cancelled_on_signal(&runtime);
     let spinner = Spinner::new();
     let summary = runtime.block_on(batch::run(&config, &cancel, &spinner));
     spinner.finish();

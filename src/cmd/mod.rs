@@ -7,6 +7,7 @@ mod manage;
 mod predict;
 mod serve;
 mod train;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Train(args) => {
             init_logging(args.verbose_logging);
             train::run(args)
+        }
+        Command::Tune(args) => {
+            init_logging(false);
+            tune::run(&args)
         }
         Command::BatchPredict(args) => {
             init_logging(false);
@@ -79,6 +84,18 @@ fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
+/// A token cancelled on SIGINT or SIGTERM: long work stops cleanly (a checkpoint, temporary files
+/// removed, trials stopped) instead of dying mid-write.
+fn cancelled_on_signal(runtime: &tokio::runtime::Runtime) -> tokio_util::sync::CancellationToken {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let token = cancel.clone();
+    runtime.spawn(async move {
+        shutdown_signal().await;
+        token.cancel();
+    });
+    cancel
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {

@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::TrainArgs;
 use crate::storage::Storage;
 use crate::trainer::metrics::EvalMetrics;
+use crate::trainer::observe::HypertuneReport;
 use crate::trainer::{self, metrics_line, Alone, Interrupted, Observer, TrainConfig};
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
@@ -23,17 +23,15 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     // SAFETY: no other thread exists yet that could read the environment concurrently.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", config.num_threads.to_string()) };
     let runtime = super::runtime(1)?;
-    let cancel = CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        runtime.spawn(async move {
-            super::shutdown_signal().await;
-            cancel.cancel();
-        });
-    }
+    let cancel = super::cancelled_on_signal(&runtime);
     let console = Console::new(config.log_step_count_steps);
+    let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(console)];
+    // A trial of a tuning job reports its metric the way Cloud ML trainers did.
+    if let Some(report) = HypertuneReport::from_env()? {
+        observers.push(Box::new(report));
+    }
     let storage = Storage::new(runtime.handle().clone());
-    let outcome = match trainer::run(&config, &storage, vec![Box::new(console)], &Alone, &cancel) {
+    let outcome = match trainer::run(&config, &storage, observers, &Alone, &cancel) {
         Ok(outcome) => outcome,
         Err(e) => {
             if let Some(i) = e.downcast_ref::<Interrupted>() {

@@ -5,7 +5,9 @@
 
 use serde_json::{json, Value};
 
-use super::json::{append, value_at};
+use std::time::Duration;
+
+use super::json::{append, parse_body, value_at};
 use super::raw;
 use crate::status::{Error, Result};
 use crate::tensor::{DType, Signature, Tensor, TensorData};
@@ -94,6 +96,123 @@ pub fn decode_inputs(signature: &Signature, inputs: Vec<Input>) -> Result<Vec<Te
         tensors[index] = Some(Tensor::new(shape, data));
     }
     signature.ordered_inputs(tensors)
+}
+
+/// A REST infer request, decoded.
+pub struct RestRequest {
+    pub inputs: Vec<Tensor>,
+    /// The outputs asked for, as indices into the signature's outputs (empty: all).
+    pub wanted: Vec<usize>,
+    /// Triton's request parameter `timeout`.
+    pub timeout: Option<Duration>,
+    /// The request's `id`, echoed in the answer.
+    pub id: Option<Value>,
+}
+
+/// A REST infer body: JSON, followed by Triton's binary tensor data when `header_len` (the
+/// `Inference-Header-Content-Length` header) says where the JSON ends. Binary inputs take
+/// consecutive slices of the bytes after the JSON, in input order, and every byte must be claimed.
+pub fn decode_rest(
+    signature: &Signature,
+    body: &[u8],
+    header_len: Option<usize>,
+) -> Result<RestRequest> {
+    let (json_part, binary) = match header_len {
+        None => (body, &body[..0]),
+        Some(n) if n <= body.len() => body.split_at(n),
+        Some(n) => {
+            return Err(Error::invalid(format!(
+                "Inference-Header-Content-Length is {n} but the body has only {} bytes",
+                body.len()
+            )))
+        }
+    };
+    let request = parse_body(json_part)?;
+    let listed = request
+        .get("inputs")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Error::invalid("missing 'inputs' list in request body"))?;
+    let mut inputs = Vec::with_capacity(listed.len());
+    let mut offset = 0usize;
+    for (i, input) in listed.iter().enumerate() {
+        let name = input
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::invalid(format!("inputs[{i}]: missing 'name'")))?;
+        let datatype = input
+            .get("datatype")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::invalid(format!("input '{name}': missing 'datatype'")))?;
+        let shape: Vec<i64> = input
+            .get("shape")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| {
+                Error::invalid(format!("input '{name}': 'shape' must be a list of sizes"))
+            })?;
+        let binary_size = input
+            .get("parameters")
+            .and_then(|p| p.get("binary_data_size"));
+        let data = match binary_size {
+            Some(size) => {
+                let size = size
+                    .as_u64()
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "input '{name}': binary_data_size must be a byte count"
+                        ))
+                    })?;
+                let Some(bytes) = offset
+                    .checked_add(size)
+                    .and_then(|end| binary.get(offset..end))
+                else {
+                    return Err(Error::invalid(format!(
+                        "input '{name}': binary_data_size {size} runs past the end of the binary data"
+                    )));
+                };
+                offset += size;
+                Data::Raw(bytes)
+            }
+            None => Data::Json(
+                input
+                    .get("data")
+                    .ok_or_else(|| Error::invalid(format!("input '{name}': missing 'data'")))?,
+            ),
+        };
+        inputs.push(Input {
+            name,
+            datatype,
+            shape,
+            data,
+        });
+    }
+    if offset != binary.len() {
+        return Err(Error::invalid(format!(
+            "{} bytes of binary data are not claimed by any input",
+            binary.len() - offset
+        )));
+    }
+    let inputs = decode_inputs(signature, inputs)?;
+    let timeout = match request.pointer("/parameters/timeout") {
+        None => None,
+        Some(t) => Some(Duration::from_micros(t.as_u64().ok_or_else(|| {
+            Error::invalid("parameters.timeout must be a whole number of microseconds")
+        })?)),
+    };
+    let wanted = match request.get("outputs").and_then(Value::as_array) {
+        None => vec![],
+        Some(list) => signature.output_indices(
+            list.iter()
+                .map(|o| o.get("name").and_then(Value::as_str).unwrap_or_default()),
+        )?,
+    };
+    Ok(RestRequest {
+        inputs,
+        wanted,
+        timeout,
+        id: request.get("id").cloned(),
+    })
 }
 
 /// A JSON `data` array (flat or nested, row-major) as `count` elements.

@@ -62,18 +62,22 @@ struct Entry {
 pub fn load(path: &Path) -> Result<Vec<ModelConfig>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read --model-config-file {}", path.display()))?;
-    let file: File = serde_yaml_ng::from_str(&text)
-        .with_context(|| format!("--model-config-file {} is not valid", path.display()))?;
+    parse(&text, path.parent().unwrap_or(Path::new(".")))
+        .with_context(|| format!("--model-config-file {} is not valid", path.display()))
+}
+
+/// The models of a config file's text; base paths are relative to `dir`.
+pub fn parse(text: &str, dir: &Path) -> Result<Vec<ModelConfig>> {
+    let file: File = serde_yaml_ng::from_str(text)?;
     if file.models.is_empty() {
-        bail!("--model-config-file {} lists no models", path.display());
+        bail!("it lists no models");
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
     let mut seen = std::collections::HashSet::new();
     file.models
         .into_iter()
         .map(|e| {
             if !seen.insert(e.name.clone()) {
-                bail!("--model-config-file lists model '{}' twice", e.name);
+                bail!("model '{}' is listed twice", e.name);
             }
             let policy = match &e.version_policy {
                 Some(p) => p.parse::<VersionPolicy>().map_err(|m| anyhow::anyhow!("model '{}': {m}", e.name))?,

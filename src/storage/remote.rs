@@ -55,12 +55,14 @@ pub fn open(uri: &str) -> Result<Location> {
         "s3" => Arc::new(
             object_store::aws::AmazonS3Builder::from_env()
                 .with_url(uri)
+                .with_retry(retry())
                 .build()
                 .map_err(|e| bad(&e))?,
         ),
         "gs" => Arc::new(
             object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_url(uri)
+                .with_retry(retry())
                 .build()
                 .map_err(|e| bad(&e))?,
         ),
@@ -69,6 +71,7 @@ pub fn open(uri: &str) -> Result<Location> {
             Arc::new(
                 object_store::http::HttpBuilder::new()
                     .with_url(base)
+                    .with_retry(retry())
                     // The URI's own scheme decides: an http:// URI was asked for in plain text.
                     .with_client_options(
                         object_store::ClientOptions::new().with_allow_http(url.scheme() == "http"),
@@ -84,6 +87,17 @@ pub fn open(uri: &str) -> Result<Location> {
         path,
         uri: uri.to_string(),
     })
+}
+
+/// Retries of one request: enough for a blip (about 1.5 s of backoff over 4 tries), short enough
+/// that an object store that is gone is reported in seconds, not after object_store's default of
+/// about a minute. The server's poller tries again at every poll anyway.
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 4,
+        retry_timeout: std::time::Duration::from_secs(30),
+        ..Default::default()
+    }
 }
 
 fn open_local(path: &str, uri: &str) -> Result<Location> {

@@ -19,7 +19,7 @@ mod train_loop;
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use checkpoint::CheckpointState;
@@ -194,7 +194,13 @@ pub fn run(
         }
     }
     let weights = network.to_weights()?;
-    let export = export::export(&job_dir, &state.spec, &weights, config, &metrics)?;
+    let export =
+        export::export(&job_dir, &state.spec, &weights, config, &metrics).with_context(|| {
+            format!(
+                "cannot export the model to {}",
+                job_dir.uri_of(job_dir::EXPORT_BASE)
+            )
+        })?;
     Ok(TrainOutcome {
         global_step: state.global_step,
         metrics,

@@ -57,3 +57,93 @@ impl Observer for MetricFiles {
         self.job_dir.publish(METRICS_HISTORY)
     }
 }
+
+/// Reports the evaluation metric named by a tuning job's tag to its metric file, in the format
+/// of the `cloudml-hypertune` package (the tuner reads both the same way): at most the last 100
+/// reports, the whole file rewritten each time, one JSON object per line with sorted keys and
+/// every value but the timestamp a string.
+pub struct HypertuneReport {
+    path: std::path::PathBuf,
+    tag: String,
+    trial: String,
+    lines: std::collections::VecDeque<String>,
+}
+
+/// The tag when a tuning job names none (Cloud ML Engine's default).
+pub const DEFAULT_METRIC_TAG: &str = "training/hptuning/metric";
+
+/// Reports `cloudml-hypertune` keeps.
+const HYPERTUNE_MAX_REPORTS: usize = 100;
+
+impl HypertuneReport {
+    /// From the environment a tuning job gives its trials (`CLOUD_ML_HP_METRIC_FILE`,
+    /// `CLOUD_ML_HP_METRIC_TAG`, `CLOUD_ML_TRIAL_ID`); `None` outside one. A tag that is not one
+    /// of the evaluation's metrics is an error before training starts.
+    pub fn from_env() -> Result<Option<HypertuneReport>> {
+        let Some(path) = std::env::var_os("CLOUD_ML_HP_METRIC_FILE") else {
+            return Ok(None);
+        };
+        let tag = std::env::var("CLOUD_ML_HP_METRIC_TAG")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| DEFAULT_METRIC_TAG.to_string());
+        let names = metric_names();
+        if !names.contains(&tag) {
+            anyhow::bail!(
+                "the tuning job's metric tag {tag:?} (CLOUD_ML_HP_METRIC_TAG) is not one of the \
+                 evaluation's metrics: {}",
+                names.join(", ")
+            );
+        }
+        Ok(Some(HypertuneReport {
+            path: path.into(),
+            tag,
+            trial: std::env::var("CLOUD_ML_TRIAL_ID").unwrap_or_else(|_| "0".into()),
+            lines: std::collections::VecDeque::new(),
+        }))
+    }
+}
+
+/// The names an evaluation reports (`accuracy`, `auc`, `loss`, ...).
+fn metric_names() -> Vec<String> {
+    let zero = super::metrics::evaluate(&[0.0], &[0.0], 0);
+    match serde_json::to_value(zero) {
+        Ok(serde_json::Value::Object(m)) => m
+            .into_iter()
+            .filter(|(k, v)| v.is_f64() && k != "global_step")
+            .map(|(k, _)| k)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Observer for HypertuneReport {
+    fn evaluated(&mut self, metrics: &EvalMetrics) -> Result<()> {
+        let all = serde_json::to_value(metrics)?;
+        let Some(value) = all.get(&self.tag).and_then(serde_json::Value::as_f64) else {
+            return Ok(());
+        };
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        // Keys in sorted order, as the Python package writes them (json.dumps(sort_keys=True)).
+        let mut entry = std::collections::BTreeMap::new();
+        entry.insert("checkpoint_path", serde_json::json!(""));
+        entry.insert(
+            "global_step",
+            serde_json::json!(metrics.global_step.to_string()),
+        );
+        entry.insert(self.tag.as_str(), serde_json::json!(value.to_string()));
+        entry.insert("timestamp", serde_json::json!(timestamp));
+        entry.insert("trial", serde_json::json!(self.trial));
+        self.lines.push_back(serde_json::to_string(&entry)?);
+        if self.lines.len() > HYPERTUNE_MAX_REPORTS {
+            self.lines.pop_front();
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let text: String = self.lines.iter().map(|l| format!("{l}\n")).collect();
+        write_atomic(&self.path, text.as_bytes())
+    }
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod moto;
+pub mod slow;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -137,6 +138,11 @@ pub struct Server {
 impl Server {
     /// Starts the server with `args` (plus loopback host and port 0) and waits for its address.
     pub fn start(args: &[&str]) -> Server {
+        Server::spawn(Server::command(args))
+    }
+
+    /// `mlengine serve` with `args` on loopback ports chosen by the system, not started.
+    pub fn command(args: &[&str]) -> Command {
         let mut cmd = bin();
         cmd.args([
             "serve",
@@ -148,7 +154,7 @@ impl Server {
             "0",
         ])
         .args(args);
-        Server::spawn(cmd)
+        cmd
     }
 
     /// Starts a prepared `mlengine serve` command and waits for its addresses.
@@ -159,22 +165,13 @@ impl Server {
 
     /// Starts the server with `args` (plus loopback host and port 0), its log written to `log`.
     pub fn start_logging_to(args: &[&str], log: &Path) -> Server {
-        let mut cmd = bin();
-        cmd.args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--rest-port",
-            "0",
-            "--grpc-port",
-            "0",
-        ])
-        .args(args)
-        .stderr(std::fs::File::create(log).expect("log file"));
+        let mut cmd = Server::command(args);
+        cmd.stderr(std::fs::File::create(log).expect("log file"));
         Server::spawn_with_stderr(cmd)
     }
 
-    fn spawn_with_stderr(mut cmd: Command) -> Server {
+    /// Starts a prepared `mlengine serve` command whose stderr is already directed.
+    pub fn spawn_with_stderr(mut cmd: Command) -> Server {
         use std::io::BufRead;
         let mut child = cmd
             .stdout(std::process::Stdio::piped())

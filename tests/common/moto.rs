@@ -46,6 +46,12 @@ impl Moto {
         stdout(&o)
     }
 
+    /// Kills the server at once (SIGKILL), as an object store that goes away mid-transfer.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn env<'a>(&'a self, cmd: &'a mut Command) -> &'a mut Command {
         cmd.env("AWS_ENDPOINT", &self.endpoint)
             .env("AWS_ALLOW_HTTP", "true")

@@ -2,6 +2,7 @@
 
     s3_tool.py ENDPOINT mb BUCKET
     s3_tool.py ENDPOINT put BUCKET KEY LOCAL_FILE
+    s3_tool.py ENDPOINT putdir BUCKET PREFIX LOCAL_DIR   (every file, model.onnx last)
     s3_tool.py ENDPOINT ls BUCKET PREFIX          (prints one key per line)
     s3_tool.py ENDPOINT get BUCKET KEY            (prints the object to stdout)
     s3_tool.py ENDPOINT download BUCKET KEY LOCAL_FILE
@@ -27,6 +28,17 @@ def main() -> int:
         key, path = rest
         with open(path, "rb") as f:
             s3.put_object(Bucket=bucket, Key=key, Body=f.read())
+    elif command == "putdir":
+        import os
+
+        prefix, root = rest
+        files = sorted(
+            os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs
+        )
+        files.sort(key=lambda f: f == "model.onnx")
+        for f in files:
+            with open(os.path.join(root, f), "rb") as body:
+                s3.put_object(Bucket=bucket, Key=f"{prefix}/{f}", Body=body.read())
     elif command == "ls":
         (prefix,) = rest
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)

@@ -39,6 +39,48 @@ enum Command {
     Rss(RssArgs),
     /// Write the Markdown report (and SVG plots) of a results directory.
     Report(ReportArgs),
+    /// Steady mixed load (REST and gRPC, good and bad requests) for a long time, publishing a new
+    /// version every so often; writes a report of memory, p99 per minute and errors.
+    Soak(Box<SoakArgs>),
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// http://HOST:PORT of the REST port
+    #[arg(long)]
+    rest: String,
+    /// HOST:PORT of the gRPC port
+    #[arg(long)]
+    grpc: String,
+    #[arg(long, default_value = "census")]
+    model: String,
+    #[arg(long, default_value = "../shared/data/census/adult.test")]
+    data: PathBuf,
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    duration: Duration,
+    /// Closed-loop connections for each good stream (REST, gRPC)
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// A version folder to publish copies of
+    #[arg(long, requires = "publish_to")]
+    publish_from: Option<PathBuf>,
+    /// The served base path the copies go to, numbered after the highest there
+    #[arg(long, requires = "publish_from")]
+    publish_to: Option<PathBuf>,
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    publish_every: Duration,
+    /// The server's process (its tree's VmRSS is sampled every 5 s)
+    #[arg(long, required = true)]
+    pid: Vec<String>,
+    /// Tokio worker threads
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// One line about the machine, for the report
+    #[arg(long, default_value = "")]
+    machine: String,
+    /// Folder for soak.json, the report (soak.md) and its plots
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -139,6 +181,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd_run(*args),
         Command::WaitReady(args) => cmd_wait_ready(args),
         Command::Rss(args) => cmd_rss(args),
+        Command::Soak(args) => cmd_soak(*args),
         Command::Report(args) => {
             let svg_dir = args.svg_dir.unwrap_or_else(|| args.results.clone());
             report::write_report(&args.results, &args.out, &svg_dir).map(|line| println!("{line}"))
@@ -151,6 +194,56 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn cmd_soak(args: SoakArgs) -> Result<()> {
+    use mlengine_loadtest::soak;
+    if args.duration.is_zero() || args.publish_every.is_zero() {
+        bail!("--duration and --publish-every must be positive");
+    }
+    let cfg = soak::SoakConfig {
+        rest: args.rest,
+        grpc: args.grpc,
+        model: args.model,
+        rows: data::read_rows(&args.data)?,
+        duration: args.duration,
+        connections: args.connections.max(1),
+        publish_from: args.publish_from,
+        publish_to: args.publish_to,
+        publish_every: args.publish_every,
+        pids: parse_pids(&args.pid)?,
+    };
+    let result = runtime(args.threads)?.block_on(soak::soak(cfg))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let write = |name: &str, text: String| {
+        let path = args.out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("soak.json", serde_json::to_string_pretty(&result)? + "\n")?;
+    let (memory, latency) = soak::plots(&result);
+    write("soak-memory.svg", memory)?;
+    write("soak-p99.svg", latency)?;
+    write(
+        "soak.md",
+        soak::render(&result, &args.machine, "soak-memory.svg", "soak-p99.svg"),
+    )?;
+    let v = soak::verdict(&result);
+    println!(
+        "soak: {:.0} min, memory {:+.1}% after the first minute ({:.1} -> {:.1} MiB, peak {:.1}), \
+         {} of {} good requests failed, {} of {} bad requests misanswered, {} versions published",
+        result.duration_s / 60.0,
+        v.growth_pct,
+        v.base_mib,
+        v.end_mib,
+        v.peak_mib,
+        v.good_failed,
+        v.good,
+        v.bad_misanswered,
+        v.bad,
+        result.publishes.len()
+    );
+    Ok(())
 }
 
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {

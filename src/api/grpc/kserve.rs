@@ -18,7 +18,7 @@ use crate::codec::raw;
 use crate::repository::VersionSelector;
 use crate::serving::{Call, InferenceService};
 use crate::status::{Error, Result};
-use crate::tensor::{element, DType, TensorData, TensorSpec};
+use crate::tensor::{element, DType, Signature, Tensor, TensorData, TensorSpec};
 
 pub struct KServe {
     pub service: Arc<InferenceService>,
@@ -68,6 +68,42 @@ fn from_contents(name: &str, dtype: DType, c: &InferTensorContents) -> Result<Te
     })
 }
 
+/// The inputs of a `ModelInferRequest` as tensors in signature order: raw contents (one entry per
+/// input) or typed contents, never both.
+pub fn decode_request(signature: &Signature, req: &ModelInferRequest) -> Result<Vec<Tensor>> {
+    if !req.raw_input_contents.is_empty() && req.raw_input_contents.len() != req.inputs.len() {
+        return Err(Error::invalid(format!(
+            "raw_input_contents has {} entries for {} inputs",
+            req.raw_input_contents.len(),
+            req.inputs.len()
+        )));
+    }
+    let mut inputs = Vec::with_capacity(req.inputs.len());
+    for (i, input) in req.inputs.iter().enumerate() {
+        let name = input.name.as_str();
+        let data = match (req.raw_input_contents.get(i), &input.contents) {
+            (Some(raw), None) => Data::Raw(raw),
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(format!(
+                    "input '{name}': set either raw_input_contents or contents, not both"
+                )))
+            }
+            (None, Some(contents)) => {
+                let dtype = datatype(signature, name, &input.datatype)?;
+                Data::Typed(from_contents(name, dtype, contents)?)
+            }
+            (None, None) => return Err(Error::invalid(format!("input '{name}': no data"))),
+        };
+        inputs.push(Input {
+            name,
+            datatype: &input.datatype,
+            shape: input.shape.clone(),
+            data,
+        });
+    }
+    decode_inputs(signature, inputs)
+}
+
 impl KServe {
     async fn infer(
         &self,
@@ -77,37 +113,7 @@ impl KServe {
     ) -> Result<ModelInferResponse> {
         let version = call.resolve(&req.model_name, &selector(&req.model_version))?;
         let signature = version.signature();
-        if !req.raw_input_contents.is_empty() && req.raw_input_contents.len() != req.inputs.len() {
-            return Err(Error::invalid(format!(
-                "raw_input_contents has {} entries for {} inputs",
-                req.raw_input_contents.len(),
-                req.inputs.len()
-            )));
-        }
-        let mut inputs = Vec::with_capacity(req.inputs.len());
-        for (i, input) in req.inputs.iter().enumerate() {
-            let name = input.name.as_str();
-            let data = match (req.raw_input_contents.get(i), &input.contents) {
-                (Some(raw), None) => Data::Raw(raw),
-                (Some(_), Some(_)) => {
-                    return Err(Error::invalid(format!(
-                        "input '{name}': set either raw_input_contents or contents, not both"
-                    )))
-                }
-                (None, Some(contents)) => {
-                    let dtype = datatype(signature, name, &input.datatype)?;
-                    Data::Typed(from_contents(name, dtype, contents)?)
-                }
-                (None, None) => return Err(Error::invalid(format!("input '{name}': no data"))),
-            };
-            inputs.push(Input {
-                name,
-                datatype: &input.datatype,
-                shape: input.shape.clone(),
-                data,
-            });
-        }
-        let tensors = decode_inputs(signature, inputs)?;
+        let tensors = decode_request(signature, &req)?;
         let wanted = signature.output_indices(req.outputs.iter().map(|o| o.name.as_str()))?;
         let outputs = call
             .run(&version, tensors, wanted, call.deadline(timeout))

@@ -2,10 +2,10 @@
 //! GRPCInferenceService, `grpc.health.v1.Health` and server reflection. Adapters only: decoding
 //! and encoding around the same serving core as REST.
 
-mod kserve;
+pub mod kserve;
 pub use crate::proto;
 mod tensor_proto;
-mod tfserving;
+pub mod tfserving;
 
 use std::sync::Arc;
 

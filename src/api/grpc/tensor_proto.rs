@@ -7,8 +7,9 @@ use crate::codec::raw;
 use crate::status::{Error, Result};
 use crate::tensor::{element, DType, Tensor, TensorData, TensorSpec};
 
-/// Most elements one value may be broadcast to: a declared shape costs memory only up to here.
-const MAX_BROADCAST: usize = 1 << 24;
+/// Most bytes one value may be broadcast to: a declared shape costs memory only up to here, so a
+/// short request cannot ask for gigabytes (a 60 KB string to a million elements).
+const MAX_BROADCAST_BYTES: usize = 32 << 20;
 
 pub fn data_type(d: DType) -> DataType {
     DataType::from_str_name(d.tf_name()).unwrap_or(DataType::DtInvalid)
@@ -76,16 +77,20 @@ pub fn decode(spec: &TensorSpec, proto: &TensorProto) -> Result<Tensor> {
         )?;
         return Ok(Tensor::new(shape, data));
     }
+    /// `values` as `count` elements: as given, or TensorFlow's broadcast of a single value.
+    /// `heap` is the bytes the one value owns beyond its own size (a string's text).
     fn spread<T: Clone>(
         values: &[T],
         count: usize,
+        heap: usize,
         err: &dyn Fn(String) -> Error,
     ) -> Result<Vec<T>> {
+        let bytes = count.saturating_mul(std::mem::size_of::<T>().saturating_add(heap));
         match values.len() {
             n if n == count => Ok(values.to_vec()),
-            1 if count <= MAX_BROADCAST => Ok(vec![values[0].clone(); count]),
+            1 if bytes <= MAX_BROADCAST_BYTES => Ok(vec![values[0].clone(); count]),
             1 => Err(err(format!(
-                "one value cannot be broadcast to {count} elements (at most {MAX_BROADCAST})"
+                "one value cannot be broadcast to {count} elements (at most {MAX_BROADCAST_BYTES} bytes)"
             ))),
             n => Err(err(format!("{n} values for a shape of {count} elements"))),
         }
@@ -101,17 +106,37 @@ pub fn decode(spec: &TensorSpec, proto: &TensorProto) -> Result<Tensor> {
             .collect()
     }
     let data = match dtype {
-        DType::F32 => TensorData::F32(spread(&proto.float_val, count, &err)?),
-        DType::F64 => TensorData::F64(spread(&proto.double_val, count, &err)?),
-        DType::I64 => TensorData::I64(spread(&proto.int64_val, count, &err)?),
-        DType::I32 => TensorData::I32(spread(&proto.int_val, count, &err)?),
-        DType::I16 => TensorData::I16(spread(&narrow(&proto.int_val, dtype, &err)?, count, &err)?),
-        DType::I8 => TensorData::I8(spread(&narrow(&proto.int_val, dtype, &err)?, count, &err)?),
-        DType::U8 => TensorData::U8(spread(&narrow(&proto.int_val, dtype, &err)?, count, &err)?),
-        DType::U16 => TensorData::U16(spread(&narrow(&proto.int_val, dtype, &err)?, count, &err)?),
-        DType::U32 => TensorData::U32(spread(&proto.uint32_val, count, &err)?),
-        DType::U64 => TensorData::U64(spread(&proto.uint64_val, count, &err)?),
-        DType::Bool => TensorData::Bool(spread(&proto.bool_val, count, &err)?),
+        DType::F32 => TensorData::F32(spread(&proto.float_val, count, 0, &err)?),
+        DType::F64 => TensorData::F64(spread(&proto.double_val, count, 0, &err)?),
+        DType::I64 => TensorData::I64(spread(&proto.int64_val, count, 0, &err)?),
+        DType::I32 => TensorData::I32(spread(&proto.int_val, count, 0, &err)?),
+        DType::I16 => TensorData::I16(spread(
+            &narrow(&proto.int_val, dtype, &err)?,
+            count,
+            0,
+            &err,
+        )?),
+        DType::I8 => TensorData::I8(spread(
+            &narrow(&proto.int_val, dtype, &err)?,
+            count,
+            0,
+            &err,
+        )?),
+        DType::U8 => TensorData::U8(spread(
+            &narrow(&proto.int_val, dtype, &err)?,
+            count,
+            0,
+            &err,
+        )?),
+        DType::U16 => TensorData::U16(spread(
+            &narrow(&proto.int_val, dtype, &err)?,
+            count,
+            0,
+            &err,
+        )?),
+        DType::U32 => TensorData::U32(spread(&proto.uint32_val, count, 0, &err)?),
+        DType::U64 => TensorData::U64(spread(&proto.uint64_val, count, 0, &err)?),
+        DType::Bool => TensorData::Bool(spread(&proto.bool_val, count, 0, &err)?),
         DType::String => {
             let texts = proto
                 .string_val
@@ -123,7 +148,8 @@ pub fn decode(spec: &TensorSpec, proto: &TensorProto) -> Result<Tensor> {
                         .map_err(|e| err(format!("string_val[{i}] {e}")))
                 })
                 .collect::<Result<Vec<String>>>()?;
-            TensorData::String(spread(&texts, count, &err)?)
+            let heap = texts.first().map_or(0, String::len);
+            TensorData::String(spread(&texts, count, heap, &err)?)
         }
     };
     Ok(Tensor::new(shape, data))
@@ -151,4 +177,45 @@ pub fn encode(t: &Tensor) -> TensorProto {
         TensorData::String(v) => p.string_val = v.iter().map(|s| s.as_bytes().to_vec()).collect(),
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string_input(value: Vec<u8>, dims: &[i64]) -> TensorProto {
+        TensorProto {
+            dtype: DataType::DtString as i32,
+            tensor_shape: Some(shape_proto(dims.iter().copied())),
+            string_val: vec![value],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_broadcast_is_bounded_by_the_bytes_it_would_take() {
+        let spec = TensorSpec {
+            name: "csv_row".into(),
+            dtype: DType::String,
+            shape: vec![-1],
+        };
+        let t = decode(&spec, &string_input(b"25, Private".to_vec(), &[4])).unwrap();
+        assert_eq!(t.data.len(), 4);
+        // 60 KB to a million elements would be 60 GB: refused before anything is allocated.
+        let e = decode(&spec, &string_input(vec![b'x'; 60_000], &[1 << 20])).unwrap_err();
+        assert!(e.message.contains("cannot be broadcast"), "{}", e.message);
+        assert!(e.message.contains("csv_row"), "{}", e.message);
+        let ints = TensorSpec {
+            name: "age".into(),
+            dtype: DType::I64,
+            shape: vec![-1],
+        };
+        let huge = TensorProto {
+            dtype: DataType::DtInt64 as i32,
+            tensor_shape: Some(shape_proto([1i64 << 40])),
+            int64_val: vec![1],
+            ..Default::default()
+        };
+        assert!(decode(&ints, &huge).is_err());
+    }
 }

@@ -44,7 +44,7 @@ fn model_spec(req: Option<&ModelSpec>) -> Result<&ModelSpec> {
 }
 
 /// The examples of a Classify or Regress request, and the context they share.
-fn examples(input: Option<&Input>) -> Result<(Vec<Features>, Option<Features>)> {
+pub fn examples(input: Option<&Input>) -> Result<(Vec<Features>, Option<Features>)> {
     match input.and_then(|i| i.kind.as_ref()) {
         Some(Kind::ExampleList(list)) => Ok((
             list.examples.iter().map(example::from_proto).collect(),
@@ -78,46 +78,7 @@ impl TfServing {
         crate::codec::instances::check_signature_name(&spec.signature_name)?;
         let signature = version.signature();
         let wanted = signature.output_indices(req.output_filter.iter().map(String::as_str))?;
-        // A model of named inputs takes serialized tf.Examples under "inputs", as TF's example
-        // serving input did.
-        if let Some(serialized) = examples_input(signature, &req) {
-            let examples = serialized?;
-            let inputs = example::to_tensors(signature, &examples, None)?;
-            let outputs = call
-                .run(&version, inputs, wanted, call.deadline(timeout))
-                .await?;
-            return Ok(PredictResponse {
-                model_spec: Some(served_spec(&spec.name, version.version)),
-                outputs: outputs
-                    .iter()
-                    .map(|(n, t)| (n.clone(), encode(t)))
-                    .collect(),
-            });
-        }
-        for key in req.inputs.keys() {
-            if signature.input(key).is_none() {
-                return Err(Error::invalid(format!(
-                    "unknown input '{key}'; the model's inputs are {}",
-                    signature
-                        .inputs
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
-        let inputs: Vec<Tensor> = signature
-            .inputs
-            .iter()
-            .map(|s| {
-                let proto = req
-                    .inputs
-                    .get(&s.name)
-                    .ok_or_else(|| Error::invalid(format!("missing input '{}'", s.name)))?;
-                decode(s, proto)
-            })
-            .collect::<Result<_>>()?;
+        let inputs = decode_predict(signature, &req)?;
         let outputs = call
             .run(&version, inputs, wanted, call.deadline(timeout))
             .await?;
@@ -129,6 +90,41 @@ impl TfServing {
                 .collect(),
         })
     }
+}
+
+/// The inputs of a `PredictRequest` as tensors in signature order. A model of named inputs also
+/// takes serialized tf.Examples under "inputs", as TF's example serving input did.
+pub fn decode_predict(
+    signature: &crate::tensor::Signature,
+    req: &PredictRequest,
+) -> Result<Vec<Tensor>> {
+    if let Some(serialized) = examples_input(signature, req) {
+        return example::to_tensors(signature, &serialized?, None);
+    }
+    for key in req.inputs.keys() {
+        if signature.input(key).is_none() {
+            return Err(Error::invalid(format!(
+                "unknown input '{key}'; the model's inputs are {}",
+                signature
+                    .inputs
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    signature
+        .inputs
+        .iter()
+        .map(|s| {
+            let proto = req
+                .inputs
+                .get(&s.name)
+                .ok_or_else(|| Error::invalid(format!("missing input '{}'", s.name)))?;
+            decode(s, proto)
+        })
+        .collect()
 }
 
 /// Serialized tf.Examples given as the one input `inputs` (DT_STRING) to a model that has no

@@ -11,8 +11,7 @@ use serde_json::{json, Value};
 use super::{
     empty, error_response, json_response, json_result, read_body, requested_timeout, Shared,
 };
-use crate::codec::json::parse_body;
-use crate::codec::kserve::{decode_inputs, output_json, Data, Input};
+use crate::codec::kserve::{decode_rest, output_json};
 use crate::repository::VersionSelector;
 use crate::serving::InferenceService;
 use crate::status::{Error, Result};
@@ -126,100 +125,10 @@ async fn infer(
     };
     let header_timeout = requested_timeout(req.headers())?;
     let body = read_body(state, req).await?;
-    let (json_part, binary) = match header_len {
-        None => (&body[..], &body[..0]),
-        Some(n) if n <= body.len() => body.split_at(n),
-        Some(n) => {
-            return Err(Error::invalid(format!(
-                "Inference-Header-Content-Length is {n} but the body has only {} bytes",
-                body.len()
-            )))
-        }
-    };
-    let request = parse_body(json_part)?;
-    let listed = request
-        .get("inputs")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Error::invalid("missing 'inputs' list in request body"))?;
-    // Binary inputs take consecutive slices of the bytes after the JSON header, in input order.
-    let mut inputs = Vec::with_capacity(listed.len());
-    let mut offset = 0usize;
-    for (i, input) in listed.iter().enumerate() {
-        let name = input
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::invalid(format!("inputs[{i}]: missing 'name'")))?;
-        let datatype = input
-            .get("datatype")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::invalid(format!("input '{name}': missing 'datatype'")))?;
-        let shape: Vec<i64> = input
-            .get("shape")
-            .and_then(Value::as_array)
-            .and_then(|a| a.iter().map(Value::as_i64).collect::<Option<Vec<_>>>())
-            .ok_or_else(|| {
-                Error::invalid(format!("input '{name}': 'shape' must be a list of sizes"))
-            })?;
-        let binary_size = input
-            .get("parameters")
-            .and_then(|p| p.get("binary_data_size"));
-        let data = match binary_size {
-            Some(size) => {
-                let size = size
-                    .as_u64()
-                    .and_then(|s| usize::try_from(s).ok())
-                    .ok_or_else(|| {
-                        Error::invalid(format!(
-                            "input '{name}': binary_data_size must be a byte count"
-                        ))
-                    })?;
-                let Some(bytes) = offset
-                    .checked_add(size)
-                    .and_then(|end| binary.get(offset..end))
-                else {
-                    return Err(Error::invalid(format!(
-                        "input '{name}': binary_data_size {size} runs past the end of the binary data"
-                    )));
-                };
-                offset += size;
-                Data::Raw(bytes)
-            }
-            None => Data::Json(
-                input
-                    .get("data")
-                    .ok_or_else(|| Error::invalid(format!("input '{name}': missing 'data'")))?,
-            ),
-        };
-        inputs.push(Input {
-            name,
-            datatype,
-            shape,
-            data,
-        });
-    }
-    if offset != binary.len() {
-        return Err(Error::invalid(format!(
-            "{} bytes of binary data are not claimed by any input",
-            binary.len() - offset
-        )));
-    }
-    let signature = version.signature();
-    let tensors = decode_inputs(signature, inputs)?;
-    // Triton's request parameter `timeout` (microseconds) when no header set one.
-    let timeout = match (header_timeout, request.pointer("/parameters/timeout")) {
-        (Some(t), _) => Some(t),
-        (None, Some(t)) => Some(std::time::Duration::from_micros(t.as_u64().ok_or_else(
-            || Error::invalid("parameters.timeout must be a whole number of microseconds"),
-        )?)),
-        (None, None) => None,
-    };
-    let wanted = match request.get("outputs").and_then(Value::as_array) {
-        None => vec![],
-        Some(list) => signature.output_indices(
-            list.iter()
-                .map(|o| o.get("name").and_then(Value::as_str).unwrap_or_default()),
-        )?,
-    };
+    let request = decode_rest(version.signature(), &body, header_len)?;
+    // Triton's request parameter `timeout` (microseconds) counts when no header set one.
+    let timeout = header_timeout.or(request.timeout);
+    let (tensors, wanted) = (request.inputs, request.wanted);
     let outputs = call
         .run(&version, tensors, wanted, call.deadline(timeout))
         .await?;
@@ -227,8 +136,8 @@ async fn infer(
     let outputs: Vec<Value> = outputs.iter().map(|(n, t)| output_json(n, t)).collect();
     let mut answer =
         json!({"model_name": model, "model_version": version.version_id, "outputs": outputs});
-    if let Some(id) = request.get("id") {
-        answer["id"] = id.clone();
+    if let Some(id) = request.id {
+        answer["id"] = id;
     }
     Ok(answer)
 }

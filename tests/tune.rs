@@ -1,0 +1,458 @@
+//! `mlengine tune`: the census sample's `hptuning_config.yaml` over `mlengine train`, a Python
+//! trainer reporting through the real `cloudml-hypertune` package, grid search covering its grid,
+//! failing trials against maxFailedTrials, the median stopping rule on known curves, resuming a
+//! job killed with SIGKILL, and invalid configs refused before any trial starts.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+fn tune(config: &Path, job_dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = bin();
+    cmd.arg("tune")
+        .arg("--config")
+        .arg(config)
+        .arg("--job-dir")
+        .arg(job_dir)
+        .args(extra);
+    cmd
+}
+
+fn output_of(job_dir: &Path) -> Value {
+    let text = std::fs::read_to_string(job_dir.join("hyperparameter_tuning.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn trials(job_dir: &Path) -> Vec<Value> {
+    output_of(job_dir)["trainingOutput"]["trials"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// A Python trainer script run through the hypertune venv's interpreter.
+fn python_trainer(tmp: &Path) -> (PathBuf, Vec<String>) {
+    let python = python_env("hypertune", "tests/python/requirements-hypertune.txt");
+    let script = tmp.join("trainer.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec {} {} \"$@\"\n",
+            python.display(),
+            root().join("tests/python/hypertune_trainer.py").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, vec![])
+}
+
+fn write_config(tmp: &Path, name: &str, text: &str) -> PathBuf {
+    let path = tmp.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn ok(out: &Output) {
+    assert!(out.status.success(), "tune failed: {}", stderr(out));
+}
+
+#[test]
+fn the_census_sample_tunes_mlengine_train() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let config = root().join("models/census/hptuning_config.yaml");
+    let job = tmp.path().join("job");
+    let out = run(tune(&config, &job, &["--seed", "1", "--"])
+        .arg(format!("--train-files={}", train.display()))
+        .arg(format!("--eval-files={}", eval.display()))
+        .arg("--train-steps=1000"));
+    ok(&out);
+    // `jobs describe` as YAML on stdout, the same as the output file.
+    let described: Value = serde_yaml_ng::from_str(&stdout(&out)).unwrap();
+    let output = output_of(&job);
+    assert_eq!(described, output);
+    let t = &output["trainingOutput"];
+    assert_eq!(t["completedTrialCount"], "4");
+    assert_eq!(t["isHyperparameterTuningJob"], true);
+    assert_eq!(t["hyperparameterMetricTag"], "accuracy");
+    let trials = t["trials"].as_array().unwrap();
+    let mut ids: Vec<&str> = trials
+        .iter()
+        .map(|t| t["trialId"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["1", "2", "3", "4"]);
+    let objective = |t: &Value| t["finalMetric"]["objectiveValue"].as_f64().unwrap();
+    assert!(
+        trials
+            .windows(2)
+            .all(|w| objective(&w[0]) >= objective(&w[1])),
+        "best first"
+    );
+    for trial in trials {
+        assert_eq!(trial["state"], "SUCCEEDED", "{trial}");
+        assert_eq!(trial["finalMetric"]["trainingStep"], "1000", "{trial}");
+        let h = &trial["hyperparameters"];
+        let size: i64 = h["first-layer-size"].as_str().unwrap().parse().unwrap();
+        let layers: i64 = h["num-layers"].as_str().unwrap().parse().unwrap();
+        let scale: f64 = h["scale-factor"].as_str().unwrap().parse().unwrap();
+        assert!(
+            (50..=500).contains(&size) && (1..=15).contains(&layers),
+            "{h}"
+        );
+        assert!((0.1..=1.0).contains(&scale), "{h}");
+        // The trial trained and exported in its own job-dir, and its reported accuracy is the
+        // evaluation's.
+        let dir = job.join(trial["trialId"].as_str().unwrap());
+        assert_eq!(exported_versions(&dir).len(), 1, "{}", dir.display());
+        let metrics: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("eval_metrics.json")).unwrap()).unwrap();
+        assert!((metrics["accuracy"].as_f64().unwrap() - objective(trial)).abs() < 1e-9);
+    }
+    // The first trial is the centre of the space, as Vizier's default starts.
+    let first = trials.iter().find(|t| t["trialId"] == "1").unwrap();
+    assert_eq!(first["hyperparameters"]["first-layer-size"], "275");
+    assert_eq!(first["hyperparameters"]["num-layers"], "8");
+    // The metric file is in cloudml-hypertune's format.
+    let report = std::fs::read_to_string(job.join("tuning/1.metrics")).unwrap();
+    let last: Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
+    assert_eq!(last["global_step"], "1000");
+    assert_eq!(last["trial"], "1");
+    assert!(last["accuracy"].as_str().unwrap().parse::<f64>().is_ok());
+    // A line per trial as it ended.
+    let err = stderr(&out);
+    assert_eq!(err.matches("Trial ").count(), 4, "{err}");
+}
+
+const QUADRATIC: &str = "hyperparameters:
+  goal: maximize
+  hyperparameterMetricTag: objective
+  maxTrials: 6
+  maxParallelTrials: 2
+  params:
+    - {parameterName: x, type: double, minValue: 0, maxValue: 1}
+    - {parameterName: n, type: integer, minValue: 1, maxValue: 8}
+    - {parameterName: act, type: categorical, categoricalValues: [relu, tanh]}
+";
+
+fn quadratic(h: &Value) -> f64 {
+    let x: f64 = h["x"].as_str().unwrap().parse().unwrap();
+    let n: f64 = h["n"].as_str().unwrap().parse().unwrap();
+    let tanh = if h["act"] == "tanh" { 0.1 } else { 0.0 };
+    -(x - 0.3).powi(2) - (n - 4.0).powi(2) / 100.0 + tanh
+}
+
+#[test]
+fn a_python_trainer_reporting_through_cloudml_hypertune() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (trainer, _) = python_trainer(tmp.path());
+    let config = write_config(tmp.path(), "config.yaml", QUADRATIC);
+    let run_job = |name: &str| {
+        let job = tmp.path().join(name);
+        let out = run(&mut tune(
+            &config,
+            &job,
+            &[
+                "--seed",
+                "5",
+                "--cores",
+                "4",
+                "--trainer",
+                trainer.to_str().unwrap(),
+                "--",
+                "--mode=quadratic",
+            ],
+        ));
+        ok(&out);
+        job
+    };
+    let job = run_job("a");
+    let trials = trials(&job);
+    assert_eq!(trials.len(), 6);
+    for t in &trials {
+        let id = t["trialId"].as_str().unwrap();
+        // The objective is the one the trainer computed from its flags and reported.
+        let v = t["finalMetric"]["objectiveValue"].as_f64().unwrap();
+        assert!((v - quadratic(&t["hyperparameters"])).abs() < 1e-9, "{t}");
+        assert_eq!(t["finalMetric"]["trainingStep"], "100");
+        // What the trainer got: its flags, job-dir and the trial's environment.
+        let seen: Value =
+            serde_json::from_slice(&std::fs::read(job.join(id).join("trial.json")).unwrap())
+                .unwrap();
+        let argv: Vec<&str> = seen["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(argv[0], "--mode=quadratic");
+        assert_eq!(argv[1], format!("--job-dir={}", job.join(id).display()));
+        let n = t["hyperparameters"]["n"].as_str().unwrap();
+        assert!(!n.contains('.'), "integers are integers: {n}");
+        assert!(argv.contains(&format!("--n={n}").as_str()), "{argv:?}");
+        let env = &seen["env"];
+        assert_eq!(env["CLOUD_ML_TRIAL_ID"], id);
+        assert_eq!(env["CLOUD_ML_HP_METRIC_TAG"], "objective");
+        assert_eq!(
+            env["OMP_NUM_THREADS"], "2",
+            "4 cores shared by 2 parallel trials"
+        );
+        let tf: Value = serde_json::from_str(env["TF_CONFIG"].as_str().unwrap()).unwrap();
+        assert_eq!(tf["task"]["trial"], id);
+    }
+    // The same seed suggests the same trials.
+    let again = trials_by_id(&run_job("b"));
+    let first = trials_by_id(&job);
+    assert_eq!(first, again);
+}
+
+fn trials_by_id(job: &Path) -> Vec<(String, Value)> {
+    let mut t: Vec<(String, Value)> = trials(job)
+        .iter()
+        .map(|t| {
+            (
+                t["trialId"].as_str().unwrap().to_string(),
+                t["hyperparameters"].clone(),
+            )
+        })
+        .collect();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+#[test]
+fn grid_search_covers_its_grid_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (trainer, _) = python_trainer(tmp.path());
+    let config = write_config(
+        tmp.path(),
+        "grid.yaml",
+        "hyperparameters:
+  hyperparameterMetricTag: objective
+  algorithm: GRID_SEARCH
+  maxTrials: 10
+  maxParallelTrials: 2
+  params:
+    - {parameterName: n, type: INTEGER, minValue: 1, maxValue: 3}
+    - {parameterName: act, type: CATEGORICAL, categoricalValues: [relu, tanh]}
+",
+    );
+    let job = tmp.path().join("job");
+    ok(&run(&mut tune(
+        &config,
+        &job,
+        &[
+            "--trainer",
+            trainer.to_str().unwrap(),
+            "--",
+            "--mode=quadratic",
+        ],
+    )));
+    let mut seen: Vec<String> = trials(&job)
+        .iter()
+        .map(|t| {
+            format!(
+                "{}-{}",
+                t["hyperparameters"]["n"], t["hyperparameters"]["act"]
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "\"1\"-\"relu\"",
+            "\"1\"-\"tanh\"",
+            "\"2\"-\"relu\"",
+            "\"2\"-\"tanh\"",
+            "\"3\"-\"relu\"",
+            "\"3\"-\"tanh\""
+        ]
+    );
+}
+
+#[test]
+fn failed_trials_beyond_max_failed_trials_fail_the_job() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (trainer, _) = python_trainer(tmp.path());
+    let config = write_config(
+        tmp.path(),
+        "fail.yaml",
+        "hyperparameters:
+  hyperparameterMetricTag: objective
+  algorithm: GRID_SEARCH
+  maxTrials: 6
+  maxFailedTrials: 2
+  params:
+    - {parameterName: n, type: INTEGER, minValue: 1, maxValue: 6}
+",
+    );
+    let job = tmp.path().join("job");
+    let out = run(&mut tune(
+        &config,
+        &job,
+        &["--trainer", trainer.to_str().unwrap(), "--", "--mode=fail"],
+    ));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap();
+    assert!(
+        last.contains("2 trials failed, maxFailedTrials is 2"),
+        "{err}"
+    );
+    assert!(last.contains("odd sizes are not supported"), "{err}");
+    // n = 1 and 3 failed with their reason; n = 2 succeeded; nothing ran after the second failure.
+    let trials = trials(&job);
+    assert_eq!(trials.len(), 3, "{trials:?}");
+    let state = |n: &str| {
+        trials
+            .iter()
+            .find(|t| t["hyperparameters"]["n"] == n)
+            .map(|t| t["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(state("1").as_deref(), Some("FAILED"));
+    assert_eq!(state("2").as_deref(), Some("SUCCEEDED"));
+    assert_eq!(state("3").as_deref(), Some("FAILED"));
+    assert!(
+        err.contains("Trial 1 (n=1) FAILED: the trainer exited with exit status: 3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_median_rule_stops_a_trial_below_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (trainer, _) = python_trainer(tmp.path());
+    let config = write_config(
+        tmp.path(),
+        "stop.yaml",
+        "hyperparameters:
+  hyperparameterMetricTag: objective
+  algorithm: GRID_SEARCH
+  enableTrialEarlyStopping: true
+  maxTrials: 4
+  params:
+    - {parameterName: curve, type: CATEGORICAL, categoricalValues: [good1, good2, good3, bad]}
+",
+    );
+    let job = tmp.path().join("job");
+    ok(&run(&mut tune(
+        &config,
+        &job,
+        &["--trainer", trainer.to_str().unwrap(), "--", "--mode=curve"],
+    )));
+    let trials = trials(&job);
+    let bad = trials
+        .iter()
+        .find(|t| t["hyperparameters"]["curve"] == "bad")
+        .unwrap();
+    // Its 0.2 at step 100 is below the median (0.5) of the three finished curves at step 100.
+    assert_eq!(bad["isTrialStoppedEarly"], true, "{bad}");
+    assert_eq!(bad["state"], "SUCCEEDED");
+    assert_eq!(bad["finalMetric"]["objectiveValue"], 0.2);
+    assert_eq!(bad["finalMetric"]["trainingStep"], "100");
+    for good in trials
+        .iter()
+        .filter(|t| t["hyperparameters"]["curve"] != "bad")
+    {
+        assert!(good.get("isTrialStoppedEarly").is_none(), "{good}");
+        assert_eq!(good["finalMetric"]["trainingStep"], "500");
+    }
+    assert_eq!(
+        output_of(&job)["trainingOutput"]["completedTrialCount"],
+        "4"
+    );
+}
+
+#[test]
+fn a_killed_job_resumes_and_reruns_the_trial_it_was_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (trainer, _) = python_trainer(tmp.path());
+    let config = write_config(
+        tmp.path(),
+        "resume.yaml",
+        "hyperparameters:
+  hyperparameterMetricTag: objective
+  algorithm: GRID_SEARCH
+  maxTrials: 3
+  params:
+    - {parameterName: n, type: INTEGER, minValue: 1, maxValue: 3}
+",
+    );
+    let first = tmp.path().join("first");
+    // n = 2 hangs: the job is killed while it runs.
+    let mut child = tune(
+        &config,
+        &first,
+        &["--trainer", trainer.to_str().unwrap(), "--", "--mode=hang"],
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_until("trial 2 to be running", || {
+        std::fs::read_to_string(first.join("hyperparameter_tuning.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|o| {
+                o["trainingOutput"]["trials"].as_array().is_some_and(|l| {
+                    l.iter()
+                        .any(|t| t["trialId"] == "2" && t["state"] == "RUNNING")
+                })
+            })
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Resumed (with a trainer that no longer hangs): trial 1 is history, n = 2 runs again.
+    let second = tmp.path().join("second");
+    let out = run(&mut tune(
+        &config,
+        &second,
+        &[
+            "--resume-from",
+            first.to_str().unwrap(),
+            "--trainer",
+            trainer.to_str().unwrap(),
+            "--",
+            "--mode=quadratic",
+        ],
+    ));
+    ok(&out);
+    let trials = trials_by_id(&second);
+    let n: Vec<(&str, &str)> = trials
+        .iter()
+        .map(|(id, h)| (id.as_str(), h["n"].as_str().unwrap()))
+        .collect();
+    assert_eq!(n, [("1", "1"), ("2", "2"), ("3", "3")]);
+    assert_eq!(
+        output_of(&second)["trainingOutput"]["completedTrialCount"],
+        "3"
+    );
+}
+
+#[test]
+fn an_invalid_config_is_one_line_before_any_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        "bad.yaml",
+        "trainingInput:
+  hyperparameters:
+    maxTrials: 4
+    params:
+      - {parameterName: lr, type: DOUBLE, minValue: 0, maxValue: 1, scaleType: UNIT_LOG_SCALE}
+",
+    );
+    let job = tmp.path().join("job");
+    let out = run(&mut tune(&config, &job, &["--", "--train-steps=10"]));
+    assert_one_line_error(
+        &out,
+        "trainingInput.hyperparameters.params[0].minValue: 0: log scales need a strictly positive range",
+    );
+    assert!(!job.exists());
+}
