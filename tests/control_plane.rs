@@ -727,27 +727,9 @@ fn a_version_from_a_plain_web_server() {
 }
 
 #[test]
-fn what_this_build_cannot_run_is_said_plainly() {
+fn workers_without_mpi_fail_saying_why() {
     let tmp = tempfile::tempdir().unwrap();
     let server = managed_server(tmp.path(), &[]);
-    // Tuning jobs wait for the tuner: 501 UNIMPLEMENTED naming the field, nothing stored.
-    let (status, e) = call(
-        &server,
-        "POST",
-        "jobs",
-        json!({"jobId": "tune", "trainingInput": {"hyperparameters": {"goal": "MAXIMIZE"}}}),
-    );
-    assert_eq!(status, 501, "{e}");
-    assert_eq!(e["error"]["status"], "UNIMPLEMENTED", "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("hyperparameter"),
-        "{e}"
-    );
-    let (status, _) = call(&server, "GET", "jobs/tune", Value::Null);
-    assert_eq!(status, 404);
     // Workers need the distributed trainer: the job fails saying why.
     let (status, job) = call(
         &server,
@@ -765,4 +747,68 @@ fn what_this_build_cannot_run_is_said_plainly() {
         job["errorMessage"].as_str().unwrap().contains("MPI"),
         "{job}"
     );
+}
+
+#[test]
+fn a_tuning_job_runs_its_trials_through_the_tuner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let server = managed_server(tmp.path(), &[]);
+    let job_dir = tmp.path().join("tuning");
+    let input = |spec: Value| {
+        json!({"scaleTier": "BASIC", "jobDir": job_dir, "hyperparameters": spec, "args": [
+            format!("--train-files={}", train.display()),
+            format!("--eval-files={}", eval.display()),
+            "--train-steps=50"
+        ]})
+    };
+    // A bad spec is refused before anything is stored, naming the field and the rule.
+    let (status, e) = call(
+        &server,
+        "POST",
+        "jobs",
+        json!({"jobId": "bad", "trainingInput": input(json!({"maxTrials": 2, "params": [
+            {"parameterName": "learning-rate", "type": "DOUBLE", "minValue": 0, "maxValue": 1,
+             "scaleType": "UNIT_LOG_SCALE"}]}))}),
+    );
+    assert_eq!(status, 400, "{e}");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("job.training_input.hyperparameters.params[0].minValue")
+            && message.contains("log scales"),
+        "{e}"
+    );
+    assert_eq!(call(&server, "GET", "jobs/bad", Value::Null).0, 404);
+    // Grid search over num-layers 1..2: two trials of mlengine train, then trainingOutput.
+    let (status, job) = call(
+        &server,
+        "POST",
+        "jobs",
+        json!({"jobId": "tune", "trainingInput": input(json!({
+            "goal": "MAXIMIZE", "hyperparameterMetricTag": "auc", "algorithm": "GRID_SEARCH",
+            "maxTrials": 4, "maxParallelTrials": 2, "params": [
+                {"parameterName": "num-layers", "type": "INTEGER", "minValue": 1, "maxValue": 2}]
+        }))}),
+    );
+    assert_eq!(status, 200, "{job}");
+    let job = wait_state(&server, "jobs/tune", |j| {
+        matches!(j["state"].as_str(), Some("SUCCEEDED" | "FAILED"))
+    });
+    assert_eq!(job["state"], "SUCCEEDED", "{job}");
+    let out = &job["trainingOutput"];
+    assert_eq!(out["isHyperparameterTuningJob"], true, "{job}");
+    assert_eq!(out["completedTrialCount"], "2", "{job}");
+    assert_eq!(out["hyperparameterMetricTag"], "auc");
+    let trials = out["trials"].as_array().unwrap();
+    let mut layers: Vec<&str> = trials
+        .iter()
+        .map(|t| t["hyperparameters"]["num-layers"].as_str().unwrap())
+        .collect();
+    layers.sort();
+    assert_eq!(layers, ["1", "2"]);
+    for t in trials {
+        assert_eq!(t["finalMetric"]["trainingStep"], "50", "{t}");
+        let dir = job_dir.join(t["trialId"].as_str().unwrap());
+        assert_eq!(exported_versions(&dir).len(), 1);
+    }
 }

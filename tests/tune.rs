@@ -1,7 +1,8 @@
 //! `mlengine tune`: the census sample's `hptuning_config.yaml` over `mlengine train`, a Python
 //! trainer reporting through the real `cloudml-hypertune` package, grid search covering its grid,
 //! failing trials against maxFailedTrials, the median stopping rule on known curves, resuming a
-//! job killed with SIGKILL, and invalid configs refused before any trial starts.
+//! job killed with SIGKILL, invalid configs refused before any trial starts, and the Katib
+//! Experiment in deploy/ checked against the sample config and the trainer's output.
 
 mod common;
 
@@ -455,4 +456,160 @@ fn an_invalid_config_is_one_line_before_any_trial() {
         "trainingInput.hyperparameters.params[0].minValue: 0: log scales need a strictly positive range",
     );
     assert!(!job.exists());
+}
+
+/// Katib's StdOut collector's default metric pattern (katib pkg/metricscollector/v1beta1/common),
+/// applied with Python's `re`, which reads this pattern as Go's regexp does.
+const KATIB_METRIC_PATTERN: &str = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)";
+
+fn katib_metrics(text: &str, name: &str) -> Vec<f64> {
+    let script = "import re, sys\n\
+        pattern, name = sys.argv[1], sys.argv[2]\n\
+        for line in sys.stdin:\n\
+        \x20   for m in re.finditer(pattern, line):\n\
+        \x20       if m.group(1) == name and m.group(2):\n\
+        \x20           print(m.group(2))\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script, KATIB_METRIC_PATTERN, name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    stdout(&out).lines().map(|l| l.parse().unwrap()).collect()
+}
+
+#[test]
+fn the_katib_experiment_runs_the_sample_search_and_reads_the_trainers_metric() {
+    let experiment: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("deploy/kubernetes/katib-census-experiment.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let sample: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("models/census/hptuning_config.yaml")).unwrap(),
+    )
+    .unwrap();
+    let h = &sample["trainingInput"]["hyperparameters"];
+    let spec = &experiment["spec"];
+    assert_eq!(experiment["apiVersion"], "kubeflow.org/v1beta1");
+    assert_eq!(experiment["kind"], "Experiment");
+    // The same objective and budget as the sample config.
+    let tag = h["hyperparameterMetricTag"].as_str().unwrap();
+    assert_eq!(spec["objective"]["objectiveMetricName"], tag);
+    assert_eq!(
+        spec["objective"]["type"].as_str().unwrap(),
+        h["goal"].as_str().unwrap().to_lowercase()
+    );
+    assert_eq!(spec["maxTrialCount"], h["maxTrials"]);
+    assert_eq!(spec["parallelTrialCount"], h["maxParallelTrials"]);
+    let latest = spec["objective"]["metricStrategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == tag && s["value"] == "latest");
+    assert!(
+        latest,
+        "the trial's value must be its last evaluation, as HyperTune's"
+    );
+    // The same parameters, ranges and types.
+    let params = h["params"].as_array().unwrap();
+    let katib = spec["parameters"].as_array().unwrap();
+    assert_eq!(katib.len(), params.len());
+    for (p, k) in params.iter().zip(katib) {
+        assert_eq!(k["name"], p["parameterName"]);
+        let kind = match p["type"].as_str().unwrap().to_uppercase().as_str() {
+            "INTEGER" => "int",
+            "DOUBLE" => "double",
+            other => panic!("the sample has a {other} parameter"),
+        };
+        assert_eq!(k["parameterType"], kind);
+        for (field, bound) in [("minValue", "min"), ("maxValue", "max")] {
+            let want = p[field].as_f64().unwrap();
+            let got: f64 = k["feasibleSpace"][bound].as_str().unwrap().parse().unwrap();
+            assert_eq!(got, want, "{}", k["name"]);
+        }
+    }
+    // Every trial parameter is used in the template and refers to a parameter or the trial.
+    let template = &spec["trialTemplate"];
+    let container = &template["trialSpec"]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["name"], template["primaryContainerName"]);
+    let command: Vec<&str> = container["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let mut values = std::collections::HashMap::new();
+    for tp in template["trialParameters"].as_array().unwrap() {
+        let name = tp["name"].as_str().unwrap();
+        let reference = tp["reference"].as_str().unwrap();
+        let placeholder = format!("${{trialParameters.{name}}}");
+        assert!(
+            command.iter().any(|a| a.contains(&placeholder)),
+            "{placeholder} is not used"
+        );
+        let value = match reference {
+            "${trialSpec.Name}" => "census-hypertune-abc123".to_string(),
+            _ => {
+                let p = params
+                    .iter()
+                    .find(|p| p["parameterName"] == reference)
+                    .unwrap_or_else(|| panic!("{reference} is not a parameter"));
+                p["minValue"].to_string()
+            }
+        };
+        values.insert(placeholder, value);
+    }
+    // The trial's command as Katib would run it (here on fixture data and a local job-dir, with
+    // the parameters at their minimums): its output carries the objective in Katib's pattern.
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let (program, args) = command.split_first().unwrap();
+    assert_eq!(*program, "mlengine");
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            let mut a = a.to_string();
+            for (placeholder, value) in &values {
+                a = a.replace(placeholder, value);
+            }
+            assert!(!a.contains("${"), "{a}");
+            if let Some(rest) = a.strip_prefix("--train-files=") {
+                assert!(rest.starts_with("s3://"));
+                a = format!("--train-files={}", train.display());
+            } else if a.starts_with("--eval-files=") {
+                a = format!("--eval-files={}", eval.display());
+            } else if let Some(rest) = a.strip_prefix("--job-dir=") {
+                assert!(rest.ends_with("/census-hypertune-abc123"), "{rest}");
+                a = format!("--job-dir={}", tmp.path().join("trial").display());
+            } else if a.starts_with("--train-steps=") {
+                a = "--train-steps=200".to_string();
+            }
+            a
+        })
+        .collect();
+    let out = run(bin().args(&args));
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Katib's collector reads stdout and stderr together.
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    let reported = katib_metrics(&text, tag);
+    assert!(!reported.is_empty(), "no {tag}=... in {text}");
+    let metrics: Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("trial/eval_metrics.json")).unwrap())
+            .unwrap();
+    let last = *reported.last().unwrap();
+    assert!(
+        (last - metrics[tag].as_f64().unwrap()).abs() < 1e-4,
+        "Katib would read {last}, the evaluation says {}",
+        metrics[tag]
+    );
 }

@@ -38,17 +38,50 @@ impl ControlPlane {
                 ));
             }
             let mut args = strings(t.get("args"));
-            if let Some(dir) = t.get("jobDir").and_then(Value::as_str) {
+            let job_dir = t.get("jobDir").and_then(Value::as_str);
+            let tuning = t.get("hyperparameters");
+            if let (Some(dir), None) = (job_dir, tuning) {
                 args.push(format!("--job-dir={dir}"));
             }
             let packages = strings(t.get("packageUris"));
-            if !packages.is_empty() {
-                let module = t
-                    .get("pythonModule")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+            let python = if packages.is_empty() {
+                None
+            } else {
                 let packages = self.fetch_packages(&packages, dir)?;
-                let python = custom_environment(dir, &packages, log)?;
+                Some(custom_environment(dir, &packages, log)?)
+            };
+            let module = t
+                .get("pythonModule")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if let Some(spec) = tuning {
+                // The tuner runs the trials: `mlengine tune`, with the user's trainer if any.
+                let config = dir.join("hptuning_config.json");
+                std::fs::write(
+                    &config,
+                    serde_json::json!({"hyperparameters": spec}).to_string(),
+                )
+                .map_err(|e| format!("cannot write the tuning config: {e}"))?;
+                let mut cmd = background(&exe);
+                cmd.arg("tune")
+                    .arg("--config")
+                    .arg(&config)
+                    .arg("--job-dir")
+                    .arg(job_dir.unwrap_or_default());
+                if let Some(previous) = spec.get("resumePreviousJobId").and_then(Value::as_str) {
+                    cmd.arg("--resume-from").arg(
+                        self.previous_tuning_dir(project, previous)
+                            .map_err(|e| e.message)?,
+                    );
+                }
+                if let Some(python) = &python {
+                    cmd.arg("--trainer").arg(python);
+                    args.splice(0..0, ["-m".to_string(), module.to_string()]);
+                }
+                cmd.arg("--").args(&args);
+                return Ok(cmd);
+            }
+            if let Some(python) = python {
                 let mut cmd = background(&python);
                 cmd.arg("-m").arg(module).args(&args);
                 return Ok(cmd);

@@ -57,7 +57,7 @@ impl ControlPlane {
             .ok_or_else(|| Error::invalid("A job needs a jobId.").on_field("job.job_id"))?;
         names::check_id(id, "job.job_id")?;
         match (body.get("trainingInput"), body.get("predictionInput")) {
-            (Some(t), None) => self.check_training(t)?,
+            (Some(t), None) => self.check_training(project, t)?,
             (None, Some(p)) => self.check_prediction(project, p)?,
             _ => {
                 return Err(Error::invalid(
@@ -91,13 +91,21 @@ impl ControlPlane {
         Ok(job)
     }
 
-    fn check_training(&self, t: &Value) -> Result<()> {
-        if t.get("hyperparameters").is_some() {
-            return Err(Error::new(
-                Code::Unimplemented,
-                "hyperparameter tuning jobs are not available in this build yet",
-            )
-            .on_field("job.training_input.hyperparameters"));
+    fn check_training(&self, project: &str, t: &Value) -> Result<()> {
+        if let Some(h) = t.get("hyperparameters") {
+            // The whole spec is checked now: a bad config never starts a trial.
+            let spec = crate::tune::config::parse(h, "job.training_input.hyperparameters")?;
+            let dir = t.get("jobDir").and_then(Value::as_str).unwrap_or_default();
+            if dir.is_empty() || crate::storage::remote::is_remote(dir) {
+                return Err(Error::invalid(
+                    "A hyperparameter tuning job needs a local jobDir: trial k trains in \
+                     <jobDir>/k, and the trials' reports are read from it.",
+                )
+                .on_field("job.training_input.job_dir"));
+            }
+            if let Some(previous) = &spec.resume_previous_job_id {
+                self.previous_tuning_dir(project, previous)?;
+            }
         }
         let custom = t
             .get("packageUris")
@@ -343,6 +351,55 @@ impl ControlPlane {
             "done": done,
             "state": job["state"],
         }))
+    }
+
+    /// The job-dir of an earlier tuning job of the project (`resumePreviousJobId`).
+    fn previous_tuning_dir(&self, project: &str, job_id: &str) -> Result<String> {
+        let field = "job.training_input.hyperparameters.resume_previous_job_id";
+        let job = self
+            .store
+            .get(Kind::Job, job_id)
+            .map_err(internal)?
+            .filter(|_| {
+                self.store
+                    .project(Kind::Job, job_id)
+                    .ok()
+                    .flatten()
+                    .as_deref()
+                    == Some(project)
+            })
+            .ok_or_else(|| {
+                Error::not_found(format!("The job resource: \"{job_id}\" was not found."))
+                    .on_field(field)
+            })?;
+        let input = &job["trainingInput"];
+        match (
+            input.get("hyperparameters"),
+            input.get("jobDir").and_then(Value::as_str),
+        ) {
+            (Some(_), Some(dir)) => Ok(dir.to_string()),
+            _ => Err(
+                Error::invalid(format!("job {job_id} is not a hyperparameter tuning job"))
+                    .on_field(field),
+            ),
+        }
+    }
+
+    /// Records a running tuning job's `trainingOutput` (its trials so far).
+    fn set_job_output(&self, id: &str, output: &Value) {
+        let result = self.store.transaction(|tx| {
+            if let Some(mut job) = tx.get(Kind::Job, id)? {
+                if !final_state(job["state"].as_str().unwrap_or_default()) {
+                    job["trainingOutput"] = output.clone();
+                    let project = tx.project(Kind::Job, id)?.unwrap_or_default();
+                    tx.put(Kind::Job, id, &project, &job)?;
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::warn!("cannot record the trials of job {id}: {e:#}");
+        }
     }
 
     fn set_job_state(&self, id: &str, state: &str) -> Result<()> {

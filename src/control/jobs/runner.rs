@@ -240,11 +240,23 @@ impl ControlPlane {
             let _ = self.set_job_state(id, "RUNNING");
         }
         let mut term_sent: Option<Instant> = None;
+        // A tuning job's trials so far, from the tuner's output file, as they change.
+        let tuning = tuning_output_file(&job);
+        let mut seen: Option<std::time::SystemTime> = None;
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
                 Ok(None) => {}
                 Err(_) => break None,
+            }
+            if let Some(file) = &tuning {
+                let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok();
+                if modified.is_some() && modified != seen {
+                    seen = modified;
+                    if let Some(output) = read_tuning_output(file) {
+                        self.set_job_output(id, &output);
+                    }
+                }
             }
             if running.cancelled.load(Ordering::Acquire) {
                 match term_sent {
@@ -272,6 +284,8 @@ impl ControlPlane {
         }
         let output = if job.get("predictionInput").is_some() {
             prediction_output(&text, &job)
+        } else if let Some(file) = &tuning {
+            read_tuning_output(file)
         } else {
             Some(json!({"consumedMLUnits": 0.0, "isHyperparameterTuningJob": false}))
         };
@@ -307,6 +321,19 @@ fn signal(pid: u32, name: &str) {
         .stderr(Stdio::null())
         .status();
 }
+/// Where a tuning job's tuner writes its `trainingOutput`.
+fn tuning_output_file(job: &Value) -> Option<std::path::PathBuf> {
+    let t = job.get("trainingInput")?;
+    t.get("hyperparameters")?;
+    let dir = t.get("jobDir").and_then(Value::as_str)?;
+    Some(std::path::Path::new(dir).join(crate::tune::OUTPUT_FILE))
+}
+
+fn read_tuning_output(file: &std::path::Path) -> Option<Value> {
+    let doc: Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+    doc.get("trainingOutput").cloned()
+}
+
 /// `predictionOutput` from batch prediction's summary line.
 fn prediction_output(log: &str, job: &Value) -> Option<Value> {
     let line = log
