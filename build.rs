@@ -1,4 +1,4 @@
-//! Compiles the project's own `.proto` files (proto/) for the gRPC adapters with the `protoc`
+//! Compiles the project's own `.proto` files (proto/) for the gRPC adapters and TensorBoard's event files with the `protoc`
 //! binary of `protoc-bin-vendored`, so no system protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -15,6 +15,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/tensorflow_serving/apis/prediction_service.proto",
         "proto/tensorflow_serving/apis/model_service.proto",
         "proto/inference/grpc_service.proto",
+        // Event files for TensorBoard (src/observability/tfevents.rs).
+        "proto/tensorflow/core/util/event.proto",
+        "proto/tensorboard/plugins/hparams/hparams.proto",
     ];
     tonic_prost_build::configure()
         .build_client(true)

@@ -14,6 +14,7 @@ scripts/python-env.sh grpc tests/python/requirements-grpc.txt >/dev/null
 scripts/python-env.sh tritonclient-grpc tests/python/requirements-tritonclient-grpc.txt >/dev/null
 scripts/python-env.sh moto tests/python/requirements-moto.txt >/dev/null
 scripts/python-env.sh hypertune tests/python/requirements-hypertune.txt >/dev/null
+scripts/python-env.sh tensorboard tests/python/requirements-tensorboard.txt >/dev/null
 # promtool checks the metrics exposition (Debian's prometheus package).
 if ! command -v promtool >/dev/null 2>&1; then
   apt-get update -qq

@@ -28,7 +28,7 @@ pub use config::TrainConfig;
 use job_dir::JobDir;
 use metrics::EvalMetrics;
 use network::Network;
-pub use observe::Observer;
+pub use observe::{Observer, EVAL_EVENTS};
 use optimizer::Optimizer;
 
 use crate::census::features::Encoded;
@@ -89,6 +89,17 @@ pub fn run(
             job_dir: Arc::clone(&job_dir),
         }),
     );
+    // Rank 0 alone writes what a run leaves in its job-dir.
+    if collective.rank() == 0 {
+        observers.insert(
+            1,
+            Box::new(observe::EventFiles::new(
+                Arc::clone(&job_dir),
+                config.log_step_count_steps,
+                config.learning_rate,
+            )),
+        );
+    }
 
     let hidden_units = config.hidden_units();
     let resumed = checkpoint::load_latest(&job_dir.path(""))?;

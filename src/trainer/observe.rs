@@ -3,11 +3,13 @@
 //! console (progress bar and evaluation lines); event files and HyperTune reports are more.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 
 use super::job_dir::JobDir;
 use super::metrics::EvalMetrics;
+use crate::observability::tfevents::EventWriter;
 use crate::storage::write_atomic;
 
 pub trait Observer {
@@ -55,6 +57,126 @@ impl Observer for MetricFiles {
         writeln!(f, "{}", serde_json::to_string(metrics)?)?;
         drop(f);
         self.job_dir.publish(METRICS_HISTORY)
+    }
+}
+
+/// TensorBoard's event files, where a TF Estimator wrote them: training scalars (`loss`,
+/// `global_step/sec`, `learning_rate`) in the job-dir every `--log-step-count-steps`, and every
+/// evaluation's metrics in `<job-dir>/eval/` at its global step. Each run opens new files, so a
+/// resumed run's points continue the same curves. A bucket job-dir gets the files again at every
+/// checkpoint and evaluation.
+pub struct EventFiles {
+    job_dir: Arc<JobDir>,
+    every: u64,
+    learning_rate: f64,
+    train: Option<EventWriter>,
+    eval: Option<EventWriter>,
+    /// The step and time the next `global_step/sec` is counted from.
+    rate_from: Option<(u64, Instant)>,
+    /// A write that failed between evaluations, reported at the next one.
+    failed: Option<anyhow::Error>,
+}
+
+/// The folder of the evaluation's event files (an Estimator's `eval` run).
+pub const EVAL_EVENTS: &str = "eval";
+
+impl EventFiles {
+    pub fn new(job_dir: Arc<JobDir>, every: u64, learning_rate: f64) -> EventFiles {
+        EventFiles {
+            job_dir,
+            every: every.max(1),
+            learning_rate,
+            train: None,
+            eval: None,
+            rate_from: None,
+            failed: None,
+        }
+    }
+
+    /// Flushes both files and publishes them to a bucket job-dir.
+    fn sync(&mut self) -> Result<()> {
+        for (writer, folder) in [(&mut self.train, ""), (&mut self.eval, EVAL_EVENTS)] {
+            let Some(w) = writer else { continue };
+            w.flush()?;
+            let file = w
+                .path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let name = if folder.is_empty() {
+                file.to_string()
+            } else {
+                format!("{folder}/{file}")
+            };
+            self.job_dir.publish(&name)?;
+        }
+        Ok(())
+    }
+
+    fn keep(&mut self, result: Result<()>) {
+        if let Err(e) = result {
+            self.failed.get_or_insert(e);
+        }
+    }
+}
+
+impl Observer for EventFiles {
+    fn started(&mut self, global_step: u64, _last_step: Option<u64>) {
+        match EventWriter::create(&self.job_dir.path("")) {
+            Ok(w) => self.train = Some(w),
+            Err(e) => self.keep(Err(e)),
+        }
+        self.rate_from = Some((global_step, Instant::now()));
+    }
+
+    fn step(&mut self, global_step: u64, loss: f32) {
+        if !global_step.is_multiple_of(self.every) {
+            return;
+        }
+        let Some(w) = self.train.as_mut() else {
+            return;
+        };
+        let mut values = vec![("loss", loss as f64), ("learning_rate", self.learning_rate)];
+        if let Some((from, at)) = self.rate_from {
+            let seconds = at.elapsed().as_secs_f64();
+            if global_step > from && seconds > 0.0 {
+                values.push(("global_step/sec", (global_step - from) as f64 / seconds));
+            }
+        }
+        self.rate_from = Some((global_step, Instant::now()));
+        let result = w.scalars(global_step, &values);
+        self.keep(result);
+    }
+
+    fn checkpointed(&mut self, _global_step: u64) {
+        let result = self.sync();
+        self.keep(result);
+    }
+
+    fn evaluated(&mut self, metrics: &EvalMetrics) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e.context("cannot write TensorBoard's event files"));
+        }
+        if self.eval.is_none() {
+            self.eval = Some(EventWriter::create(&self.job_dir.path(EVAL_EVENTS))?);
+        }
+        let all = serde_json::to_value(metrics)?;
+        let values: Vec<(&str, f64)> = all
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() != "global_step")
+            .filter_map(|(k, v)| Some((k.as_str(), v.as_f64().filter(|_| v.is_f64())?)))
+            .collect();
+        if let Some(w) = self.eval.as_mut() {
+            w.scalars(metrics.global_step, &values)?;
+        }
+        self.sync()
+    }
+
+    fn finished(&mut self, _global_step: u64) {
+        let result = self.sync();
+        self.keep(result);
     }
 }
 

@@ -4,11 +4,13 @@
 //! rule when asked, and the job's `trainingOutput` as `jobs.get` showed it. `mlengine tune` and
 //! the management API's tuning jobs both run this.
 //!
-//! A trial's path: `search` suggests values → `trial::Launch` starts the trainer → its reports
-//! come back through its metric file → `Study` records the trial, tells the observer, and
-//! rewrites `hyperparameter_tuning.json` in the job-dir (so a killed job can be resumed).
+//! A trial's path: `search` suggests values → `hparams::Session` marks its start for TensorBoard
+//! → `trial::Launch` starts the trainer → its reports come back through its metric file → the
+//! loop records the trial, ends its session, tells the observer, and rewrites
+//! `hyperparameter_tuning.json` in the job-dir (so a killed job can be resumed).
 
 pub mod config;
+pub mod hparams;
 pub mod output;
 pub mod search;
 pub mod space;
@@ -60,6 +62,8 @@ struct Running {
     record: TrialRecord,
     child: Child,
     point: Vec<f64>,
+    /// The trial in TensorBoard's HParams dashboard.
+    session: hparams::Session,
 }
 
 /// Runs the job; the result is its `trainingOutput`. A job whose failed trials exceed
@@ -75,6 +79,11 @@ pub fn run(
     let tuning_dir = job_dir.join(TUNING_DIR);
     std::fs::create_dir_all(&tuning_dir)
         .with_context(|| format!("cannot create {}", tuning_dir.display()))?;
+    let name = job_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    hparams::write_experiment(job_dir, &name, spec)?;
     let search = Search::new(spec.algorithm, &spec.params, config.seed);
     let threads = (config.cores / spec.max_parallel_trials as usize).max(1);
 
@@ -182,6 +191,7 @@ pub fn run(
                 threads,
                 training_input: &config.training_input,
             };
+            let session = hparams::Session::start(&job_dir.join(id.to_string()), id, &named)?;
             let child = launch.spawn()?;
             launched += 1;
             let record = TrialRecord::started(id, named);
@@ -190,6 +200,7 @@ pub fn run(
                 point: search.point_of(&values),
                 record,
                 child,
+                session,
             });
             save(&trials, &running)?;
         }
@@ -249,6 +260,7 @@ pub fn run(
             if r.record.state == TrialState::Failed {
                 failed += 1;
             }
+            r.session.end(r.record.state == TrialState::Succeeded)?;
             trials.push(r.record);
             let finished = trials.len() - history.len();
             if let Some(t) = trials.last() {

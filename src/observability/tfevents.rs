@@ -1,0 +1,421 @@
+//! TensorBoard's event files, written the way TensorFlow writes them. Each file is named
+//! `events.out.tfevents.<secs>.<host>.<pid>.<n>`, so a resumed run's new file sorts after the old
+//! one. Its records are framed as TFRecords: the length, the masked CRC-32C of the length, the
+//! data, then the masked CRC-32C of the data. The first record is `Event{file_version:
+//! "brain.Event:2"}`; the rest are summaries at a global step.
+//!
+//! Our own writer over the prost messages in `proto/`. The crates that write event files either
+//! have no HParams summaries (`tfrecord`, `syntaxdot-summary`) or are unmaintained with an
+//! `unimplemented!()` in its place (`tensorboard-rs`), and the format is a page long.
+//!
+//! Event files are logs: written in place and flushed after each batch of summaries, as
+//! TensorFlow's writer does. A reader stops at a record cut short and reads it again later, so a
+//! process killed mid-write loses at most its last record.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use prost::Message;
+
+use crate::proto::tensorboard::hparams as hp;
+use crate::proto::tensorflow::{
+    event, summary, summary_metadata, tensor_shape_proto, DataType, Event, Summary,
+    SummaryMetadata, TensorProto, TensorShapeProto,
+};
+
+/// The version string of the first record of every file.
+pub const FILE_VERSION: &str = "brain.Event:2";
+
+/// CRC-32C (Castagnoli) of `bytes`, masked as LevelDB and TFRecord mask it.
+pub fn masked_crc(bytes: &[u8]) -> u32 {
+    let c = crc32c::crc32c(bytes);
+    c.rotate_right(15).wrapping_add(0xA282_EAD8)
+}
+
+/// Appends `data` to `out` as one TFRecord.
+pub fn frame(data: &[u8], out: &mut Vec<u8>) {
+    let len = (data.len() as u64).to_le_bytes();
+    out.extend_from_slice(&len);
+    out.extend_from_slice(&masked_crc(&len).to_le_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(&masked_crc(data).to_le_bytes());
+}
+
+/// Seconds since the epoch, as `Event.wall_time` holds them.
+pub fn wall_time() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Files this process opened, for unique names within one second.
+static OPENED: AtomicU64 = AtomicU64::new(0);
+
+fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    // The name becomes part of a file name: keep it to what is safe there.
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if safe.is_empty() {
+        "localhost".to_string()
+    } else {
+        safe
+    }
+}
+
+/// One event file: one run of TensorBoard is a folder, and may hold several of them.
+pub struct EventWriter {
+    path: PathBuf,
+    file: BufWriter<File>,
+}
+
+impl EventWriter {
+    /// Opens a new file in `dir` (created if need be) and writes its first record.
+    pub fn create(dir: &Path) -> Result<EventWriter> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let now = wall_time();
+        let name = format!(
+            "events.out.tfevents.{:010}.{}.{}.{}",
+            now as u64,
+            hostname(),
+            std::process::id(),
+            OPENED.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = dir.join(name);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut writer = EventWriter {
+            path,
+            file: BufWriter::new(file),
+        };
+        writer.write(&Event {
+            wall_time: now,
+            step: 0,
+            what: Some(event::What::FileVersion(FILE_VERSION.to_string())),
+        })?;
+        writer.flush()?;
+        Ok(writer)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn write(&mut self, event: &Event) -> Result<()> {
+        let data = event.encode_to_vec();
+        let mut record = Vec::with_capacity(data.len() + 16);
+        frame(&data, &mut record);
+        self.file
+            .write_all(&record)
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
+    /// Scalars at `step`, as `simple_value`s (what Estimators wrote; every reader takes them).
+    pub fn scalars(&mut self, step: u64, values: &[(&str, f64)]) -> Result<()> {
+        let value = values
+            .iter()
+            .map(|(tag, v)| summary::Value {
+                tag: (*tag).to_string(),
+                value: Some(summary::value::Value::SimpleValue(*v as f32)),
+                ..Default::default()
+            })
+            .collect();
+        self.summary(step, Summary { value })
+    }
+
+    pub fn summary(&mut self, step: u64, summary: Summary) -> Result<()> {
+        self.write(&Event {
+            wall_time: wall_time(),
+            step: step as i64,
+            what: Some(event::What::Summary(summary)),
+        })
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.file
+            .flush()
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+/// The HParams plugin's summaries (tensorboard/plugins/hparams/metadata.py): an experiment names
+/// the hyperparameters and metrics of a study; each session (a trial, a run folder) says its
+/// hyperparameters when it starts and its status when it ends. The dashboard lists the sessions
+/// with the last value of each metric found in their folders (`eval/accuracy` is the `accuracy`
+/// tag of the session's `eval` folder).
+pub mod hparams {
+    use super::*;
+
+    pub const PLUGIN_NAME: &str = "hparams";
+    pub const EXPERIMENT_TAG: &str = "_hparams_/experiment";
+    pub const SESSION_START_TAG: &str = "_hparams_/session_start_info";
+    pub const SESSION_END_TAG: &str = "_hparams_/session_end_info";
+
+    /// A hyperparameter's value.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Value {
+        Number(f64),
+        Text(String),
+        Bool(bool),
+    }
+
+    impl Value {
+        fn to_proto(&self) -> prost_types::Value {
+            use prost_types::value::Kind;
+            prost_types::Value {
+                kind: Some(match self {
+                    Value::Number(n) => Kind::NumberValue(*n),
+                    Value::Text(s) => Kind::StringValue(s.clone()),
+                    Value::Bool(b) => Kind::BoolValue(*b),
+                }),
+            }
+        }
+    }
+
+    /// What values a hyperparameter takes, for the experiment.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Domain {
+        Interval { min: f64, max: f64 },
+        Discrete(Vec<Value>),
+    }
+
+    pub struct HParam {
+        pub name: String,
+        pub domain: Domain,
+    }
+
+    /// A metric of the experiment: a scalar tag in a folder of each session (`""` or `"eval"`).
+    pub struct Metric {
+        pub group: String,
+        pub tag: String,
+    }
+
+    /// The plugin's summaries are empty float tensors that carry their data in the metadata.
+    fn summary(tag: &str, data: hp::h_params_plugin_data::Data) -> Summary {
+        let content = hp::HParamsPluginData {
+            version: 0,
+            data: Some(data),
+        }
+        .encode_to_vec();
+        let null_tensor = TensorProto {
+            dtype: DataType::DtFloat as i32,
+            tensor_shape: Some(TensorShapeProto {
+                dim: vec![tensor_shape_proto::Dim {
+                    size: 0,
+                    name: String::new(),
+                }],
+                unknown_rank: false,
+            }),
+            ..Default::default()
+        };
+        Summary {
+            value: vec![summary::Value {
+                tag: tag.to_string(),
+                metadata: Some(SummaryMetadata {
+                    plugin_data: Some(summary_metadata::PluginData {
+                        plugin_name: PLUGIN_NAME.to_string(),
+                        content,
+                    }),
+                    ..Default::default()
+                }),
+                value: Some(summary::value::Value::Tensor(null_tensor)),
+                ..Default::default()
+            }],
+        }
+    }
+
+    pub fn experiment(name: &str, hparams: &[HParam], metrics: &[Metric]) -> Summary {
+        let hparam_infos = hparams
+            .iter()
+            .map(|h| {
+                let (kind, domain) = match &h.domain {
+                    Domain::Interval { min, max } => (
+                        hp::DataType::Float64,
+                        hp::h_param_info::Domain::DomainInterval(hp::Interval {
+                            min_value: *min,
+                            max_value: *max,
+                        }),
+                    ),
+                    Domain::Discrete(values) => (
+                        match values.first() {
+                            Some(Value::Text(_)) => hp::DataType::String,
+                            Some(Value::Bool(_)) => hp::DataType::Bool,
+                            _ => hp::DataType::Float64,
+                        },
+                        hp::h_param_info::Domain::DomainDiscrete(prost_types::ListValue {
+                            values: values.iter().map(Value::to_proto).collect(),
+                        }),
+                    ),
+                };
+                hp::HParamInfo {
+                    name: h.name.clone(),
+                    r#type: kind as i32,
+                    domain: Some(domain),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let metric_infos = metrics
+            .iter()
+            .map(|m| hp::MetricInfo {
+                name: Some(hp::MetricName {
+                    group: m.group.clone(),
+                    tag: m.tag.clone(),
+                }),
+                dataset_type: if m.group == "eval" {
+                    hp::DatasetType::DatasetValidation as i32
+                } else {
+                    hp::DatasetType::DatasetTraining as i32
+                },
+                ..Default::default()
+            })
+            .collect();
+        summary(
+            EXPERIMENT_TAG,
+            hp::h_params_plugin_data::Data::Experiment(hp::Experiment {
+                name: name.to_string(),
+                time_created_secs: wall_time(),
+                hparam_infos,
+                metric_infos,
+                ..Default::default()
+            }),
+        )
+    }
+
+    /// A session's start: its hyperparameters, and the group of sessions it belongs to (a
+    /// trial's id; sessions of one group are averaged in the dashboard).
+    pub fn session_start(hparams: &BTreeMap<String, Value>, group: &str) -> Summary {
+        summary(
+            SESSION_START_TAG,
+            hp::h_params_plugin_data::Data::SessionStartInfo(hp::SessionStartInfo {
+                hparams: hparams
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_proto()))
+                    .collect(),
+                group_name: group.to_string(),
+                start_time_secs: wall_time(),
+                ..Default::default()
+            }),
+        )
+    }
+
+    pub fn session_end(succeeded: bool) -> Summary {
+        let status = if succeeded {
+            hp::Status::Success
+        } else {
+            hp::Status::Failure
+        };
+        summary(
+            SESSION_END_TAG,
+            hp::h_params_plugin_data::Data::SessionEndInfo(hp::SessionEndInfo {
+                status: status as i32,
+                end_time_secs: wall_time(),
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32c_and_its_mask_match_the_reference_vectors() {
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(masked_crc(b"\x1a\x11CRC test, one two"), 0x5794_D08A);
+    }
+
+    /// The first record of a real TensorFlow event file (rustboard's tf_record.rs doctest):
+    /// wall_time 1599759586.0 and the file version.
+    #[test]
+    fn the_first_record_is_byte_for_byte_tensorflows() {
+        let event = Event {
+            wall_time: 1_599_759_586.0,
+            step: 0,
+            what: Some(event::What::FileVersion(FILE_VERSION.to_string())),
+        };
+        let data = event.encode_to_vec();
+        let mut want_data = vec![
+            0x09, 0x00, 0x00, 0x80, 0x38, 0x99, 0xd6, 0xd7, 0x41, 0x1a, 0x0d,
+        ];
+        want_data.extend_from_slice(b"brain.Event:2");
+        assert_eq!(data, want_data);
+        let mut record = Vec::new();
+        frame(&data, &mut record);
+        let mut want = vec![0x18, 0, 0, 0, 0, 0, 0, 0];
+        want.extend_from_slice(&0x224B_7FA3u32.to_le_bytes());
+        want.extend_from_slice(&want_data);
+        want.extend_from_slice(&0xAB36_4B12u32.to_le_bytes());
+        assert_eq!(record, want);
+        assert_eq!(record.len(), 8 + 4 + 24 + 4);
+    }
+
+    #[test]
+    fn a_file_holds_framed_events_that_decode_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = EventWriter::create(dir.path()).unwrap();
+        w.scalars(7, &[("loss", 0.5), ("accuracy", 0.75)]).unwrap();
+        w.summary(0, hparams::session_end(true)).unwrap();
+        w.flush().unwrap();
+        let name = w.path().file_name().unwrap().to_str().unwrap().to_string();
+        assert!(name.starts_with("events.out.tfevents."), "{name}");
+        let bytes = std::fs::read(w.path()).unwrap();
+        let mut events = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+            let crc = u32::from_le_bytes(rest[8..12].try_into().unwrap());
+            assert_eq!(crc, masked_crc(&rest[..8]));
+            let data = &rest[12..12 + len];
+            let crc = u32::from_le_bytes(rest[12 + len..16 + len].try_into().unwrap());
+            assert_eq!(crc, masked_crc(data));
+            events.push(Event::decode(data).unwrap());
+            rest = &rest[16 + len..];
+        }
+        assert_eq!(events.len(), 3);
+        assert_eq!(
+            events[0].what,
+            Some(event::What::FileVersion(FILE_VERSION.into()))
+        );
+        assert_eq!(events[1].step, 7);
+        let Some(event::What::Summary(s)) = &events[1].what else {
+            panic!("{:?}", events[1]);
+        };
+        assert_eq!(s.value[1].tag, "accuracy");
+        assert_eq!(
+            s.value[1].value,
+            Some(summary::value::Value::SimpleValue(0.75))
+        );
+        let Some(event::What::Summary(s)) = &events[2].what else {
+            panic!("{:?}", events[2]);
+        };
+        let meta = s.value[0].metadata.as_ref().unwrap();
+        let plugin = meta.plugin_data.as_ref().unwrap();
+        assert_eq!(plugin.plugin_name, "hparams");
+        let data = hp::HParamsPluginData::decode(&plugin.content[..]).unwrap();
+        let Some(hp::h_params_plugin_data::Data::SessionEndInfo(end)) = data.data else {
+            panic!("{data:?}");
+        };
+        assert_eq!(end.status, hp::Status::Success as i32);
+        // A second writer in the same folder gets its own file.
+        let other = EventWriter::create(dir.path()).unwrap();
+        assert_ne!(other.path(), w.path());
+    }
+}
