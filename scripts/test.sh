@@ -15,10 +15,15 @@ scripts/python-env.sh tritonclient-grpc tests/python/requirements-tritonclient-g
 scripts/python-env.sh moto tests/python/requirements-moto.txt >/dev/null
 scripts/python-env.sh hypertune tests/python/requirements-hypertune.txt >/dev/null
 scripts/python-env.sh tensorboard tests/python/requirements-tensorboard.txt >/dev/null
-# promtool checks the metrics exposition (Debian's prometheus package).
-if ! command -v promtool >/dev/null 2>&1; then
+# promtool checks the metrics exposition (Debian's prometheus package); OpenMPI and libclang
+# build and run the distributed trainer (the `mpi` feature).
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v mpicc >/dev/null 2>&1 || missing+=(openmpi-bin libopenmpi-dev)
+dpkg -s libclang-dev >/dev/null 2>&1 || missing+=(libclang-dev)
+if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 cargo fmt --all -- --check
 cargo clippy --release --locked --all-targets -- -D warnings
@@ -26,10 +31,13 @@ cargo clippy --release --locked --all-targets -- -D warnings
 # change mlengine's build).
 cargo clippy --release --locked -p mlengine-loadtest --all-targets -- -D warnings
 cargo clippy --release --locked -p mlengine-fuzz --all-targets -- -D warnings
+cargo clippy --release --locked --features mpi --all-targets -- -D warnings
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --release --locked -p mlengine-loadtest 2>&1 | tee "$log"
 cargo test --release --locked "$@" 2>&1 | tee -a "$log"
+# The distributed trainer: a build with MPI, `mpirun -np 2` against one process.
+cargo test --release --locked --features mpi --test distributed 2>&1 | tee -a "$log"
 # The fuzz targets: seeds and past findings replayed, then a few seconds of coverage-guided
 # fuzzing of each (scripts/fuzz.sh runs them long).
 cargo test --release --locked -p mlengine-fuzz 2>&1 | tee -a "$log"

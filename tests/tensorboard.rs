@@ -54,14 +54,7 @@ fn training_and_evaluation_curves_as_an_estimator_wrote_them_continuing_after_a_
     let (train, eval, _) = fixture_files(tmp.path());
     let job = tmp.path().join("job");
     let train_to = |steps: &str| {
-        let out = run(bin()
-            .arg("train")
-            .arg("--train-files")
-            .arg(&train)
-            .arg("--eval-files")
-            .arg(&eval)
-            .arg("--job-dir")
-            .arg(&job)
+        let out = run(train_command(&train, &eval, &job)
             .args(["--train-steps", steps])
             .args(["--save-checkpoints-steps", "100"])
             .args(["--log-step-count-steps", "50"])

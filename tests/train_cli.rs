@@ -572,3 +572,77 @@ fn ctrl_c_checkpoints_the_last_step_and_says_how_to_resume() {
     );
     assert!(exported_versions(&job).is_empty());
 }
+
+#[test]
+fn tf_config_parameter_servers_and_evaluators_have_nothing_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    for kind in ["ps", "evaluator"] {
+        let job = tmp.path().join(kind);
+        let out = run(train_command(&train, &eval, &job)
+            .args(["--train-steps", "10"])
+            .env(
+                "TF_CONFIG",
+                format!(r#"{{"cluster": {{}}, "task": {{"type": "{kind}", "index": 0}}}}"#),
+            ));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stderr(&out).contains("parameter"), "{}", stderr(&out));
+        assert!(!job.exists(), "a {kind} task wrote its job-dir");
+    }
+}
+
+/// A build without MPI started by mpirun would train N copies that never meet: it refuses.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn a_build_without_mpi_refuses_to_be_one_of_several_ranks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let job = tmp.path().join("job");
+    let out = run(train_command(&train, &eval, &job)
+        .args(["--train-steps", "10"])
+        .env("OMPI_COMM_WORLD_SIZE", "2"));
+    assert_one_line_error(&out, "built without MPI");
+    let out =
+        run(train_command(&train, &eval, &job).args(["--train-steps", "10", "--distributed"]));
+    assert_one_line_error(&out, "--distributed needs an mlengine built with MPI");
+}
+
+/// The MPIJob in deploy/: as many ranks as worker slots, and a `train` command line that
+/// mlengine accepts (it fails only at reaching the example bucket, never at parsing).
+#[test]
+fn the_mpijob_manifest_runs_a_train_command_mlengine_accepts() {
+    let job: serde_json::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("deploy/kubernetes/mpijob-census-train.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(job["apiVersion"], "kubeflow.org/v2beta1");
+    assert_eq!(job["kind"], "MPIJob");
+    let spec = &job["spec"];
+    let launcher = &spec["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0];
+    assert_eq!(launcher["command"][0], "mpirun");
+    let args: Vec<&str> = launcher["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let np: u64 = args[args.iter().position(|a| *a == "-np").unwrap() + 1]
+        .parse()
+        .unwrap();
+    let slots = spec["slotsPerWorker"].as_u64().unwrap();
+    let workers = spec["mpiReplicaSpecs"]["Worker"]["replicas"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(np, slots * workers);
+    let program = args.iter().position(|a| a.ends_with("/mlengine")).unwrap();
+    let out = run(bin()
+        .args(&args[program + 1..])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ALLOW_HTTP", "true"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("s3://my-bucket"), "{}", stderr(&out));
+}

@@ -104,6 +104,15 @@ pub struct TrainArgs {
     /// Log a progress line every this many steps when stderr is not a terminal.
     #[arg(long, default_value_t = 100, env = "MLENGINE_LOG_STEP_COUNT_STEPS")]
     pub log_step_count_steps: u64,
+
+    /// Train with --worker-count processes on this machine (`mpirun -np N` of this command), as
+    /// `gcloud ml-engine local train --distributed` did; needs a build with the `mpi` feature.
+    #[arg(long, env = "MLENGINE_DISTRIBUTED")]
+    pub distributed: bool,
+
+    /// Processes of a --distributed run.
+    #[arg(long, default_value_t = 2, requires = "distributed", value_parser = clap::value_parser!(u32).range(1..=1024), env = "MLENGINE_DISTRIBUTED_WORKER_COUNT")]
+    pub worker_count: u32,
 }
 
 impl From<TrainArgs> for TrainConfig {

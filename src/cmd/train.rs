@@ -13,34 +13,59 @@ use crate::cli::TrainArgs;
 use crate::storage::Storage;
 use crate::trainer::metrics::EvalMetrics;
 use crate::trainer::observe::HypertuneReport;
-use crate::trainer::{self, metrics_line, Alone, Interrupted, Observer, TrainConfig};
+use crate::trainer::{self, metrics_line, Interrupted, Observer, TrainConfig};
+
+mod distributed;
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    let task = distributed::cloud_task()?;
+    if let Some(kind) = task.as_ref().and_then(|t| t.idle_kind()) {
+        tracing::info!(
+            "TF_CONFIG names this task a {kind}: synchronous all-reduce training has no parameter \
+             servers or separate evaluators, so there is nothing for it to do"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.distributed {
+        return distributed::launch(args.worker_count);
+    }
     let config: TrainConfig = args.into();
     config.validate()?;
+    let world = distributed::World::join()?;
+    let rank = world.collective().rank();
     // candle sizes its thread use from RAYON_NUM_THREADS: set for the whole process, which this
     // command owns, before the first tensor operation and before any other thread exists.
     // SAFETY: no other thread exists yet that could read the environment concurrently.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", config.num_threads.to_string()) };
     let runtime = super::runtime(1)?;
     let cancel = super::cancelled_on_signal(&runtime);
-    let console = Console::new(config.log_step_count_steps);
-    let mut observers: Vec<Box<dyn Observer>> = vec![Box::new(console)];
-    // A trial of a tuning job reports its metric the way Cloud ML trainers did.
-    if let Some(report) = HypertuneReport::from_env()? {
-        observers.push(Box::new(report));
+    // Rank 0 speaks for the job: the console and a tuning trial's reports.
+    let mut observers: Vec<Box<dyn Observer>> = Vec::new();
+    if rank == 0 {
+        observers.push(Box::new(Console::new(config.log_step_count_steps)));
+        // A trial of a tuning job reports its metric the way Cloud ML trainers did.
+        if let Some(report) = HypertuneReport::from_env()? {
+            observers.push(Box::new(report));
+        }
     }
     let storage = Storage::new(runtime.handle().clone());
-    let outcome = match trainer::run(&config, &storage, observers, &Alone, &cancel) {
+    let outcome = match trainer::run(&config, &storage, observers, world.collective(), &cancel) {
         Ok(outcome) => outcome,
         Err(e) => {
             if let Some(i) = e.downcast_ref::<Interrupted>() {
-                eprintln!("{i}");
+                if rank == 0 {
+                    eprintln!("{i}");
+                }
                 return Ok(ExitCode::from(130));
             }
+            // One process's failure ends them all, each saying whose it was.
+            world.fail(&e);
             return Err(e);
         }
     };
+    if rank != 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = std::io::stdout();
     if outcome.exported_now {
         writeln!(out, "Exported model to {}", outcome.export)?;

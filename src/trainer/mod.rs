@@ -12,6 +12,8 @@ pub mod config;
 pub mod export;
 pub mod job_dir;
 pub mod metrics;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod network;
 pub mod observe;
 pub mod optimizer;
@@ -146,6 +148,8 @@ pub fn run(
             (state, network, optimizer)
         }
     };
+    // Every process starts from rank 0's parameters (identical by seed already; this makes sure).
+    collective.broadcast_parameters(&network.named_vars())?;
     let train = state.spec.encode(&train_rows);
     let eval = state.spec.encode(&eval_rows);
     // An export never carries an older step than one already exported from this job-dir (a
@@ -189,6 +193,15 @@ pub fn run(
         None,
         state.global_step,
     )?;
+    // Rank 0 alone reports, writes and exports.
+    if collective.rank() != 0 {
+        return Ok(TrainOutcome {
+            global_step: state.global_step,
+            metrics,
+            export: String::new(),
+            exported_now: false,
+        });
+    }
     for o in observers.iter_mut() {
         o.evaluated(&metrics)?;
     }

@@ -98,6 +98,18 @@ impl Loop<'_> {
         Ok(())
     }
 
+    /// Stops at a signal: the step reached is checkpointed, and the error says which it is.
+    fn interrupted(&mut self, last_saved: u64) -> Result<()> {
+        if last_saved != self.state.global_step {
+            self.checkpoint()?;
+        }
+        Err(Interrupted {
+            global_step: self.state.global_step,
+            job_dir: self.job_dir.uri().to_string(),
+        }
+        .into())
+    }
+
     pub fn train(&mut self) -> Result<()> {
         // A finished epoch whose last batches were dropped counts before the first step, so a
         // resumed `--num-epochs` run that is already done trains nothing.
@@ -127,15 +139,10 @@ impl Loop<'_> {
         let mut last_saved = self.state.global_step;
         let mut order = epoch_order(self.train.n, self.state.seed, self.state.epoch);
         while !self.done() {
-            if self.cancel.is_cancelled() {
-                if last_saved != self.state.global_step {
-                    self.checkpoint()?;
-                }
-                return Err(Interrupted {
-                    global_step: self.state.global_step,
-                    job_dir: self.job_dir.uri().to_string(),
-                }
-                .into());
+            // Alone, a stop is taken before the next step; together, every process learns of it
+            // in the step's exchange and they stop after the same step.
+            if self.collective.size() == 1 && self.cancel.is_cancelled() {
+                return self.interrupted(last_saved);
             }
             let first = self.state.batch_in_epoch as usize * batch_size;
             let rows = &order[first..(first + batch_size).min(self.train.n)];
@@ -146,16 +153,26 @@ impl Loop<'_> {
             let logits = self.network.forward(&batch)?;
             let loss = sigmoid_cross_entropy(&logits, &batch.labels)?;
             let mut grads = loss.backward()?;
-            self.collective.average_gradients(&vars, &mut grads)?;
+            let combined = self.collective.combine_gradients(
+                &vars,
+                &mut grads,
+                loss.to_scalar::<f32>()?,
+                self.cancel.is_cancelled(),
+                share.len(),
+                rows.len(),
+            )?;
             self.optimizer.step(&vars, &grads)?;
             self.state.global_step += 1;
             self.state.batch_in_epoch += 1;
-            let loss = loss.to_scalar::<f32>()?;
+            let loss = combined.loss;
             for o in self.observers.iter_mut() {
                 o.step(self.state.global_step, loss);
             }
             if self.next_epoch_if_spent() {
                 order = epoch_order(self.train.n, self.state.seed, self.state.epoch);
+            }
+            if combined.stop && self.collective.size() > 1 {
+                return self.interrupted(last_saved);
             }
             let finished = self.done();
             if finished

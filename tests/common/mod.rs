@@ -37,6 +37,19 @@ pub fn fixture_files(dir: &Path) -> (PathBuf, PathBuf, Vec<CensusRow>) {
     (train, eval, eval_rows)
 }
 
+/// `mlengine train` on these files into `job_dir`; add the run's other flags.
+pub fn train_command(train: &Path, eval: &Path, job_dir: &Path) -> Command {
+    let mut cmd = bin();
+    cmd.arg("train")
+        .arg("--train-files")
+        .arg(train)
+        .arg("--eval-files")
+        .arg(eval)
+        .arg("--job-dir")
+        .arg(job_dir);
+    cmd
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("spawn")
 }

@@ -1,0 +1,151 @@
+//! Where a `train` process stands in a distributed job: alone, one rank of an `mpirun` job
+//! (with the `mpi` feature), or a task that Cloud ML Engine's `TF_CONFIG` names; and
+//! `--distributed`, which starts `mpirun -np N` of this same command.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::trainer::{Alone, Collective};
+
+/// The processes of this job as the launcher (OpenMPI's mpirun, or a Hydra launcher) set them.
+fn launched_size() -> usize {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(1)
+}
+
+pub enum World {
+    Alone(Alone),
+    #[cfg(feature = "mpi")]
+    Mpi(crate::trainer::mpi::Mpi),
+}
+
+impl World {
+    /// Alone, unless a launcher started several processes; a build without MPI refuses then,
+    /// rather than train N copies that never meet.
+    pub fn join() -> Result<World> {
+        let size = launched_size();
+        if size <= 1 {
+            return Ok(World::Alone(Alone));
+        }
+        #[cfg(feature = "mpi")]
+        {
+            Ok(World::Mpi(crate::trainer::mpi::Mpi::init()?))
+        }
+        #[cfg(not(feature = "mpi"))]
+        {
+            bail!(
+                "started as one of {size} MPI processes, but this mlengine was built without \
+                 MPI: build it with `cargo build --release --features mpi` (README: distributed \
+                 training)"
+            )
+        }
+    }
+
+    pub fn collective(&self) -> &dyn Collective {
+        match self {
+            World::Alone(a) => a,
+            #[cfg(feature = "mpi")]
+            World::Mpi(m) => m,
+        }
+    }
+
+    /// A process of a distributed job that fails ends the job: the others would wait for it in
+    /// the next exchange forever.
+    pub fn fail(&self, error: &anyhow::Error) {
+        #[cfg(feature = "mpi")]
+        if let World::Mpi(m) = self {
+            eprintln!(
+                "error: rank {} of {}: {}",
+                m.rank(),
+                m.size(),
+                super::super::one_line(error)
+            );
+            m.abort(1);
+        }
+        let _ = error;
+    }
+}
+
+/// This task in Cloud ML Engine's `TF_CONFIG` (`{"task": {"type", "index", "trial"}, ...}`).
+pub struct CloudTask {
+    kind: String,
+}
+
+impl CloudTask {
+    /// A task with no work in synchronous data-parallel training.
+    pub fn idle_kind(&self) -> Option<&str> {
+        matches!(self.kind.as_str(), "ps" | "evaluator").then_some(self.kind.as_str())
+    }
+}
+
+pub fn cloud_task() -> Result<Option<CloudTask>> {
+    let Ok(text) = std::env::var("TF_CONFIG") else {
+        return Ok(None);
+    };
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let config: Value =
+        serde_json::from_str(&text).context("TF_CONFIG is not JSON (Cloud ML Engine's form)")?;
+    let kind = config["task"]["type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok(Some(CloudTask { kind }))
+}
+
+/// `--distributed`: this command again under `mpirun -np N`, which forwards signals to the
+/// ranks and ends them all when one fails.
+pub fn launch(workers: u32) -> Result<ExitCode> {
+    if !cfg!(feature = "mpi") {
+        bail!(
+            "--distributed needs an mlengine built with MPI: `cargo build --release --features \
+             mpi` (README: distributed training)"
+        );
+    }
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let mut args: Vec<String> = Vec::new();
+    let mut skip_value = false;
+    for a in std::env::args().skip(1) {
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        if a == "--distributed" || a.starts_with("--worker-count=") {
+            continue;
+        }
+        if a == "--worker-count" {
+            skip_value = true;
+            continue;
+        }
+        args.push(a);
+    }
+    let mut mpirun = Command::new("mpirun");
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        mpirun.arg("--allow-run-as-root");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if workers as usize > cores {
+        mpirun.arg("--oversubscribe");
+    }
+    mpirun
+        .args(["-np", &workers.to_string()])
+        .arg(exe)
+        .args(&args)
+        .env_remove("MLENGINE_DISTRIBUTED")
+        .env_remove("MLENGINE_DISTRIBUTED_WORKER_COUNT");
+    let status = mpirun.status().context(
+        "cannot start mpirun: install OpenMPI (apt-get install openmpi-bin) or run \
+         `mpirun -np N mlengine train ...` yourself",
+    )?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
+}
