@@ -646,3 +646,25 @@ fn the_mpijob_manifest_runs_a_train_command_mlengine_accepts() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("s3://my-bucket"), "{}", stderr(&out));
 }
+
+/// A trainer given Cloud ML Engine's environment without CLOUD_ML_TRIAL_ID takes its trial from
+/// TF_CONFIG's task.trial, as the samples did.
+#[test]
+fn a_tuning_trial_is_named_by_tf_config_when_cloud_ml_trial_id_is_unset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let metrics = tmp.path().join("metrics");
+    let out = run(train_command(&train, &eval, &tmp.path().join("job"))
+        .args(["--train-steps", "10"])
+        .env("CLOUD_ML_HP_METRIC_FILE", &metrics)
+        .env("CLOUD_ML_HP_METRIC_TAG", "accuracy")
+        .env_remove("CLOUD_ML_TRIAL_ID")
+        .env(
+            "TF_CONFIG",
+            r#"{"cluster": {}, "task": {"type": "master", "index": 0, "trial": "7"}}"#,
+        ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = std::fs::read_to_string(&metrics).unwrap();
+    let last: serde_json::Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
+    assert_eq!(last["trial"], "7", "{report}");
+}

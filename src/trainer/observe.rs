@@ -220,10 +220,24 @@ impl HypertuneReport {
         Ok(Some(HypertuneReport {
             path: path.into(),
             tag,
-            trial: std::env::var("CLOUD_ML_TRIAL_ID").unwrap_or_else(|_| "0".into()),
+            trial: std::env::var("CLOUD_ML_TRIAL_ID")
+                .ok()
+                .or_else(trial_of_tf_config)
+                .unwrap_or_else(|| "0".into()),
             lines: std::collections::VecDeque::new(),
         }))
     }
+}
+
+/// `task.trial` of Cloud ML Engine's `TF_CONFIG`, which names the trial when
+/// `CLOUD_ML_TRIAL_ID` does not.
+fn trial_of_tf_config() -> Option<String> {
+    let config: serde_json::Value = serde_json::from_str(&std::env::var("TF_CONFIG").ok()?).ok()?;
+    let trial = config.get("task")?.get("trial")?;
+    trial
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| trial.as_u64().map(|n| n.to_string()))
 }
 
 /// The names an evaluation reports (`accuracy`, `auc`, `loss`, ...).
