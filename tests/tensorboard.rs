@@ -215,3 +215,62 @@ fn a_tuning_job_is_an_hparams_experiment_with_a_session_per_trial() {
         assert!(close(auc, reported), "trial {id}: {auc} against {reported}");
     }
 }
+
+/// A trainer that reports only through TensorBoard events (written by TensorBoard's own writer)
+/// is tuned all the same: its metric is the tag's last value in its evaluation events.
+#[test]
+fn a_trial_reporting_only_through_tensorboard_events_is_read_from_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let python = python_env("tensorboard", "tests/python/requirements-tensorboard.txt");
+    let trainer = tmp.path().join("trainer.sh");
+    std::fs::write(
+        &trainer,
+        format!(
+            "#!/bin/sh\nexec {} {} \"$@\"\n",
+            python.display(),
+            root().join("tests/python/tensorboard_trainer.py").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&trainer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = tmp.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "hyperparameters:
+  goal: MAXIMIZE
+  hyperparameterMetricTag: objective
+  algorithm: GRID_SEARCH
+  maxTrials: 3
+  maxParallelTrials: 3
+  params:
+    - {parameterName: x, type: DISCRETE, discreteValues: [0.1, 0.3, 0.5]}
+",
+    )
+    .unwrap();
+    let job = tmp.path().join("job");
+    let out = run(bin()
+        .arg("tune")
+        .arg("--config")
+        .arg(&config)
+        .arg("--job-dir")
+        .arg(&job)
+        .arg("--trainer")
+        .arg(&trainer));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let output: Value = serde_json::from_str(
+        &std::fs::read_to_string(job.join("hyperparameter_tuning.json")).unwrap(),
+    )
+    .unwrap();
+    let trials = output["trainingOutput"]["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 3);
+    for t in trials {
+        assert_eq!(t["state"], "SUCCEEDED", "{t}");
+        let x: f64 = t["hyperparameters"]["x"].as_str().unwrap().parse().unwrap();
+        let want = -(x - 0.3) * (x - 0.3);
+        let got = t["finalMetric"]["objectiveValue"].as_f64().unwrap();
+        assert!(close(got, want), "x={x}: {got} against {want}");
+        assert_eq!(t["finalMetric"]["trainingStep"], "20");
+    }
+    assert_eq!(trials[0]["hyperparameters"]["x"], "0.3");
+}

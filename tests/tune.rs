@@ -613,3 +613,55 @@ fn the_katib_experiment_runs_the_sample_search_and_reads_the_trainers_metric() {
         metrics[tag]
     );
 }
+
+/// On a terminal (here the pseudo-terminal of util-linux's `script`), a table of every trial is
+/// redrawn in place as trials start and end, best first.
+#[test]
+fn on_a_terminal_the_trials_are_a_live_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let config = write_config(
+        tmp.path(),
+        "grid.yaml",
+        "hyperparameters:
+  goal: MAXIMIZE
+  hyperparameterMetricTag: accuracy
+  algorithm: GRID_SEARCH
+  maxTrials: 3
+  maxParallelTrials: 2
+  params:
+    - {parameterName: num-layers, type: INTEGER, minValue: 1, maxValue: 3}
+",
+    );
+    let command = format!(
+        "{} tune --config {} --job-dir {} -- --train-files={} --eval-files={} --train-steps=50",
+        env!("CARGO_BIN_EXE_mlengine"),
+        config.display(),
+        tmp.path().join("job").display(),
+        train.display(),
+        eval.display()
+    );
+    let out = run(Command::new("script").args(["-qec", &command, "/dev/null"]));
+    assert!(out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out).replace('\r', "");
+    assert!(text.contains("TRIAL  STATE      accuracy"), "{text}");
+    // Redrawn in place: the cursor goes back up over the table before each new one.
+    assert!(text.contains("\x1b[J"), "{text}");
+    // The last table: every trial ended, best first.
+    let last = &text[text.rfind("TRIAL  STATE").unwrap()..];
+    assert!(
+        last.starts_with("TRIAL  STATE      accuracy     STEP    PARAMETERS   [3/3]"),
+        "{last}"
+    );
+    let values: Vec<f64> = last
+        .lines()
+        .skip(1)
+        .take(3)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f[1], "SUCCEEDED", "{l}");
+            f[2].parse().unwrap()
+        })
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] >= w[1]), "{last}");
+}

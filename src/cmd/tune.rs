@@ -2,7 +2,7 @@
 //! per trial as it ends, and prints the job's `trainingOutput` as `gcloud ml-engine jobs describe`
 //! did (YAML).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -47,6 +47,9 @@ pub fn run(args: &TuneArgs) -> Result<ExitCode> {
     let cancel = super::cancelled_on_signal(&runtime);
     let mut console = Console {
         tag: config.spec.metric_tag.clone(),
+        maximize: config.spec.goal == tune::config::Goal::Maximize,
+        total: config.spec.max_trials as usize,
+        live: std::io::stderr().is_terminal().then(Table::default),
     };
     eprintln!(
         "Tuning {} trial(s), {} at a time, {} ({} core(s) each); trials in {}",
@@ -68,13 +71,110 @@ pub fn run(args: &TuneArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A line per trial as it ends.
+/// A line per trial as it ends; on a terminal, a table of every trial redrawn as they start and
+/// end instead.
 struct Console {
     tag: String,
+    maximize: bool,
+    total: usize,
+    live: Option<Table>,
+}
+
+/// The trials so far, one line each, best first once they have values.
+#[derive(Default)]
+struct Table {
+    /// (trial, its value when it has one, still running, its line)
+    rows: Vec<(u32, Option<f64>, bool, String)>,
+    drawn: usize,
+}
+
+impl Table {
+    fn set(&mut self, id: u32, value: Option<f64>, running: bool, line: String) {
+        self.rows.retain(|r| r.0 != id);
+        self.rows.push((id, value, running, line));
+    }
+
+    fn draw(&mut self, header: &str, better: impl Fn(f64, f64) -> bool) {
+        self.rows.sort_by(|a, b| match (a.1, b.1) {
+            (Some(x), Some(y)) if better(x, y) => std::cmp::Ordering::Less,
+            (Some(x), Some(y)) if better(y, x) => std::cmp::Ordering::Greater,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            _ => a.0.cmp(&b.0),
+        });
+        let mut err = std::io::stderr().lock();
+        // Back to the table's first line, and clear to the end of the screen.
+        if self.drawn > 0 {
+            let _ = write!(err, "\x1b[{}A\x1b[J", self.drawn);
+        }
+        let _ = writeln!(err, "{header}");
+        for (_, _, _, line) in &self.rows {
+            let _ = writeln!(err, "{line}");
+        }
+        self.drawn = self.rows.len() + 1;
+    }
+}
+
+impl Console {
+    fn redraw(&mut self) {
+        let (tag, total, maximize) = (self.tag.clone(), self.total, self.maximize);
+        if let Some(table) = &mut self.live {
+            let done = table.rows.iter().filter(|r| !r.2).count();
+            let header =
+                format!("TRIAL  STATE      {tag:<12} STEP    PARAMETERS   [{done}/{total}]");
+            table.draw(&header, |a, b| if maximize { a > b } else { a < b });
+        }
+    }
 }
 
 impl Observer for Console {
+    fn trial_started(&mut self, t: &TrialRecord) {
+        if let Some(table) = &mut self.live {
+            table.set(
+                t.id,
+                None,
+                true,
+                format!(
+                    "{:<6} {:<10} {:<12} {:<7} {}",
+                    t.id,
+                    "RUNNING",
+                    "",
+                    "",
+                    t.values_text()
+                ),
+            );
+            self.redraw();
+        }
+    }
+
     fn trial_ended(&mut self, t: &TrialRecord, finished: usize, total: usize) {
+        if let Some(table) = &mut self.live {
+            let (state, value, step) = match (t.state, t.final_metric) {
+                (TrialState::Succeeded, Some((step, value))) => (
+                    if t.stopped_early {
+                        "STOPPED"
+                    } else {
+                        "SUCCEEDED"
+                    },
+                    Some(value),
+                    step.to_string(),
+                ),
+                _ => ("FAILED", None, String::new()),
+            };
+            let shown = value.map_or(String::new(), |v| format!("{v:.6}"));
+            table.set(
+                t.id,
+                value,
+                false,
+                format!(
+                    "{:<6} {state:<10} {shown:<12} {step:<7} {}",
+                    t.id,
+                    t.values_text()
+                ),
+            );
+            self.redraw();
+            return;
+        }
         let outcome = match (t.state, t.final_metric) {
             (TrialState::Succeeded, Some((step, value))) => format!(
                 "{}{}={value} at step {step}",

@@ -155,6 +155,67 @@ impl EventWriter {
     }
 }
 
+/// Every scalar of `tag` in the event files of a run folder, in file-name order, as (step,
+/// value): `simple_value`s and rank-0 float tensors (TF2's form). A record cut short or whose
+/// CRC does not match ends its file's reading (a writer may be in the middle of it).
+pub fn read_scalars(dir: &Path, tag: &str) -> Vec<(u64, f64)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains("tfevents"))
+        })
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        let mut rest = &bytes[..];
+        while rest.len() >= 12 {
+            let (head, after) = rest.split_at(8);
+            let len = u64::from_le_bytes(head.try_into().unwrap_or([0; 8]));
+            let crc = u32::from_le_bytes(after[..4].try_into().unwrap_or([0; 4]));
+            let Ok(len) = usize::try_from(len) else { break };
+            if crc != masked_crc(head) || after.len() < 4 + len + 4 {
+                break;
+            }
+            let data = &after[4..4 + len];
+            let data_crc = u32::from_le_bytes(after[4 + len..8 + len].try_into().unwrap_or([0; 4]));
+            if data_crc != masked_crc(data) {
+                break;
+            }
+            rest = &after[8 + len..];
+            let Ok(event) = Event::decode(data) else {
+                continue;
+            };
+            let Some(event::What::Summary(summary)) = event.what else {
+                continue;
+            };
+            for v in summary.value.iter().filter(|v| v.tag == tag) {
+                let value = match &v.value {
+                    Some(summary::value::Value::SimpleValue(x)) => Some(f64::from(*x)),
+                    Some(summary::value::Value::Tensor(t)) if t.float_val.len() == 1 => {
+                        Some(f64::from(t.float_val[0]))
+                    }
+                    Some(summary::value::Value::Tensor(t)) if t.double_val.len() == 1 => {
+                        Some(t.double_val[0])
+                    }
+                    _ => None,
+                };
+                if let Some(value) = value.filter(|x| x.is_finite()) {
+                    out.push((u64::try_from(event.step).unwrap_or(0), value));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The HParams plugin's summaries (tensorboard/plugins/hparams/metadata.py): an experiment names
 /// the hyperparameters and metrics of a study; each session (a trial, a run folder) says its
 /// hyperparameters when it starts and its status when it ends. The dashboard lists the sessions
@@ -414,6 +475,13 @@ mod tests {
             panic!("{data:?}");
         };
         assert_eq!(end.status, hp::Status::Success as i32);
+        assert_eq!(read_scalars(dir.path(), "accuracy"), [(7, 0.75)]);
+        assert!(read_scalars(dir.path(), "nope").is_empty());
+        // A record cut short is where reading stops.
+        std::fs::write(w.path(), &bytes[..bytes.len() - 3]).unwrap();
+        assert_eq!(read_scalars(dir.path(), "accuracy"), [(7, 0.75)]);
+        std::fs::write(w.path(), &bytes[..40]).unwrap();
+        assert!(read_scalars(dir.path(), "accuracy").is_empty());
         // A second writer in the same folder gets its own file.
         let other = EventWriter::create(dir.path()).unwrap();
         assert_ne!(other.path(), w.path());

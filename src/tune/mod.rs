@@ -229,10 +229,21 @@ pub fn run(
                 continue;
             };
             let mut r = running.remove(i);
-            let reports = trial::read_reports(
+            let mut reports = trial::read_reports(
                 &trial::metric_path(&tuning_dir, r.record.id),
                 &spec.metric_tag,
             );
+            // A trainer that reports nothing through its metric file may still have written
+            // the tag to its TensorBoard evaluation events, as Cloud ML Engine read them.
+            if reports.is_empty() {
+                let eval = job_dir
+                    .join(r.record.id.to_string())
+                    .join(crate::trainer::EVAL_EVENTS);
+                reports = crate::observability::tfevents::read_scalars(&eval, &spec.metric_tag)
+                    .into_iter()
+                    .map(|(step, value)| trial::Report { step, value })
+                    .collect();
+            }
             r.record.reports = reports.clone();
             r.record.end();
             let log = trial::log_path(&tuning_dir, r.record.id);
