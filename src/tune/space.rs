@@ -16,9 +16,12 @@ pub enum Value {
 
 impl Value {
     /// As the flag value and as Cloud ML's `hyperparameters` map string: integers without a
-    /// decimal point, doubles in their shortest exact form.
+    /// decimal point, doubles in their shortest exact form. A whole DISCRETE value is written as
+    /// an integer (`--train-batch-size=64`): discrete values are mostly sizes, read by trainers
+    /// as integers (argparse's `type=int` refuses "64.0").
     pub fn text(&self) -> String {
         match self {
+            Value::Discrete(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{x:.0}"),
             Value::Double(x) | Value::Discrete(x) => format_double(*x),
             Value::Integer(i) => i.to_string(),
             Value::Categorical(s) => s.clone(),
@@ -211,7 +214,10 @@ mod tests {
             scale: Scale::Log,
         });
         assert_eq!(d.value_at(0.5), Value::Discrete(10.0));
-        assert_eq!(d.value_at(0.5).text(), "10.0");
+        assert_eq!(Value::Discrete(10.0).text(), "10");
+        assert_eq!(Value::Discrete(0.25).text(), "0.25");
+        assert_eq!(Value::Double(10.0).text(), "10.0");
+        assert_eq!(d.value_at(0.5).text(), "10");
         assert_eq!(
             Value::Double(0.278_519_382_777_242_8).text(),
             "0.2785193827772428"
