@@ -11,13 +11,22 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// `mpirun` as root needs OpenMPI's two consent variables; a 2-core machine needs
-/// oversubscription for more ranks than cores.
-fn mpirun() -> Command {
-    let mut cmd = Command::new("mpirun");
+/// OpenMPI's environment for one test: consent to run as root (both variables), and a session
+/// folder of the test's own (`mpirun`s started at the same moment race to create a shared
+/// `/tmp/ompi.<host>.<uid>` and one of them fails with "File exists").
+fn mpi_env(cmd: &mut Command, tmp: &Path) {
+    let session = tmp.join("ompi");
+    std::fs::create_dir_all(&session).unwrap();
     cmd.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .arg("--oversubscribe");
+        .env("TMPDIR", &session);
+}
+
+/// `mpirun` with oversubscription: a 2-core machine may run more ranks than cores.
+fn mpirun(tmp: &Path) -> Command {
+    let mut cmd = Command::new("mpirun");
+    mpi_env(&mut cmd, tmp);
+    cmd.arg("--oversubscribe");
     cmd
 }
 
@@ -95,7 +104,7 @@ fn two_processes_train_the_model_one_process_trains() {
     assert!(out.status.success(), "{}", stderr(&out));
     // mpirun -np 2 of the command itself.
     let two = tmp.path().join("two");
-    let out = run(mpirun()
+    let out = run(mpirun(tmp.path())
         .args(["-np", "2"])
         .arg(env!("CARGO_BIN_EXE_mlengine"))
         .args(train_args(&train, &eval, &two, "1000")));
@@ -121,11 +130,14 @@ fn two_processes_train_the_model_one_process_trains() {
     // --distributed starts mpirun itself; it resumes the 2-process job to step 1050. (Past
     // ~1100 steps the two drift apart the way any perturbation does: on the census data a
     // one-process run whose learning rate differs by 2e-6 differs by 0.05 at step 500.)
-    let out = run(bin()
-        .args(train_args(&train, &eval, &two, "1050"))
-        .args(["--distributed", "--worker-count", "2"])
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"));
+    let mut launch = bin();
+    launch.args(train_args(&train, &eval, &two, "1050")).args([
+        "--distributed",
+        "--worker-count",
+        "2",
+    ]);
+    mpi_env(&mut launch, tmp.path());
+    let out = run(&mut launch);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("Saving dict for global step 1050"));
     assert_eq!(exported_versions(&two).len(), 2);
@@ -147,7 +159,7 @@ fn a_rank_that_fails_ends_the_job_with_its_error() {
     let mut bad = good.clone();
     bad[1] = "--train-files=/nonexistent/adult.data".into();
     // Rank 1 cannot read its files; rank 0 would wait for it in the first exchange.
-    let mut child = mpirun()
+    let mut child = mpirun(tmp.path())
         .args(["-np", "1"])
         .arg(env!("CARGO_BIN_EXE_mlengine"))
         .args(&good)
@@ -175,7 +187,7 @@ fn a_killed_rank_ends_the_job() {
     let tmp = tempfile::tempdir().unwrap();
     let (train, eval, _) = fixture_files(tmp.path());
     let job = tmp.path().join("job");
-    let mut child = mpirun()
+    let mut child = mpirun(tmp.path())
         .args(["-np", "2"])
         .arg(env!("CARGO_BIN_EXE_mlengine"))
         .args(train_args(&train, &eval, &job, "100000000"))
