@@ -7,7 +7,6 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -76,18 +75,16 @@ fn largest_difference(a: &[f64], b: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Waits for the job to end (common's bounded wait); a job that hangs is killed, then reported.
 fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("{what}: the job hung");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(what, || matches!(child.try_wait(), Ok(Some(_))))
+    }));
+    if waited.is_err() {
+        let _ = child.kill();
+        panic!("{what}: the job hung");
     }
+    child.wait().unwrap()
 }
 
 #[test]

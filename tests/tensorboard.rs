@@ -154,22 +154,12 @@ fn a_tuning_job_is_an_hparams_experiment_with_a_session_per_trial() {
     )
     .unwrap();
     let job = tmp.path().join("tuning");
-    let out = run(bin()
-        .arg("tune")
-        .arg("--config")
-        .arg(&config)
-        .arg("--job-dir")
-        .arg(&job)
-        .arg("--")
+    let out = run(tune(&config, &job, &["--"])
         .arg(format!("--train-files={}", train.display()))
         .arg(format!("--eval-files={}", eval.display()))
         .arg("--train-steps=100"));
     assert!(out.status.success(), "{}", stderr(&out));
-    let output: Value = serde_json::from_str(
-        &std::fs::read_to_string(job.join("hyperparameter_tuning.json")).unwrap(),
-    )
-    .unwrap();
-    let trials = output["trainingOutput"]["trials"].as_array().unwrap();
+    let trials = trials(&job);
     assert_eq!(trials.len(), 2);
 
     let runs = read_runs(&job);
@@ -222,18 +212,7 @@ fn a_tuning_job_is_an_hparams_experiment_with_a_session_per_trial() {
 fn a_trial_reporting_only_through_tensorboard_events_is_read_from_them() {
     let tmp = tempfile::tempdir().unwrap();
     let python = python_env("tensorboard", "tests/python/requirements-tensorboard.txt");
-    let trainer = tmp.path().join("trainer.sh");
-    std::fs::write(
-        &trainer,
-        format!(
-            "#!/bin/sh\nexec {} {} \"$@\"\n",
-            python.display(),
-            root().join("tests/python/tensorboard_trainer.py").display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&trainer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let trainer = trainer_script(tmp.path(), &python, "tensorboard_trainer.py");
     let config = tmp.path().join("config.yaml");
     std::fs::write(
         &config,
@@ -249,22 +228,11 @@ fn a_trial_reporting_only_through_tensorboard_events_is_read_from_them() {
     )
     .unwrap();
     let job = tmp.path().join("job");
-    let out = run(bin()
-        .arg("tune")
-        .arg("--config")
-        .arg(&config)
-        .arg("--job-dir")
-        .arg(&job)
-        .arg("--trainer")
-        .arg(&trainer));
+    let out = run(tune(&config, &job, &[]).arg("--trainer").arg(&trainer));
     assert!(out.status.success(), "{}", stderr(&out));
-    let output: Value = serde_json::from_str(
-        &std::fs::read_to_string(job.join("hyperparameter_tuning.json")).unwrap(),
-    )
-    .unwrap();
-    let trials = output["trainingOutput"]["trials"].as_array().unwrap();
+    let trials = trials(&job);
     assert_eq!(trials.len(), 3);
-    for t in trials {
+    for t in &trials {
         assert_eq!(t["state"], "SUCCEEDED", "{t}");
         let x: f64 = t["hyperparameters"]["x"].as_str().unwrap().parse().unwrap();
         let want = -(x - 0.3) * (x - 0.3);

@@ -12,45 +12,10 @@ use std::process::{Command, Output};
 use common::*;
 use serde_json::Value;
 
-fn tune(config: &Path, job_dir: &Path, extra: &[&str]) -> Command {
-    let mut cmd = bin();
-    cmd.arg("tune")
-        .arg("--config")
-        .arg(config)
-        .arg("--job-dir")
-        .arg(job_dir)
-        .args(extra);
-    cmd
-}
-
-fn output_of(job_dir: &Path) -> Value {
-    let text = std::fs::read_to_string(job_dir.join("hyperparameter_tuning.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn trials(job_dir: &Path) -> Vec<Value> {
-    output_of(job_dir)["trainingOutput"]["trials"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// A Python trainer script run through the hypertune venv's interpreter.
 fn python_trainer(tmp: &Path) -> (PathBuf, Vec<String>) {
     let python = python_env("hypertune", "tests/python/requirements-hypertune.txt");
-    let script = tmp.join("trainer.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nexec {} {} \"$@\"\n",
-            python.display(),
-            root().join("tests/python/hypertune_trainer.py").display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (script, vec![])
+    (trainer_script(tmp, &python, "hypertune_trainer.py"), vec![])
 }
 
 fn write_config(tmp: &Path, name: &str, text: &str) -> PathBuf {

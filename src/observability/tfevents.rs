@@ -155,6 +155,33 @@ impl EventWriter {
     }
 }
 
+/// The data of each whole record of `bytes`, the inverse of [`frame`]: reading stops at a record
+/// cut short or whose CRC does not match.
+pub fn records(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 12 {
+        let (head, after) = rest.split_at(8);
+        let len = u64::from_le_bytes(head.try_into().unwrap_or([0; 8]));
+        let crc = u32::from_le_bytes(after[..4].try_into().unwrap_or([0; 4]));
+        // The CRC of the length, the data and its CRC.
+        let Some(end) = usize::try_from(len).ok().and_then(|l| l.checked_add(8)) else {
+            break;
+        };
+        if crc != masked_crc(head) || after.len() < end {
+            break;
+        }
+        let data = &after[4..end - 4];
+        let data_crc = u32::from_le_bytes(after[end - 4..end].try_into().unwrap_or([0; 4]));
+        if data_crc != masked_crc(data) {
+            break;
+        }
+        out.push(data);
+        rest = &after[end..];
+    }
+    out
+}
+
 /// Every scalar of `tag` in the event files of a run folder, in file-name order, as (step,
 /// value): `simple_value`s and rank-0 float tensors (TF2's form). A record cut short or whose
 /// CRC does not match ends its file's reading (a writer may be in the middle of it).
@@ -175,21 +202,7 @@ pub fn read_scalars(dir: &Path, tag: &str) -> Vec<(u64, f64)> {
         let Ok(bytes) = std::fs::read(&file) else {
             continue;
         };
-        let mut rest = &bytes[..];
-        while rest.len() >= 12 {
-            let (head, after) = rest.split_at(8);
-            let len = u64::from_le_bytes(head.try_into().unwrap_or([0; 8]));
-            let crc = u32::from_le_bytes(after[..4].try_into().unwrap_or([0; 4]));
-            let Ok(len) = usize::try_from(len) else { break };
-            if crc != masked_crc(head) || after.len() < 4 + len + 4 {
-                break;
-            }
-            let data = &after[4..4 + len];
-            let data_crc = u32::from_le_bytes(after[4 + len..8 + len].try_into().unwrap_or([0; 4]));
-            if data_crc != masked_crc(data) {
-                break;
-            }
-            rest = &after[8 + len..];
+        for data in records(&bytes) {
             let Ok(event) = Event::decode(data) else {
                 continue;
             };
@@ -438,18 +451,13 @@ mod tests {
         let name = w.path().file_name().unwrap().to_str().unwrap().to_string();
         assert!(name.starts_with("events.out.tfevents."), "{name}");
         let bytes = std::fs::read(w.path()).unwrap();
-        let mut events = Vec::new();
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
-            let crc = u32::from_le_bytes(rest[8..12].try_into().unwrap());
-            assert_eq!(crc, masked_crc(&rest[..8]));
-            let data = &rest[12..12 + len];
-            let crc = u32::from_le_bytes(rest[12 + len..16 + len].try_into().unwrap());
-            assert_eq!(crc, masked_crc(data));
-            events.push(Event::decode(data).unwrap());
-            rest = &rest[16 + len..];
-        }
+        let records = records(&bytes);
+        // Every byte belongs to a whole record whose CRCs match.
+        assert_eq!(
+            records.iter().map(|r| r.len() + 16).sum::<usize>(),
+            bytes.len()
+        );
+        let events: Vec<Event> = records.iter().map(|r| Event::decode(*r).unwrap()).collect();
         assert_eq!(events.len(), 3);
         assert_eq!(
             events[0].what,

@@ -21,6 +21,25 @@ pub struct EvalMetrics {
     pub prediction_mean: f64,
 }
 
+impl EvalMetrics {
+    /// Every metric under its Estimator name (the names of the JSON files, the event files' tags
+    /// and a tuning job's metric tags), the counts left out.
+    pub fn scalars(&self) -> [(&'static str, f64); 10] {
+        [
+            ("accuracy", self.accuracy),
+            ("accuracy_baseline", self.accuracy_baseline),
+            ("auc", self.auc),
+            ("auc_precision_recall", self.auc_precision_recall),
+            ("average_loss", self.average_loss),
+            ("loss", self.loss),
+            ("precision", self.precision),
+            ("recall", self.recall),
+            ("label/mean", self.label_mean),
+            ("prediction/mean", self.prediction_mean),
+        ]
+    }
+}
+
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }

@@ -41,7 +41,8 @@ use crate::storage::Storage;
 #[derive(Debug)]
 pub struct TrainOutcome {
     pub global_step: u64,
-    pub metrics: EvalMetrics,
+    /// The final evaluation; `None` on the ranks of a distributed job other than 0.
+    pub metrics: Option<EvalMetrics>,
     /// The exported version's URI.
     pub export: String,
     /// False when the job-dir already held an export of this step, which is kept.
@@ -186,6 +187,15 @@ pub fn run(
     };
     run.train()?;
 
+    // Rank 0 alone evaluates, reports, writes and exports.
+    if collective.rank() != 0 {
+        return Ok(TrainOutcome {
+            global_step: state.global_step,
+            metrics: None,
+            export: String::new(),
+            exported_now: false,
+        });
+    }
     let metrics = evaluate(
         &network,
         &eval,
@@ -193,15 +203,6 @@ pub fn run(
         None,
         state.global_step,
     )?;
-    // Rank 0 alone reports, writes and exports.
-    if collective.rank() != 0 {
-        return Ok(TrainOutcome {
-            global_step: state.global_step,
-            metrics,
-            export: String::new(),
-            exported_now: false,
-        });
-    }
     for o in observers.iter_mut() {
         o.evaluated(&metrics)?;
     }
@@ -211,7 +212,7 @@ pub fn run(
             tracing::info!("step {step} is already exported to {uri}; not exporting it again");
             return Ok(TrainOutcome {
                 global_step: state.global_step,
-                metrics,
+                metrics: Some(metrics),
                 export: uri,
                 exported_now: false,
             });
@@ -227,7 +228,7 @@ pub fn run(
         })?;
     Ok(TrainOutcome {
         global_step: state.global_step,
-        metrics,
+        metrics: Some(metrics),
         export,
         exported_now: true,
     })

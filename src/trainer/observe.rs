@@ -160,16 +160,8 @@ impl Observer for EventFiles {
         if self.eval.is_none() {
             self.eval = Some(EventWriter::create(&self.job_dir.path(EVAL_EVENTS))?);
         }
-        let all = serde_json::to_value(metrics)?;
-        let values: Vec<(&str, f64)> = all
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, _)| k.as_str() != "global_step")
-            .filter_map(|(k, v)| Some((k.as_str(), v.as_f64().filter(|_| v.is_f64())?)))
-            .collect();
         if let Some(w) = self.eval.as_mut() {
-            w.scalars(metrics.global_step, &values)?;
+            w.scalars(metrics.global_step, &metrics.scalars())?;
         }
         self.sync()
     }
@@ -242,21 +234,16 @@ fn trial_of_tf_config() -> Option<String> {
 
 /// The names an evaluation reports (`accuracy`, `auc`, `loss`, ...).
 fn metric_names() -> Vec<String> {
-    let zero = super::metrics::evaluate(&[0.0], &[0.0], 0);
-    match serde_json::to_value(zero) {
-        Ok(serde_json::Value::Object(m)) => m
-            .into_iter()
-            .filter(|(k, v)| v.is_f64() && k != "global_step")
-            .map(|(k, _)| k)
-            .collect(),
-        _ => Vec::new(),
-    }
+    super::metrics::evaluate(&[0.0], &[0.0], 0)
+        .scalars()
+        .iter()
+        .map(|(name, _)| (*name).to_string())
+        .collect()
 }
 
 impl Observer for HypertuneReport {
     fn evaluated(&mut self, metrics: &EvalMetrics) -> Result<()> {
-        let all = serde_json::to_value(metrics)?;
-        let Some(value) = all.get(&self.tag).and_then(serde_json::Value::as_f64) else {
+        let Some((_, value)) = metrics.scalars().into_iter().find(|(n, _)| *n == self.tag) else {
             return Ok(());
         };
         let timestamp = std::time::SystemTime::now()

@@ -185,8 +185,9 @@ impl Loop<'_> {
                 last_saved = self.state.global_step;
                 let due = self.state.global_step - last_eval_step >= self.config.min_eval_frequency
                     && start.elapsed().as_secs() >= self.config.eval_delay_secs;
-                // The final evaluation, on the whole eval set, follows the loop.
-                if due && !finished {
+                // The final evaluation, on the whole eval set, follows the loop. Rank 0 alone
+                // evaluates (the others go on to the next exchange and wait for it there).
+                if due && !finished && self.collective.rank() == 0 {
                     let metrics = evaluate(
                         self.network,
                         self.eval,
@@ -194,10 +195,8 @@ impl Loop<'_> {
                         self.config.eval_steps,
                         self.state.global_step,
                     )?;
-                    if self.collective.rank() == 0 {
-                        for o in self.observers.iter_mut() {
-                            o.evaluated(&metrics)?;
-                        }
+                    for o in self.observers.iter_mut() {
+                        o.evaluated(&metrics)?;
                     }
                     last_eval_step = self.state.global_step;
                 }

@@ -50,6 +50,50 @@ pub fn train_command(train: &Path, eval: &Path, job_dir: &Path) -> Command {
     cmd
 }
 
+/// `mlengine tune --config CONFIG --job-dir JOB_DIR EXTRA...`.
+pub fn tune(config: &Path, job_dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = bin();
+    cmd.arg("tune")
+        .arg("--config")
+        .arg(config)
+        .arg("--job-dir")
+        .arg(job_dir)
+        .args(extra);
+    cmd
+}
+
+/// A tuning job's `hyperparameter_tuning.json`.
+pub fn output_of(job_dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(job_dir.join("hyperparameter_tuning.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Its trials.
+pub fn trials(job_dir: &Path) -> Vec<serde_json::Value> {
+    output_of(job_dir)["trainingOutput"]["trials"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// An executable `trainer.sh` in `dir` that runs `tests/python/SCRIPT` with `python`, for
+/// `mlengine tune --trainer`.
+pub fn trainer_script(dir: &Path, python: &Path, script: &str) -> PathBuf {
+    let path = dir.join("trainer.sh");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nexec {} {} \"$@\"\n",
+            python.display(),
+            root().join("tests/python").join(script).display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("spawn")
 }
