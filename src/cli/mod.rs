@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod health;
 pub mod manage;
 pub mod predict;
 pub mod serve;
@@ -53,6 +54,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Time raw ONNX Runtime runs of a model for several batch sizes (no server around them).
     BenchOrt(BenchOrtArgs),
+    /// Ask a server's health endpoint (readiness by default): exit 0 when it answers 200, for
+    /// container health checks.
+    Health(health::HealthArgs),
     /// Manage models on a server's management API, as `gcloud ml-engine models`.
     Models(manage::ModelsArgs),
     /// Manage model versions, as `gcloud ml-engine versions`.

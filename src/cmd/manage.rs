@@ -41,7 +41,7 @@ struct Client {
 }
 
 /// rustls with the server's crypto provider; the public roots, or `ca_cert`'s certificates.
-fn tls_config(ca_cert: Option<&std::path::Path>) -> Result<ureq::tls::TlsConfig> {
+pub(super) fn tls_config(ca_cert: Option<&std::path::Path>) -> Result<ureq::tls::TlsConfig> {
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)

@@ -3,6 +3,7 @@
 
 mod batch;
 mod bench;
+mod health;
 mod manage;
 mod predict;
 mod serve;
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> ExitCode {
             init_logging(false);
             predict::run(&args, ort).map(|()| ExitCode::SUCCESS)
         }
+        Command::Health(args) => health::run(&args),
         Command::Models(args) => manage::models(&args),
         Command::Versions(args) => manage::versions(&args),
         Command::Jobs(args) => manage::jobs(&args),

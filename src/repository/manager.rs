@@ -163,7 +163,7 @@ impl Manager {
 
     fn sync_model(&self, model: &ServedModel) -> Result<()> {
         let cfg = model.config();
-        let on_disk = source::versions(&cfg.base_path)?;
+        let on_disk = source::served_versions(&cfg.base_path)?;
         // A managed model with no versions yet asks for none: nothing to warn about.
         let wants_none =
             matches!(&cfg.policy, super::policy::VersionPolicy::Specific(v) if v.is_empty());

@@ -31,6 +31,17 @@ pub fn versions(base: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
+/// The versions a base path serves: its numeric version directories or, when it has none and
+/// holds `model.onnx` itself, the base path as version 1. KServe's storage initializer lays a
+/// model out that way in `/mnt/models` when the `storageUri` is one model's folder or file.
+pub fn served_versions(base: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let numeric = versions(base)?;
+    if numeric.is_empty() && base.join(MODEL_FILE).is_file() {
+        return Ok(vec![(1, base.to_path_buf())]);
+    }
+    Ok(numeric)
+}
+
 /// The model file of `dir`: `dir/model.onnx` when `dir` is a version directory, otherwise the
 /// latest version under `dir` taken as a base path (or `dir/export/Servo` of a job-dir).
 pub fn resolve_model_file(dir: &Path) -> Result<PathBuf> {
@@ -67,6 +78,23 @@ pub fn resolve_model_file(dir: &Path) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_path_holding_the_model_is_version_one() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(served_versions(root.path()).unwrap().is_empty());
+        std::fs::write(root.path().join(MODEL_FILE), b"x").unwrap();
+        assert_eq!(
+            served_versions(root.path()).unwrap(),
+            vec![(1, root.path().to_path_buf())]
+        );
+        // Numeric version directories win over a stray model file beside them.
+        std::fs::create_dir(root.path().join("7")).unwrap();
+        assert_eq!(
+            served_versions(root.path()).unwrap(),
+            vec![(7, root.path().join("7"))]
+        );
+    }
 
     #[test]
     fn picks_latest_numeric_version_with_a_model() {

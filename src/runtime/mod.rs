@@ -2,6 +2,7 @@
 
 pub mod batcher;
 pub mod library;
+mod memory;
 pub mod pool;
 pub mod session;
 pub mod worker;

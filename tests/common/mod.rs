@@ -185,6 +185,16 @@ pub fn assert_error(out: &Output, needle: &str) {
     }
 }
 
+/// `serve` flags for loopback and ports the system chooses (the bound addresses are printed).
+pub const LOOPBACK_ANY_PORT: [&str; 6] = [
+    "--host",
+    "127.0.0.1",
+    "--rest-port",
+    "0",
+    "--grpc-port",
+    "0",
+];
+
 /// A running `mlengine serve` on a free loopback port; stopped when dropped.
 pub struct Server {
     pub child: std::process::Child,
@@ -201,16 +211,7 @@ impl Server {
     /// `mlengine serve` with `args` on loopback ports chosen by the system, not started.
     pub fn command(args: &[&str]) -> Command {
         let mut cmd = bin();
-        cmd.args([
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--rest-port",
-            "0",
-            "--grpc-port",
-            "0",
-        ])
-        .args(args);
+        cmd.arg("serve").args(LOOPBACK_ANY_PORT).args(args);
         cmd
     }
 
