@@ -112,11 +112,17 @@ pub struct RestRequest {
 /// A REST infer body: JSON, followed by Triton's binary tensor data when `header_len` (the
 /// `Inference-Header-Content-Length` header) says where the JSON ends. Binary inputs take
 /// consecutive slices of the bytes after the JSON, in input order, and every byte must be claimed.
+/// A plain JSON body goes through [`super::kserve_fast`] first.
 pub fn decode_rest(
     signature: &Signature,
     body: &[u8],
     header_len: Option<usize>,
 ) -> Result<RestRequest> {
+    if header_len.is_none() {
+        if let Some(request) = super::kserve_fast::decode(signature, body) {
+            return Ok(request);
+        }
+    }
     let (json_part, binary) = match header_len {
         None => (body, &body[..0]),
         Some(n) if n <= body.len() => body.split_at(n),
@@ -241,6 +247,53 @@ fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
 }
 
 /// An output as KServe's JSON tensor: `{"name", "datatype", "shape", "data"}`.
+/// The REST infer answer written straight to bytes, exactly what building it from
+/// [`output_json`] values and printing them gives: `model_name`, `model_version`, `outputs`, and
+/// the request's `id` when it had one.
+pub fn write_infer_answer(
+    model: &str,
+    version: &str,
+    outputs: &[(String, Tensor)],
+    id: Option<&Value>,
+) -> Vec<u8> {
+    let elements: usize = outputs.iter().map(|(_, t)| t.data.len()).sum();
+    let mut out = Vec::with_capacity(96 + 64 * outputs.len() + 24 * elements);
+    let text = |out: &mut Vec<u8>, s: &str| {
+        let _ = serde_json::to_writer(&mut *out, s);
+    };
+    out.extend_from_slice(b"{\"model_name\":");
+    text(&mut out, model);
+    out.extend_from_slice(b",\"model_version\":");
+    text(&mut out, version);
+    out.extend_from_slice(b",\"outputs\":[");
+    for (k, (name, tensor)) in outputs.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        text(&mut out, name);
+        out.extend_from_slice(b",\"datatype\":");
+        text(&mut out, tensor.dtype().kserve_name());
+        out.extend_from_slice(b",\"shape\":");
+        let _ = serde_json::to_writer(&mut out, &tensor.shape);
+        out.extend_from_slice(b",\"data\":[");
+        for i in 0..tensor.data.len() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut out, &value_at(&tensor.data, i));
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.push(b']');
+    if let Some(id) = id {
+        out.extend_from_slice(b",\"id\":");
+        let _ = serde_json::to_writer(&mut out, id);
+    }
+    out.push(b'}');
+    out
+}
+
 pub fn output_json(name: &str, tensor: &Tensor) -> Value {
     let data: Vec<Value> = (0..tensor.data.len())
         .map(|i| value_at(&tensor.data, i))
@@ -259,6 +312,33 @@ mod tests {
             datatype,
             shape: shape.to_vec(),
             data,
+        }
+    }
+
+    #[test]
+    fn the_written_answer_is_the_values_text() {
+        let outputs = vec![
+            (
+                "probabilities".to_string(),
+                Tensor::new(vec![1, 2], TensorData::F32(vec![0.25, 0.75])),
+            ),
+            (
+                "classes".to_string(),
+                Tensor::new(vec![1], TensorData::I64(vec![1])),
+            ),
+            (
+                "label".to_string(),
+                Tensor::new(vec![1], TensorData::String(vec!["a\"b".into()])),
+            ),
+        ];
+        for id in [None, Some(json!("r\u{e9}1"))] {
+            let values: Vec<Value> = outputs.iter().map(|(n, t)| output_json(n, t)).collect();
+            let mut want = json!({"model_name": "m\"", "model_version": "7", "outputs": values});
+            if let Some(id) = &id {
+                want["id"] = id.clone();
+            }
+            let got = write_infer_answer("m\"", "7", &outputs, id.as_ref());
+            assert_eq!(String::from_utf8(got).unwrap(), want.to_string());
         }
     }
 

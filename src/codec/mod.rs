@@ -6,6 +6,7 @@ pub mod example;
 pub mod instances;
 pub mod json;
 pub mod kserve;
+pub mod kserve_fast;
 pub mod predictions;
 pub mod raw;
 pub mod scalar_objects;

@@ -182,7 +182,7 @@ impl<'de> Visitor<'de> for Row<'_> {
 }
 
 /// Resolves a key to its input index without allocating.
-struct Key<'a>(&'a Signature);
+pub(super) struct Key<'a>(pub(super) &'a Signature);
 
 impl<'de> DeserializeSeed<'de> for Key<'_> {
     type Value = usize;
@@ -209,7 +209,7 @@ impl Visitor<'_> for Key<'_> {
 }
 
 /// Appends one scalar of the column's type.
-struct Scalar<'a>(&'a mut TensorData);
+pub(super) struct Scalar<'a>(pub(super) &'a mut TensorData);
 
 impl<'de> DeserializeSeed<'de> for Scalar<'_> {
     type Value = ();

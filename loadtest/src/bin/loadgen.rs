@@ -39,9 +39,27 @@ enum Command {
     Rss(RssArgs),
     /// Write the Markdown report (and SVG plots) of a results directory.
     Report(ReportArgs),
+    /// Write one request body (the first --batch rows; gRPC bodies framed) to a file, for
+    /// standard load generators (wrk, h2load) to send as it is.
+    Body(BodyArgs),
     /// Steady mixed load (REST and gRPC, good and bad requests) for a long time, publishing a new
     /// version every so often; writes a report of memory, p99 per minute and errors.
     Soak(Box<SoakArgs>),
+}
+
+#[derive(Args)]
+struct BodyArgs {
+    #[arg(long, value_enum)]
+    protocol: Protocol,
+    #[arg(long, default_value = "census")]
+    model: String,
+    #[arg(long, default_value = "../shared/data/census/adult.test")]
+    data: PathBuf,
+    /// Rows in the request
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -182,6 +200,7 @@ fn main() -> ExitCode {
         Command::WaitReady(args) => cmd_wait_ready(args),
         Command::Rss(args) => cmd_rss(args),
         Command::Soak(args) => cmd_soak(*args),
+        Command::Body(args) => cmd_body(&args),
         Command::Report(args) => {
             let svg_dir = args.svg_dir.unwrap_or_else(|| args.results.clone());
             report::write_report(&args.results, &args.out, &svg_dir).map(|line| println!("{line}"))
@@ -449,5 +468,16 @@ fn cmd_rss(args: RssArgs) -> Result<()> {
     if let Some(out) = &args.out {
         write_json(out, &result)?;
     }
+    Ok(())
+}
+
+fn cmd_body(args: &BodyArgs) -> Result<()> {
+    let rows = data::read_rows(&args.data)?;
+    let bodies = data::build_bodies(args.protocol, &args.model, &rows, args.batch)?;
+    let Some(first) = bodies.first() else {
+        bail!("{} holds no rows", args.data.display());
+    };
+    std::fs::write(&args.out, first)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     Ok(())
 }

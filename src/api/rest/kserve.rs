@@ -9,9 +9,10 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{
-    empty, error_response, json_response, json_result, read_body, requested_timeout, Shared,
+    empty, error_response, json_bytes_response, json_response, json_result, read_body,
+    requested_timeout, Shared,
 };
-use crate::codec::kserve::{decode_rest, output_json};
+use crate::codec::kserve::{decode_rest, write_infer_answer};
 use crate::repository::VersionSelector;
 use crate::serving::InferenceService;
 use crate::status::{Error, Result};
@@ -73,7 +74,10 @@ pub async fn models(
             let mut call = state.service.call("kserve", "rest", Instant::now());
             let result = infer(&state, &mut call, model, &version, req).await;
             call.finish(&result);
-            json_result(result)
+            match result {
+                Ok(body) => json_bytes_response(StatusCode::OK, body),
+                Err(e) => error_response(&e),
+            }
         }
         _ => error_response(&Error::not_found(format!(
             "no such endpoint: {} /v2/models/{rest}",
@@ -110,7 +114,7 @@ async fn infer(
     model: &str,
     selector: &VersionSelector,
     req: Request,
-) -> Result<Value> {
+) -> Result<Vec<u8>> {
     let version = call.resolve(model, selector)?;
     let header_len = match req.headers().get("inference-header-content-length") {
         None => None,
@@ -133,11 +137,10 @@ async fn infer(
         .run(&version, tensors, wanted, call.deadline(timeout))
         .await?;
     // Plain JSON answers: tritonclient reads them even when it asked for binary outputs.
-    let outputs: Vec<Value> = outputs.iter().map(|(n, t)| output_json(n, t)).collect();
-    let mut answer =
-        json!({"model_name": model, "model_version": version.version_id, "outputs": outputs});
-    if let Some(id) = request.id {
-        answer["id"] = id;
-    }
-    Ok(answer)
+    Ok(write_infer_answer(
+        model,
+        &version.version_id,
+        &outputs,
+        request.id.as_ref(),
+    ))
 }

@@ -1,0 +1,267 @@
+"""The serving benchmark with standard clients: wrk (HTTP/1.1) and h2load (HTTP/2, gRPC with a
+prebuilt request body), beside loadgen's own numbers, so that no ratio rests on one client's
+cost. Run by standard_clients.sh (which builds and sets up); not part of CI.
+
+Each scenario runs against one server process: a warm-up, then the measured run, with the
+server's CPU time (utime + stime of all its threads, from /proc/<pid>/stat) read before and after,
+so CPU per request is server-side only. gRPC answers carry their status in trailers that h2load
+does not read, so every gRPC run is checked against the server's own request counter by code
+(`mlengine_requests_total` by status): a run with any answer but 200 (OK) is reported as failed.
+
+Writes loadtest/results/standard-clients.md and standard-clients.json.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+LUA = r"""
+local f = assert(io.open(os.getenv("BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests":%d,"duration_us":%d,"socket_errors":%d,"non2xx":%d,"p50_us":%d,"p99_us":%d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class Server:
+    def __init__(self, label, argv, ready_url, log):
+        self.label = label
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.time() + 120
+        while True:
+            try:
+                if urllib.request.urlopen(ready_url, timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise SystemExit(f"{label} did not become ready (see {log})")
+            time.sleep(0.1)
+
+    def stop(self):
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
+def grpc_non_ok(metrics_url):
+    """Requests the server answered with a code other than OK, by its own counter."""
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    bad = 0.0
+    for line in text.splitlines():
+        if line.startswith("mlengine_requests_total{") and 'status="200"' not in line:
+            bad += float(line.rsplit(" ", 1)[1])
+    return bad
+
+
+def wrk(url, body, connections, threads, seconds):
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", LUA_PATH, url],
+        capture_output=True, text=True, env={**os.environ, "BODY": body}, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
+    r = json.loads(line[len("RESULT "):])
+    r["ok"] = r["requests"] - r["non2xx"]
+    r["rps"] = r["ok"] / (r["duration_us"] / 1e6)
+    r["failed"] = r["non2xx"] + r["socket_errors"]
+    return r
+
+
+def h2load(url, body, connections, threads, seconds):
+    out = subprocess.run(
+        ["h2load", f"-c{connections}", "-m1", f"-t{threads}", f"-D{seconds}", "-d", body,
+         "-H", "content-type: application/grpc", "-H", "te: trailers", url],
+        capture_output=True, text=True, check=True).stdout
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                     r"(\d+) errored", out)
+    secs = re.search(r"finished in ([\d.]+)s", out)
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out)
+    r = {"requests": int(done.group(1)), "ok": int(done.group(2)),
+         "failed": int(done.group(3)) + int(done.group(4)), "duration_us": float(secs.group(1)) * 1e6}
+    r["rps"] = r["ok"] / float(secs.group(1))
+    r["mean"] = mean.group(1) if mean else None
+    return r
+
+
+def measure(server, name, client, run, seconds, warmup, metrics_url=None):
+    run(warmup)
+    before_bad = grpc_non_ok(metrics_url) if metrics_url else 0
+    cpu0 = cpu_seconds(server.proc.pid)
+    r = run(seconds)
+    cpu1 = cpu_seconds(server.proc.pid)
+    if metrics_url:
+        r["grpc_non_ok"] = grpc_non_ok(metrics_url) - before_bad
+        r["failed"] += int(r["grpc_non_ok"])
+    r["server_cpu_s"] = cpu1 - cpu0
+    r["cpu_us_per_request"] = (cpu1 - cpu0) / r["ok"] * 1e6 if r["ok"] else None
+    r.update({"server": server.label, "scenario": name, "client": client})
+    print(f"  {server.label:9} {name:22} {client:7} {r['rps']:>10.0f} req/s"
+          f"  cpu {r['cpu_us_per_request'] or 0:6.1f} us/req  failed {r['failed']}"
+          + (f"  p50 {r['p50_us']} us" if "p50_us" in r else ""), flush=True)
+    return r
+
+
+def run_all(a, server, scenarios, bodies, metrics):
+    out = []
+    for name, url, body, connections, threads in scenarios:
+        if body.startswith("grpc"):
+            run = lambda s: h2load(url, bodies[body], connections, threads, s)  # noqa: E731
+            out.append(measure(server, name, "h2load", run, a.seconds, a.warmup, metrics))
+        else:
+            run = lambda s: wrk(url, bodies[body], connections, threads, s)  # noqa: E731
+            out.append(measure(server, name, "wrk", run, a.seconds, a.warmup))
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--mlengine", required=True)
+    p.add_argument("--floor", required=True)
+    p.add_argument("--loadgen", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--model-base", default="models/census/export/Servo")
+    p.add_argument("--work", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--server-args", default="")
+    a = p.parse_args()
+
+    global LUA_PATH
+    LUA_PATH = os.path.join(a.work, "post.lua")
+    with open(LUA_PATH, "w") as f:
+        f.write(LUA)
+    bodies = {}
+    for protocol in ("cloudml", "kserve", "grpc-kserve", "grpc-tfserving"):
+        bodies[protocol] = os.path.join(a.work, f"{protocol}.body")
+        subprocess.run([a.loadgen, "body", "--protocol", protocol, "--data", a.data,
+                        "--out", bodies[protocol]], check=True)
+
+    raw = json.loads(subprocess.run(
+        [a.mlengine, "bench-ort", "--model-dir", a.model_base, "--batch-sizes", "1", "--json",
+         "--seconds", "3"], capture_output=True, text=True, check=True).stdout)
+
+    results = []
+    rest, grpc = free_port(), free_port()
+    ml = Server("mlengine", [a.mlengine, "serve", "--model-base-path", a.model_base,
+                             "--host", "127.0.0.1", "--rest-port", str(rest),
+                             "--grpc-port", str(grpc), "--file-system-poll-wait-seconds", "0",
+                             *a.server_args.split()],
+                f"http://127.0.0.1:{rest}/v2/health/ready", os.path.join(a.work, "mlengine.log"))
+    base = f"http://127.0.0.1:{rest}"
+    metrics = f"{base}/metrics"
+    # (scenario, url, body, connections, client threads); gRPC paths go to h2load.
+    cloudml = f"{base}/v1/models/census:predict"
+    grpc_base = f"http://127.0.0.1:{grpc}"
+    scenarios = [
+        ("cloudml-rest-c32", cloudml, "cloudml", 32, 1),
+        ("cloudml-rest-c32-t2", cloudml, "cloudml", 32, 2),
+        ("kserve-rest-c32", f"{base}/v2/models/census/infer", "kserve", 32, 1),
+        ("kserve-grpc-c32", f"{grpc_base}/inference.GRPCInferenceService/ModelInfer",
+         "grpc-kserve", 32, 1),
+        ("tfserving-grpc-c32", f"{grpc_base}/tensorflow.serving.PredictionService/Predict",
+         "grpc-tfserving", 32, 1),
+        ("cloudml-rest-c1", cloudml, "cloudml", 1, 1),
+    ]
+    try:
+        results += run_all(a, ml, scenarios, bodies, metrics)
+    finally:
+        ml.stop()
+
+    port = free_port()
+    floor = Server("floor", [a.floor, "--port", str(port), "--threads", "1"],
+                   f"http://127.0.0.1:{port}/v2/health/ready", os.path.join(a.work, "floor.log"))
+    url = f"http://127.0.0.1:{port}/v1/models/census:predict"
+    try:
+        results += run_all(a, floor, [(name, url, "cloudml", c, t) for name, _, _, c, t in
+                                      scenarios if name.startswith("cloudml")], bodies, None)
+    finally:
+        floor.stop()
+
+    report(a, results, raw)
+
+
+def report(a, results, raw):
+    by = {(r["server"], r["scenario"]): r for r in results}
+    raw_us = raw["results"][0]["p50_us"] if "results" in raw else None
+    m, f = (lambda s: by[("mlengine", s)]), (lambda s: by[("floor", s)])
+    rest = m("cloudml-rest-c32")
+    rows = []
+    for s in ("cloudml-rest-c32", "kserve-rest-c32", "kserve-grpc-c32", "tfserving-grpc-c32"):
+        r = m(s)
+        rows.append(f"| {s} | {r['client']} | {r['rps']:,.0f} | {r['rps'] / rest['rps']:.2f} | "
+                    f"{r['cpu_us_per_request']:.1f} | {r['cpu_us_per_request'] / rest['cpu_us_per_request']:.2f} | {r['failed']} |")
+    floor_ratio = m("cloudml-rest-c32")["rps"] / f("cloudml-rest-c32")["rps"]
+    floor_ratio_t2 = m("cloudml-rest-c32-t2")["rps"] / f("cloudml-rest-c32-t2")["rps"]
+    p50, floor_p50 = m("cloudml-rest-c1")["p50_us"], f("cloudml-rest-c1")["p50_us"]
+    overhead = p50 - floor_p50 - (raw_us or 0)
+    machine = subprocess.run(["sh", "-c", "nproc; sed -n 's/^model name\\s*: //p' /proc/cpuinfo | head -n 1"],
+                             capture_output=True, text=True).stdout.split("\n")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    text = f"""# Serving with standard clients (wrk, h2load)
+
+{machine[0]} cores ({machine[1]}); mlengine {commit}; clients on the same cores; {a.seconds} s runs after
+{a.warmup} s of warm-up; one census instance per request; server flags: `{a.server_args or '(defaults)'}`.
+Written by `loadtest/serving_benchmark/standard_clients.sh` ({time.strftime('%Y-%m-%d', time.gmtime())}).
+
+## 32 concurrent requests (one client thread)
+
+| scenario | client | req/s | of Cloud ML REST | server CPU µs/req | of Cloud ML REST | failed |
+|---|---|---:|---:|---:|---:|---:|
+{chr(10).join(rows)}
+
+## Against the HTTP floor
+
+| | mlengine req/s | floor req/s | ratio |
+|---|---:|---:|---:|
+| Cloud ML REST, `wrk -t1 -c32` | {m('cloudml-rest-c32')['rps']:,.0f} | {f('cloudml-rest-c32')['rps']:,.0f} | {floor_ratio:.2f} |
+| Cloud ML REST, `wrk -t2 -c32` | {m('cloudml-rest-c32-t2')['rps']:,.0f} | {f('cloudml-rest-c32-t2')['rps']:,.0f} | {floor_ratio_t2:.2f} |
+
+One connection (`wrk -t1 -c1`): p50 {p50} µs, floor {floor_p50} µs, raw ONNX Runtime run of one
+row {raw_us:.1f} µs (`bench-ort`): server overhead {overhead:.1f} µs.
+"""
+    with open(os.path.join(a.out, "standard-clients.md"), "w") as fh:
+        fh.write(text)
+    with open(os.path.join(a.out, "standard-clients.json"), "w") as fh:
+        json.dump({"results": results, "raw_ort": raw}, fh, indent=1)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
