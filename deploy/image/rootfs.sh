@@ -34,7 +34,12 @@ done
 latest="$(ls -d "$root"/models/census/export/Servo/*/ | sort | tail -n 1)"
 cp -r "$latest" "$dest/opt/mlengine/models/census/1"
 
-cp -L /etc/ssl/certs/ca-certificates.crt "$dest/etc/ssl/certs/"
+# Buckets are reached over TLS; the build stage (rust:*-bookworm) always has the bundle.
+if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+  cp -L /etc/ssl/certs/ca-certificates.crt "$dest/etc/ssl/certs/"
+else
+  echo "rootfs.sh: warning: no /etc/ssl/certs/ca-certificates.crt here; the image will not trust bucket endpoints" >&2
+fi
 printf 'root:x:0:0:root:/root:/sbin/nologin\nmlengine:x:%s:%s:mlengine:/var/lib/mlengine:/sbin/nologin\n' \
   "$uid" "$uid" > "$dest/etc/passwd"
 printf 'root:x:0:\nmlengine:x:%s:\n' "$uid" > "$dest/etc/group"

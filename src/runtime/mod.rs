@@ -2,7 +2,6 @@
 
 pub mod batcher;
 pub mod library;
-mod memory;
 pub mod pool;
 pub mod session;
 pub mod worker;

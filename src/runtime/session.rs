@@ -9,7 +9,6 @@ use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 
 use super::batcher::Runner;
-use super::memory;
 use crate::census::schema;
 use crate::status::{self, Error};
 use crate::tensor::{DType, Outputs, Signature, Tensor, TensorData, TensorSpec};
@@ -58,8 +57,6 @@ pub struct ModelSession {
     signature: Signature,
     /// Checks the model declares for its inputs (in its metadata) before they reach a kernel.
     check: InputCheck,
-    /// Last, so that it runs after `session` is dropped: fields drop in declaration order.
-    _release: memory::ReleaseOnDrop,
 }
 
 /// Checks of a model's inputs beyond their types, named by the model's metadata.
@@ -121,7 +118,6 @@ impl ModelSession {
                 class_labels,
             },
             check,
-            _release: memory::ReleaseOnDrop,
         })
     }
 
