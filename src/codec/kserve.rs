@@ -112,17 +112,12 @@ pub struct RestRequest {
 /// A REST infer body: JSON, followed by Triton's binary tensor data when `header_len` (the
 /// `Inference-Header-Content-Length` header) says where the JSON ends. Binary inputs take
 /// consecutive slices of the bytes after the JSON, in input order, and every byte must be claimed.
-/// A plain JSON body goes through [`super::kserve_fast`] first.
+/// The REST adapter tries [`super::kserve_fast`] first; this decoder words every error.
 pub fn decode_rest(
     signature: &Signature,
     body: &[u8],
     header_len: Option<usize>,
 ) -> Result<RestRequest> {
-    if header_len.is_none() {
-        if let Some(request) = super::kserve_fast::decode(signature, body) {
-            return Ok(request);
-        }
-    }
     let (json_part, binary) = match header_len {
         None => (body, &body[..0]),
         Some(n) if n <= body.len() => body.split_at(n),

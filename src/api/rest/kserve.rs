@@ -12,7 +12,8 @@ use super::{
     empty, error_response, json_bytes_response, json_response, json_result, read_body,
     requested_timeout, Shared,
 };
-use crate::codec::kserve::{decode_rest, write_infer_answer};
+use crate::codec::kserve::write_infer_answer;
+use crate::codec::kserve_fast::decode_rest;
 use crate::repository::VersionSelector;
 use crate::serving::InferenceService;
 use crate::status::{Error, Result};
