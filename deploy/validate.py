@@ -49,6 +49,8 @@ class Checker:
         self.checked = {"files": 0, "renders": [], "objects": {}, "containers": 0}
         self.helps = {}
         self.schemas = {}
+        self.serve_ports_seen = []
+        self.runtime_grpc = None
 
     def problem(self, where, message):
         self.problems.append(f"{where}: {message}")
@@ -292,8 +294,6 @@ class Checker:
             self.problem("image/Dockerfile", "hadolint: " + out.stdout.strip().replace("\n", "; "))
 
     def run(self):
-        self.serve_ports_seen = []
-        self.runtime_grpc = None
         self.parse_all()
         docs = self.rendered()
         for where, d in docs:

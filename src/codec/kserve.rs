@@ -3,7 +3,7 @@
 //! values. Shapes are checked, and element counts compared with what arrived, before anything is
 //! allocated, so a declared shape of `[2^40]` costs nothing.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use std::time::Duration;
 
@@ -242,8 +242,8 @@ fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
 }
 
 /// An output as KServe's JSON tensor: `{"name", "datatype", "shape", "data"}`.
-/// The REST infer answer written straight to bytes, exactly what building it from
-/// [`output_json`] values and printing them gives: `model_name`, `model_version`, `outputs`, and
+/// The REST infer answer written straight to bytes, without JSON values (the test holds the
+/// value-built answer it must equal): `model_name`, `model_version`, `outputs`, and
 /// the request's `id` when it had one.
 pub fn write_infer_answer(
     model: &str,
@@ -289,17 +289,19 @@ pub fn write_infer_answer(
     out
 }
 
-pub fn output_json(name: &str, tensor: &Tensor) -> Value {
-    let data: Vec<Value> = (0..tensor.data.len())
-        .map(|i| value_at(&tensor.data, i))
-        .collect();
-    json!({"name": name, "datatype": tensor.dtype().kserve_name(), "shape": tensor.shape, "data": data})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::test_signature;
+    use serde_json::json;
+
+    /// One output as a JSON value: the reference the written answer is compared with.
+    fn output_json(name: &str, tensor: &Tensor) -> Value {
+        let data: Vec<Value> = (0..tensor.data.len())
+            .map(|i| value_at(&tensor.data, i))
+            .collect();
+        json!({"name": name, "datatype": tensor.dtype().kserve_name(), "shape": tensor.shape, "data": data})
+    }
 
     fn input<'a>(name: &'a str, datatype: &'a str, shape: &[i64], data: Data<'a>) -> Input<'a> {
         Input {
