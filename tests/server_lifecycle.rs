@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -265,4 +266,44 @@ fn sigterm_during_load_finishes_in_flight_requests() {
     );
     assert!(*ok > 0);
     assert!(lost.is_empty(), "requests lost during shutdown: {lost:?}");
+}
+
+/// The `run-<model>-…` threads of a server process: its session workers.
+fn session_worker_threads(server: &Server) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.child.id())).expect("tasks");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("run-census"))
+        .count()
+}
+
+#[test]
+fn thread_defaults_follow_the_cores_the_process_may_use() {
+    let threads = |server: &Server| {
+        ["cores", "http", "session_workers", "intra_op"]
+            .map(|kind| metric(server, &format!("mlengine_threads{{kind=\"{kind}\"}}")) as usize)
+    };
+    // Pinned to one CPU (as taskset, a cpuset or a CPU quota of 1 would): one thread of each.
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", "0", env!("CARGO_BIN_EXE_mlengine"), "serve"])
+        .args(LOOPBACK_ANY_PORT)
+        .args(["--model-base-path", "models/census/export/Servo"]);
+    let pinned = Server::spawn(cmd);
+    assert_eq!(threads(&pinned), [1, 1, 1, 1]);
+    assert_eq!(session_worker_threads(&pinned), 1);
+    drop(pinned);
+    // Unpinned: the rule applied to every core this test may use.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let plan = mlengine::server::threads::ThreadPlan::for_cores(cores);
+    let server = Server::start(&["--model-base-path", "models/census/export/Servo"]);
+    assert_eq!(threads(&server), [cores, plan.http, plan.workers, 1]);
+    assert_eq!(session_worker_threads(&server), plan.workers);
+    drop(server);
+    // Flags (and their environment variables) override the derived counts.
+    let mut cmd = Server::command(&["--model-base-path", "models/census/export/Servo"]);
+    cmd.args(["--workers", "3"])
+        .env("MLENGINE_HTTP_THREADS", "2");
+    let server = Server::spawn(cmd);
+    assert_eq!(threads(&server), [cores, 2, 3, 1]);
+    assert_eq!(session_worker_threads(&server), 3);
 }

@@ -11,6 +11,7 @@ use crate::repository::ModelConfig;
 use crate::runtime::batcher::BatchConfig;
 use crate::runtime::worker::WorkerConfig;
 use crate::runtime::{Device, SessionConfig};
+use crate::server::threads::ThreadPlan;
 use crate::server::ServeConfig;
 
 #[derive(Debug, Clone, Args)]
@@ -65,17 +66,19 @@ pub struct ServeArgs {
     #[arg(long, env = "MLENGINE_DEVICE", default_value = "cpu", value_parser = super::device_parser())]
     pub device: Device,
 
-    /// Session workers per model version.
-    #[arg(long, env = "MLENGINE_WORKERS", default_value_t = 1)]
-    pub workers: usize,
+    /// Session workers per model version. Default: the usable cores (affinity mask and cgroup
+    /// quota) less the HTTP threads, at least 1.
+    #[arg(long, env = "MLENGINE_WORKERS")]
+    pub workers: Option<usize>,
 
-    /// ONNX Runtime intra-op threads per session.
-    #[arg(long, env = "MLENGINE_INTRA_OP_THREADS", default_value_t = 1)]
-    pub intra_op_threads: usize,
+    /// ONNX Runtime intra-op threads per session. Default: 1.
+    #[arg(long, env = "MLENGINE_INTRA_OP_THREADS")]
+    pub intra_op_threads: Option<usize>,
 
-    /// Tokio threads for HTTP.
-    #[arg(long, env = "MLENGINE_HTTP_THREADS", default_value_t = 1)]
-    pub http_threads: usize,
+    /// Tokio threads for REST and gRPC. Default: two thirds of the usable cores (rounded), at
+    /// least 1, leaving at least one core to the workers (1 on 1 or 2 cores).
+    #[arg(long, env = "MLENGINE_HTTP_THREADS")]
+    pub http_threads: Option<usize>,
 
     /// Dynamic batching: most instances merged into one ONNX Runtime run (1 turns merging off).
     #[arg(long, env = "MLENGINE_MAX_BATCH_SIZE", default_value_t = 64)]
@@ -170,16 +173,28 @@ pub fn parse_labels(labels: &[String]) -> Result<std::collections::HashMap<Strin
 }
 
 impl ServeArgs {
+    /// The thread counts: the flags given, the usable cores' defaults for the others.
+    pub fn threads(&self) -> ThreadPlan {
+        let defaults = ThreadPlan::for_this_process();
+        ThreadPlan {
+            http: self.http_threads.unwrap_or(defaults.http),
+            workers: self.workers.unwrap_or(defaults.workers),
+            intra_op: self.intra_op_threads.unwrap_or(defaults.intra_op),
+            ..defaults
+        }
+    }
+
     /// The server's configuration; `ort_library` is the global `--ort-library`.
     pub fn config(&self, ort_library: Option<PathBuf>) -> Result<ServeConfig> {
         let poll = self.file_system_poll_wait_seconds;
         if !(poll.is_finite() && poll >= 0.0) {
             bail!("--file-system-poll-wait-seconds must be zero or positive");
         }
+        let threads = self.threads();
         for (name, value) in [
-            ("--workers", self.workers),
-            ("--intra-op-threads", self.intra_op_threads),
-            ("--http-threads", self.http_threads),
+            ("--workers", threads.workers),
+            ("--intra-op-threads", threads.intra_op),
+            ("--http-threads", threads.http),
             ("--max-batch-size", self.max_batch_size),
             ("--max-enqueued-batches", self.max_enqueued_batches),
         ] {
@@ -252,8 +267,9 @@ impl ServeArgs {
             grpc_max_message_bytes: self.grpc_max_message_bytes,
             poll_wait: (poll > 0.0).then(|| Duration::from_secs_f64(poll)),
             device: self.device,
+            threads,
             workers: WorkerConfig {
-                workers: self.workers,
+                workers: threads.workers,
                 queue_capacity: self
                     .max_enqueued_batches
                     .saturating_mul(self.max_batch_size),
@@ -262,7 +278,7 @@ impl ServeArgs {
                     batch_timeout: Duration::from_micros(self.batch_timeout_micros),
                 },
                 session: SessionConfig {
-                    intra_threads: self.intra_op_threads,
+                    intra_threads: threads.intra_op,
                     device: self.device,
                 },
             },

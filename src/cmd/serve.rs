@@ -12,7 +12,7 @@ use crate::server::Server;
 
 pub fn run(args: &ServeArgs, ort_library: Option<PathBuf>) -> Result<()> {
     let config = args.config(ort_library)?;
-    let runtime = super::runtime(args.http_threads)?;
+    let runtime = super::runtime(config.threads.http)?;
     runtime.block_on(async {
         let server = Server::build(config).await?;
         let mut out = std::io::stdout();

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub version_load_failed: IntGaugeVec,
     pub queue_size: IntGaugeVec,
     pub inflight: IntGaugeVec,
+    threads: IntGaugeVec,
 }
 
 impl Metrics {
@@ -126,6 +127,15 @@ impl Metrics {
             ),
             &["model", "version"],
         )?;
+        let threads = IntGaugeVec::new(
+            Opts::new(
+                "mlengine_threads",
+                "Threads the server runs, by kind (http, session_workers per version, intra_op \
+                 per session), and the usable cores (cores) they were derived from.",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(threads.clone()))?;
         registry.register(Box::new(queue_size.clone()))?;
         registry.register(Box::new(inflight.clone()))?;
         registry.register(Box::new(version_load_failed.clone()))?;
@@ -152,7 +162,17 @@ impl Metrics {
             version_load_failed,
             queue_size,
             inflight,
+            threads,
         })
+    }
+
+    /// Sets `mlengine_threads` for each (kind, count).
+    pub fn record_threads(&self, counts: &[(&str, usize)]) {
+        for &(kind, n) in counts {
+            self.threads
+                .with_label_values(&[kind])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// The series of a model version.

@@ -7,6 +7,7 @@
 
 mod lifecycle;
 mod poller;
+pub mod threads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +37,9 @@ pub struct ServeConfig {
     /// Time between scans of the base paths; `None` loads once.
     pub poll_wait: Option<Duration>,
     pub device: Device,
+    /// The thread counts, with the cores they were derived from (the HTTP threads are the
+    /// caller's runtime's; reported in the metrics).
+    pub threads: threads::ThreadPlan,
     pub workers: WorkerConfig,
     /// Deadline of requests that bring none.
     pub request_timeout: Option<Duration>,
@@ -73,6 +77,20 @@ impl Server {
         let env =
             library::environment(config.ort_library.as_deref(), config.device == Device::Cuda)?;
         let metrics = Arc::new(Metrics::new().context("cannot create metrics")?);
+        let threads = config.threads;
+        metrics.record_threads(&[
+            ("cores", threads.cores),
+            ("http", threads.http),
+            ("session_workers", threads.workers),
+            ("intra_op", threads.intra_op),
+        ]);
+        tracing::info!(
+            cores = config.threads.cores,
+            http_threads = config.threads.http,
+            workers = config.threads.workers,
+            intra_op_threads = config.threads.intra_op,
+            "threads"
+        );
         let manager = Arc::new(Manager::new(env, config.workers));
         subscribe_metrics(&manager, &metrics);
         for model in models {
