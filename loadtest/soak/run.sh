@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Soak (by hand, not in CI): `mlengine serve` on a watched base path under steady mixed load for
 # 30 minutes — REST (Cloud ML :predict) and gRPC (TF Serving Predict), good requests and bad
-# ones — while a new version of the census model is published into the base path every minute.
+# ones — while a new version of the census model is published into the base path every minute
+# (the first after half a minute, so that the first swap is part of the warm-up minute).
 # Records the server's resident memory every 5 s, p50/p99/max per minute, and every wrong answer.
 # Report: loadtest/results/soak.md with its plots (soak-memory.svg, soak-p99.svg) and soak.json.
 # Goals: memory grows < 5% after the first minute; no good request fails.

@@ -45,6 +45,18 @@ enum Command {
     /// Steady mixed load (REST and gRPC, good and bad requests) for a long time, publishing a new
     /// version every so often; writes a report of memory, p99 per minute and errors.
     Soak(Box<SoakArgs>),
+    /// Write a soak's report and plots again from its soak.json (after the report changes).
+    SoakReport(SoakReportArgs),
+}
+
+#[derive(Args)]
+struct SoakReportArgs {
+    /// The folder holding soak.json; the report and plots are written beside it
+    #[arg(long)]
+    dir: PathBuf,
+    /// One line about the machine, for the report
+    #[arg(long, default_value = "")]
+    machine: String,
 }
 
 #[derive(Args)]
@@ -200,6 +212,7 @@ fn main() -> ExitCode {
         Command::WaitReady(args) => cmd_wait_ready(args),
         Command::Rss(args) => cmd_rss(args),
         Command::Soak(args) => cmd_soak(*args),
+        Command::SoakReport(args) => cmd_soak_report(&args),
         Command::Body(args) => cmd_body(&args),
         Command::Report(args) => {
             let svg_dir = args.svg_dir.unwrap_or_else(|| args.results.clone());
@@ -235,27 +248,51 @@ fn cmd_soak(args: SoakArgs) -> Result<()> {
     let result = runtime(args.threads)?.block_on(soak::soak(cfg))?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let path = args.out.join("soak.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&result)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    write_soak_report(&result, &args.out, &args.machine)
+}
+
+fn cmd_soak_report(args: &SoakReportArgs) -> Result<()> {
+    let path = args.dir.join("soak.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let result: mlengine_loadtest::soak::SoakResult = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a soak result", path.display()))?;
+    write_soak_report(&result, &args.dir, &args.machine)
+}
+
+/// soak.md and its plots in `dir`, and the verdict as one line on stdout.
+fn write_soak_report(
+    result: &mlengine_loadtest::soak::SoakResult,
+    dir: &std::path::Path,
+    machine: &str,
+) -> Result<()> {
+    use mlengine_loadtest::soak;
     let write = |name: &str, text: String| {
-        let path = args.out.join(name);
+        let path = dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
     };
-    write("soak.json", serde_json::to_string_pretty(&result)? + "\n")?;
-    let (memory, latency) = soak::plots(&result);
+    let (memory, latency) = soak::plots(result);
     write("soak-memory.svg", memory)?;
     write("soak-p99.svg", latency)?;
     write(
         "soak.md",
-        soak::render(&result, &args.machine, "soak-memory.svg", "soak-p99.svg"),
+        soak::render(result, machine, "soak-memory.svg", "soak-p99.svg"),
     )?;
-    let v = soak::verdict(&result);
+    let v = soak::verdict(result);
     println!(
-        "soak: {:.0} min, memory {:+.1}% after the first minute ({:.1} -> {:.1} MiB, peak {:.1}), \
-         {} of {} good requests failed, {} of {} bad requests misanswered, {} versions published",
+        "soak: {:.0} min, memory {:+.1}% after the first minute ({:.1} -> {:.1} MiB, peak {:.1}; \
+         level {:+.1}%, trend {:+.2} MiB/h), {} of {} good requests failed, {} of {} bad \
+         requests misanswered, {} versions published",
         result.duration_s / 60.0,
         v.growth_pct,
         v.base_mib,
         v.end_mib,
         v.peak_mib,
+        v.level_pct,
+        v.trend_mib_per_hour,
         v.good_failed,
         v.good,
         v.bad_misanswered,
