@@ -463,8 +463,8 @@ pub struct Verdict {
     /// The larger of the peak and the end, against the sample at one minute (the goal's measure).
     pub growth_pct: f64,
     /// The end against the sample at one minute, and the slope of a least-squares line through
-    /// the samples after the first minute: whether memory keeps rising, apart from the
-    /// transient peaks of versions swapped under load.
+    /// the samples after the first minute: whether memory keeps rising, apart from transient
+    /// peaks.
     pub level_pct: f64,
     pub trend_mib_per_hour: f64,
     pub good: u64,
