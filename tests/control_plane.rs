@@ -505,8 +505,8 @@ fn state_survives_sigkill_during_a_version_create_and_a_job() {
 }
 
 /// A wheel of a user's trainer package (`trainer.task`, as the walkthrough's), built with
-/// Python's zipfile: the module writes its arguments and job id into the job-dir, says hello,
-/// and fails when given `--fail`.
+/// Python's zipfile: the module writes its arguments, job id and whether it may use transparent
+/// huge pages into the job-dir, says hello, and fails when given `--fail`.
 fn trainer_wheel(dir: &Path) -> PathBuf {
     let wheel = dir.join("census_trainer-0.1-py3-none-any.whl");
     let task = r#"
@@ -518,7 +518,8 @@ if "--fail" in args:
 job_dir = [a.split("=", 1)[1] for a in args if a.startswith("--job-dir=")][0]
 os.makedirs(job_dir, exist_ok=True)
 with open(os.path.join(job_dir, "ran.json"), "w") as f:
-    json.dump({"args": args, "job_id": os.environ.get("CLOUD_ML_JOB_ID")}, f)
+    thp = [l.split()[1] for l in open("/proc/self/status") if l.startswith("THP_enabled:")]
+    json.dump({"args": args, "job_id": os.environ.get("CLOUD_ML_JOB_ID"), "thp": thp}, f)
 print("hello from trainer.task")
 "#;
     let build = r#"
@@ -609,6 +610,11 @@ fn a_users_python_trainer_runs_only_with_allow_custom_code() {
             .unwrap();
     assert_eq!(ran["job_id"], "custom", "{ran}");
     assert_eq!(ran["args"][0], "--epochs", "{ran}");
+    // The server runs without transparent huge pages (its memory stays flat); its jobs get
+    // them back.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    assert!(status.contains("THP_enabled:\t0"), "{status}");
+    assert_eq!(ran["thp"], json!(["1"]), "{ran}");
     let (_, log) = call(&server, "GET", "jobs/custom/logs", Value::Null);
     assert!(
         log["text"]

@@ -236,11 +236,19 @@ fn sigterm_during_load_finishes_in_flight_requests() {
                         Ok((status, text)) => {
                             counts.lock().unwrap().2.push(format!("{status} {text}"))
                         }
-                        // Refused, or reset before a single response byte: the connection was
-                        // still in the kernel's accept queue when the listener closed, so the
-                        // server never saw the request. Everything it accepted must complete.
+                        // Refused, reset before a single response byte, or a broken pipe while
+                        // the request was still being written (the reset came before the body
+                        // was sent): the connection was still in the kernel's accept queue when
+                        // the listener closed, so the server never saw a whole request.
+                        // Everything it accepted must complete.
                         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
-                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::ConnectionReset
+                                    | std::io::ErrorKind::BrokenPipe
+                            ) =>
+                        {
                             counts.lock().unwrap().1 += 1;
                             return;
                         }
