@@ -1,6 +1,7 @@
 //! Compiles the project's own `.proto` files (../proto) into prost messages for the gRPC load
-//! generator, with the `protoc` binary of `protoc-bin-vendored` (as the root build.rs does). Only
-//! messages: the generator frames gRPC requests itself over hyper's HTTP/2 client.
+//! generator, with the `protoc` binary of `protoc-bin-vendored` (as the root build.rs does). The
+//! generator frames gRPC requests itself over hyper's HTTP/2 client; the server side is for the
+//! floor's tonic stack.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -17,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     tonic_prost_build::configure()
         .build_client(false)
-        .build_server(false)
+        .build_server(true)
         .compile_protos(&protos, &["../proto", include.as_str()])?;
     println!("cargo:rerun-if-changed=../proto");
     Ok(())

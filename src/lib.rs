@@ -1,8 +1,8 @@
 //! mlengine: the Cloud ML Engine census workflow (train, export, serve, predict) in one binary.
 //!
 //! The layers, bottom up; each imports only those below it:
-//! - `status` (errors, once), `tensor` (tensors, signatures, element rules), `storage`, `proto`
-//!   (generated protobuf messages);
+//! - `status` (errors, once), `huge_pages` (the process's transparent huge pages), `tensor`
+//!   (tensors, signatures, element rules), `storage`, `proto` (generated protobuf messages);
 //! - `codec` (request and answer bodies ↔ tensors), `census`, `onnx`, `observability`;
 //! - `runtime` (ONNX Runtime sessions behind a batcher), `trainer`, `tune` (trials of a trainer
 //!   as child processes, chosen by a search);
@@ -19,6 +19,7 @@ pub mod cli;
 pub mod cmd;
 pub mod codec;
 pub mod control;
+pub mod huge_pages;
 pub mod observability;
 pub mod onnx;
 pub mod proto;

@@ -203,15 +203,23 @@ def main():
     finally:
         ml.stop()
 
-    port = free_port()
-    floor = Server("floor", [a.floor, "--port", str(port), "--threads", "1"],
-                   f"http://127.0.0.1:{port}/v2/health/ready", os.path.join(a.work, "floor.log"))
-    url = f"http://127.0.0.1:{port}/v1/models/census:predict"
-    try:
-        results += run_all(a, floor, [(name, url, "cloudml", c, t) for name, _, _, c, t in
-                                      scenarios if name.startswith("cloudml")], bodies, None)
-    finally:
-        floor.stop()
+    # The floors: HTTP (axum) with the gRPC floor on tonic beside it, then the gRPC floor on
+    # hyper's HTTP/2 alone.
+    for label, stack in (("floor", "tonic"), ("floor-hyper", "hyper")):
+        port, gport = free_port(), free_port()
+        floor = Server(label, [a.floor, "--port", str(port), "--threads", "1",
+                               "--grpc-port", str(gport), "--grpc-stack", stack],
+                       f"http://127.0.0.1:{port}/v2/health/ready",
+                       os.path.join(a.work, f"{label}.log"))
+        url = f"http://127.0.0.1:{port}/v1/models/census:predict"
+        grpc_url = f"http://127.0.0.1:{gport}/inference.GRPCInferenceService/ModelInfer"
+        http = [(name, url, "cloudml", c, t) for name, _, _, c, t in scenarios
+                if name.startswith("cloudml")] if stack == "tonic" else []
+        try:
+            results += run_all(a, floor, http + [("kserve-grpc-c32", grpc_url, "grpc-kserve", 32, 1)],
+                               bodies, None)
+        finally:
+            floor.stop()
 
     report(a, results, raw)
 
@@ -230,6 +238,13 @@ def report(a, results, raw):
     floor_ratio_t2 = m("cloudml-rest-c32-t2")["rps"] / f("cloudml-rest-c32-t2")["rps"]
     p50, floor_p50 = m("cloudml-rest-c1")["p50_us"], f("cloudml-rest-c1")["p50_us"]
     overhead = p50 - floor_p50 - (raw_us or 0)
+    g, gt, gh = m("kserve-grpc-c32"), f("kserve-grpc-c32"), by[("floor-hyper", "kserve-grpc-c32")]
+    grpc_rows = "\n".join(
+        f"| {what} | {r['rps']:,.0f} | {r['rps'] / rest['rps']:.2f} | {r['cpu_us_per_request']:.1f} | "
+        f"{r['cpu_us_per_request'] / rest['cpu_us_per_request']:.2f} |"
+        for what, r in (("mlengine (tonic, the census model)", g),
+                        ("floor on tonic (fixed answer)", gt),
+                        ("floor on hyper's HTTP/2 alone (fixed answer)", gh)))
     machine = subprocess.run(["sh", "-c", "nproc; sed -n 's/^model name\\s*: //p' /proc/cpuinfo | head -n 1"],
                              capture_output=True, text=True).stdout.split("\n")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -252,6 +267,15 @@ Written by `loadtest/serving_benchmark/standard_clients.sh` ({time.strftime('%Y-
 |---|---:|---:|---:|
 | Cloud ML REST, `wrk -t1 -c32` | {m('cloudml-rest-c32')['rps']:,.0f} | {f('cloudml-rest-c32')['rps']:,.0f} | {floor_ratio:.2f} |
 | Cloud ML REST, `wrk -t2 -c32` | {m('cloudml-rest-c32-t2')['rps']:,.0f} | {f('cloudml-rest-c32-t2')['rps']:,.0f} | {floor_ratio_t2:.2f} |
+
+## gRPC against its floors (KServe `ModelInfer`, `h2load -c32 -m1 -t1`)
+
+Both floors answer a fixed census prediction without a model; the tonic floor decodes each
+request with prost as any tonic service does, the hyper floor only reads the body.
+
+| server | req/s | of mlengine's Cloud ML REST | server CPU µs/req | of mlengine's Cloud ML REST |
+|---|---:|---:|---:|---:|
+{grpc_rows}
 
 One connection (`wrk -t1 -c1`): p50 {p50} µs, floor {floor_p50} µs, raw ONNX Runtime run of one
 row {raw_us:.1f} µs (`bench-ort`): server overhead {overhead:.1f} µs.

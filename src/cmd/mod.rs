@@ -36,6 +36,9 @@ fn init_logging(verbose: bool) {
 
 /// Runs a parsed command line; errors are one line on stderr and a non-zero exit.
 pub fn run(cli: Cli) -> ExitCode {
+    if !matches!(cli.command, Command::Serve(_)) {
+        crate::huge_pages::on();
+    }
     let ort = cli.ort_library;
     let result = match cli.command {
         Command::Train(args) => {

@@ -171,9 +171,8 @@ fn background(program: &Path) -> Command {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            // The server opted out of transparent huge pages (`cmd::serve`); a prctl setting
-            // survives fork and exec, and training's large tensors are where huge pages help.
-            libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+            // The server runs without transparent huge pages, a setting that survives exec.
+            crate::huge_pages::on();
             if libc::setpriority(libc::PRIO_PROCESS, 0, 19) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
