@@ -614,6 +614,12 @@ fn a_users_python_trainer_runs_only_with_allow_custom_code() {
     // them back.
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
     assert!(status.contains("THP_enabled:\t0"), "{status}");
+    let rollup =
+        std::fs::read_to_string(format!("/proc/{}/smaps_rollup", server.child.id())).unwrap();
+    assert!(
+        rollup.contains("\nAnonHugePages:         0 kB\n"),
+        "{rollup}"
+    );
     assert_eq!(ran["thp"], json!(["1"]), "{ran}");
     let (_, log) = call(&server, "GET", "jobs/custom/logs", Value::Null);
     assert!(

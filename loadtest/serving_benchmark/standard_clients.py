@@ -8,6 +8,9 @@ so CPU per request is server-side only. gRPC answers carry their status in trail
 does not read, so every gRPC run is checked against the server's own request counter by code
 (`mlengine_requests_total` by status): a run with any answer but 200 (OK) is reported as failed.
 
+The floors run last: the HTTP floor (axum) with the gRPC floor on tonic beside it, then the gRPC
+floor on hyper's HTTP/2 alone, each answering a fixed census prediction.
+
 Writes loadtest/results/standard-clients.md and standard-clients.json.
 """
 

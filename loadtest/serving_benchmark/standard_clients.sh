@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The serving benchmark with standard clients beside loadgen: wrk (HTTP/1.1 JSON) and h2load
-# (gRPC, a prebuilt request body from `loadgen body`), against mlengine and the HTTP floor, with
-# the server's CPU per request. Report: loadtest/results/standard-clients.md (and .json).
+# (gRPC, a prebuilt request body from `loadgen body`), against mlengine, the HTTP floor and two
+# gRPC floors, with the server's CPU per request. Report: loadtest/results/standard-clients.md (and .json).
 # Installs Debian's wrk and nghttp2-client (h2load) when missing. Not part of CI.
 #
 #   DURATION=10 WARMUP=2      seconds per run
