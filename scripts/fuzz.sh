@@ -8,13 +8,14 @@
 #   scripts/fuzz.sh --runs 10000000       every target for 10 million executions
 #   --max-len N                           the largest input tried (default 65536 bytes)
 #
-# Corpora grow in target/fuzz/corpus/<target> (seeded from fuzz/seeds/<target>); a crash, a panic,
-# a timeout or an oversized allocation leaves its input in target/fuzz/artifacts/<target>/ and
-# fails the script. Copy such an input to fuzz/regressions/<target>/ with the fix: the test
+# Corpora grow in target/fuzz/corpus/<target> (seeded from fuzz/seeds/<target>; target/ is
+# $CARGO_TARGET_DIR when set); a crash, a panic, a timeout or an oversized allocation leaves its
+# input in target/fuzz/artifacts/<target>/ and fails the script. Copy such an input to fuzz/regressions/<target>/ with the fix: the test
 # command replays that folder.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+target_dir="${CARGO_TARGET_DIR:-target}"
 limit=(-runs=20000 -seed=1)
 max_len=65536
 targets=()
@@ -35,14 +36,14 @@ RUSTC_WORKSPACE_WRAPPER="$root/scripts/fuzz-rustc.sh" \
   cargo build --release --locked -p mlengine-fuzz --bins
 failed=()
 for t in "${targets[@]}"; do
-  bin="target/release/$t"
+  bin="$target_dir/release/$t"
   [ -x "$bin" ] || { echo "fuzz.sh: no target named $t" >&2; exit 2; }
-  corpus="target/fuzz/corpus/$t"
-  artifacts="target/fuzz/artifacts/$t/"
+  corpus="$target_dir/fuzz/corpus/$t"
+  artifacts="$target_dir/fuzz/artifacts/$t/"
   mkdir -p "$corpus" "$artifacts"
   dirs=("$corpus" "fuzz/seeds/$t")
   [ -d "fuzz/regressions/$t" ] && dirs+=("fuzz/regressions/$t")
-  log="target/fuzz/$t.log"
+  log="$target_dir/fuzz/$t.log"
   if "$bin" "${limit[@]}" -max_len="$max_len" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
       -artifact_prefix="$artifacts" "${dirs[@]}" >"$log" 2>&1; then
     status=ok
@@ -57,6 +58,6 @@ for t in "${targets[@]}"; do
   echo "fuzz $t: $status, ${runs:-?} executions in ${secs:-?} s, ${cov:-cov: ?}, corpus $(find "$corpus" -type f | wc -l) files"
 done
 if [ ${#failed[@]} -gt 0 ]; then
-  echo "fuzz.sh: findings in ${failed[*]} (inputs under target/fuzz/artifacts/)" >&2
+  echo "fuzz.sh: findings in ${failed[*]} (inputs under $target_dir/fuzz/artifacts/)" >&2
   exit 1
 fi
