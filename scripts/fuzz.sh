@@ -10,8 +10,8 @@
 #
 # Corpora grow in target/fuzz/corpus/<target> (seeded from fuzz/seeds/<target>; target/ is
 # $CARGO_TARGET_DIR when set); a crash, a panic, a timeout or an oversized allocation leaves its
-# input in target/fuzz/artifacts/<target>/ and fails the script. Copy such an input to fuzz/regressions/<target>/ with the fix: the test
-# command replays that folder.
+# input in target/fuzz/artifacts/<target>/ and fails the script. Copy such an input to
+# fuzz/regressions/<target>/ with the fix: the test command replays that folder.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
