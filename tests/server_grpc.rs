@@ -101,7 +101,7 @@ fn kserve_request(instances: &[Value]) -> ModelInferRequest {
             shape: vec![values.len() as i64],
             ..Default::default()
         });
-        req.raw_input_contents.push(raw);
+        req.raw_input_contents.push(raw.into());
     }
     req
 }
@@ -347,7 +347,7 @@ fn kserve_v2_grpc_methods() {
                     let n = u32::from_le_bytes(raw[pos..pos + 4].try_into().unwrap()) as usize;
                     contents
                         .bytes_contents
-                        .push(raw[pos + 4..pos + 4 + n].to_vec());
+                        .push(raw[pos + 4..pos + 4 + n].to_vec().into());
                     pos += 4 + n;
                 }
             }
@@ -470,7 +470,8 @@ fn grpc_errors_use_the_shared_table() {
         }
 
         let mut truncated = kserve_request(&instances);
-        truncated.raw_input_contents[0].pop();
+        let first = &truncated.raw_input_contents[0];
+        truncated.raw_input_contents[0] = first.slice(..first.len() - 1);
         let e = kv.model_infer(truncated).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(
@@ -480,7 +481,7 @@ fn grpc_errors_use_the_shared_table() {
             e.message()
         );
         let mut past_end = kserve_request(&instances);
-        past_end.raw_input_contents[1] = vec![200, 0, 0, 0, b'x'];
+        past_end.raw_input_contents[1] = vec![200, 0, 0, 0, b'x'].into();
         let e = kv.model_infer(past_end).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(

@@ -214,12 +214,13 @@ pub fn seeds(target: &str) -> Vec<(&'static str, Vec<u8>)> {
                     input("csv_row", "BYTES", vec![1], None),
                 ],
                 raw_input_contents: vec![
-                    25i64.to_le_bytes().to_vec(),
+                    25i64.to_le_bytes().to_vec().into(),
                     [
                         &(CSV_ROW.len() as u32).to_le_bytes()[..],
                         CSV_ROW.as_bytes(),
                     ]
-                    .concat(),
+                    .concat()
+                    .into(),
                 ],
                 outputs: vec![InferRequestedOutputTensor {
                     name: "probabilities".into(),
