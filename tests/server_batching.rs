@@ -480,3 +480,45 @@ fn batched_answers_equal_unbatched_bit_for_bit() {
         rows_per_run(&merged)
     );
 }
+
+#[test]
+fn sigterm_finishes_queued_grpc_calls_before_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut slow = slow_server(tmp.path(), &["--max-batch-size", "1"]);
+    let running = occupy(&slow);
+    // A KServe call and a TF Serving call, each on its own connection, queued behind the busy
+    // run when SIGTERM arrives: both must be answered in full before the server exits.
+    let grpc_addr = slow.grpc_addr.clone();
+    let calls = std::thread::spawn(move || {
+        rt().block_on(async move {
+            let connect = || async {
+                tonic::transport::Channel::from_shared(format!("http://{grpc_addr}"))
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap()
+            };
+            let mut first = GrpcInferenceServiceClient::new(connect().await);
+            let mut second = GrpcInferenceServiceClient::new(connect().await);
+            let (a, b) = tokio::join!(
+                first.model_infer(slow_request(2.0)),
+                second.model_infer(slow_request(3.0))
+            );
+            [a, b].map(|answer| {
+                answer.map(|r| {
+                    let r = r.into_inner();
+                    (r.model_name, r.outputs.len())
+                })
+            })
+        })
+    });
+    wait_metric(&slow, QUEUED, 2.0);
+    let exit = slow.server.terminate();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert_eq!(running.join().unwrap(), 200);
+    for answer in calls.join().unwrap() {
+        let (model, outputs) = answer.expect("a queued gRPC call is answered during the drain");
+        assert_eq!(model, "slow");
+        assert_eq!(outputs, 1);
+    }
+}

@@ -73,6 +73,15 @@ fn spec(version: Option<VersionChoice>) -> Option<ModelSpec> {
 }
 
 /// KServe inputs in raw_input_contents, as tritonclient sends them.
+/// A `Predict` of `instances` on the served version.
+fn predict_request(instances: &[Value]) -> PredictRequest {
+    PredictRequest {
+        model_spec: spec(None),
+        inputs: tf_inputs(instances),
+        ..Default::default()
+    }
+}
+
 fn kserve_request(instances: &[Value]) -> ModelInferRequest {
     let mut req = ModelInferRequest {
         model_name: "census".into(),
@@ -153,11 +162,7 @@ fn tf_serving_predict_metadata_and_status() {
     rt().block_on(async {
         let mut client = PredictionServiceClient::new(channel(&server).await);
         let answer = client
-            .predict(PredictRequest {
-                model_spec: spec(None),
-                inputs: tf_inputs(&instances),
-                ..Default::default()
-            })
+            .predict(predict_request(&instances))
             .await
             .unwrap()
             .into_inner();
@@ -733,4 +738,162 @@ fn twenty_swaps_under_grpc_load_fail_no_request() {
         failures.len(),
         failures.first()
     );
+}
+
+/// One gRPC call sent as raw HTTP/2: `chunks` go out as separate DATA frames. Returns the gRPC
+/// status (from the trailers, or the headers of a trailers-only answer), the response's
+/// content type and its body.
+async fn raw_call(
+    server: &Server,
+    path: &str,
+    headers: &[(&str, &str)],
+    chunks: Vec<Vec<u8>>,
+) -> (tonic::Status, Option<String>, bytes::Bytes) {
+    use http_body_util::BodyExt;
+    type Chunks = http_body_util::StreamBody<
+        futures::stream::Iter<
+            std::vec::IntoIter<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>,
+        >,
+    >;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Chunks>();
+    let frames: Vec<_> = chunks
+        .into_iter()
+        .map(|c| Ok(hyper::body::Frame::data(bytes::Bytes::from(c))))
+        .collect();
+    let mut request = http::Request::post(format!("http://{}{path}", server.grpc_addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(http_body_util::StreamBody::new(futures::stream::iter(
+            frames,
+        )))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let head = tonic::Status::from_header_map(response.headers());
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected
+        .trailers()
+        .and_then(tonic::Status::from_header_map);
+    let status = head
+        .or(trailers)
+        .expect("a grpc-status in the headers or trailers");
+    (status, content_type, collected.to_bytes())
+}
+
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+#[test]
+fn grpc_requests_are_read_however_they_are_framed() {
+    let server = Server::start(&["--file-system-poll-wait-seconds", "0"]);
+    const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
+    const PREDICT: &str = "/tensorflow.serving.PredictionService/Predict";
+    let instances = vec![census_instance(); 3];
+    let infer = kserve_request(&instances).encode_to_vec();
+    let predict = predict_request(&instances).encode_to_vec();
+    rt().block_on(async {
+        let mut kv = GrpcInferenceServiceClient::new(channel(&server).await);
+        let mut tf = PredictionServiceClient::new(channel(&server).await);
+        let want_infer = kv
+            .model_infer(kserve_request(&instances))
+            .await
+            .unwrap()
+            .into_inner();
+        let want_predict = tf
+            .predict(predict_request(&instances))
+            .await
+            .unwrap()
+            .into_inner();
+
+        // One message in one frame, and the same message cut into frames at awkward places
+        // (inside the 5-byte prefix, inside the message): the same answer as tonic's client got.
+        let whole = framed(&infer);
+        let cut = vec![
+            whole[..3].to_vec(),
+            whole[3..40].to_vec(),
+            vec![],
+            whole[40..].to_vec(),
+        ];
+        for chunks in [vec![whole.clone()], cut] {
+            let (status, content_type, body) = raw_call(&server, INFER, &[], chunks).await;
+            assert_eq!(status.code(), tonic::Code::Ok, "{status:?}");
+            assert_eq!(content_type.as_deref(), Some("application/grpc"));
+            assert_eq!(body[0], 0, "uncompressed");
+            let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+            assert_eq!(body.len(), 5 + len, "one message");
+            let got = ModelInferResponse::decode(&body[5..]).unwrap();
+            assert_eq!(got, want_infer);
+        }
+        let whole = framed(&predict);
+        let cut = whole.chunks(7).map(<[u8]>::to_vec).collect();
+        for chunks in [vec![whole.clone()], cut] {
+            let (status, _, body) = raw_call(&server, PREDICT, &[], chunks).await;
+            assert_eq!(status.code(), tonic::Code::Ok, "{status:?}");
+            let got = mlengine::api::grpc::proto::tensorflow::serving::PredictResponse::decode(
+                &body[5..],
+            )
+            .unwrap();
+            assert_eq!(got, want_predict);
+        }
+
+        // Malformed bodies: a clear status, never an answer to half a request.
+        let mut compressed_flag = framed(&infer);
+        compressed_flag[0] = 1;
+        let mut bad_flag = framed(&infer);
+        bad_flag[0] = 7;
+        let whole = framed(&infer);
+        let two = [whole.clone(), whole.clone()].concat();
+        let cases: Vec<(Vec<Vec<u8>>, &str)> = vec![
+            (vec![], "Missing request message"),
+            (
+                vec![whole[..whole.len() - 1].to_vec()],
+                "ended inside its message",
+            ),
+            (vec![whole[..3].to_vec()], "ended inside its message"),
+            (vec![two], "more than one message"),
+            (
+                vec![compressed_flag],
+                "compressed-flag but no grpc-encoding",
+            ),
+            (vec![bad_flag], "invalid compression flag: 7"),
+            (vec![framed(b"\xff\xff\xff")], "failed to decode"),
+        ];
+        for (chunks, needle) in cases {
+            let (status, _, _) = raw_call(&server, INFER, &[], chunks).await;
+            assert_eq!(status.code(), tonic::Code::Internal, "{needle}: {status:?}");
+            assert!(
+                status.message().contains(needle),
+                "{:?} lacks {needle:?}",
+                status.message()
+            );
+        }
+        // A compressed request is tonic's to refuse (this server accepts no compression), as
+        // before the hot path existed.
+        let (status, _, _) =
+            raw_call(&server, INFER, &[("grpc-encoding", "gzip")], vec![whole]).await;
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+        assert!(status.message().contains("gzip"), "{status:?}");
+        // The server still answers.
+        assert!(
+            kv.server_live(ServerLiveRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .live
+        );
+    });
 }

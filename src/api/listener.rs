@@ -1,4 +1,4 @@
-//! The REST listeners (plain TCP or TLS) and the client address the gate checks.
+//! The listeners (plain TCP or TLS), their accept loop, and the client address the gate checks.
 
 use std::net::SocketAddr;
 
@@ -24,6 +24,23 @@ impl Listener for NoDelay {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         self.0.local_addr()
+    }
+}
+
+/// The next connection on `tcp`, with Nagle's algorithm off (see [`NoDelay`]). A failed accept
+/// (out of file descriptors and the like) backs off instead of spinning. Cancel-safe.
+pub async fn accept(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match tcp.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

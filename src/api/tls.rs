@@ -15,9 +15,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// A server certificate and key.
 pub struct Tls {
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
     acceptor: TlsAcceptor,
+    grpc: TlsAcceptor,
 }
 
 impl std::fmt::Debug for Tls {
@@ -46,12 +45,18 @@ impl Tls {
             .with_no_client_auth()
             .with_single_cert(certs, private)
             .context("the TLS certificate and key do not go together")?;
+        let mut grpc = config.clone();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        grpc.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Tls {
-            cert_pem,
-            key_pem,
             acceptor: TlsAcceptor::from(Arc::new(config)),
+            grpc: TlsAcceptor::from(Arc::new(grpc)),
         })
+    }
+
+    /// Handshakes for the gRPC port, which speaks HTTP/2 only.
+    pub fn grpc_acceptor(&self) -> TlsAcceptor {
+        self.grpc.clone()
     }
 
     /// A listener of TLS connections over `tcp`, for axum.
@@ -61,16 +66,7 @@ impl Tls {
         let acceptor = self.acceptor.clone();
         let task = tokio::spawn(async move {
             loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
+                let (stream, peer) = super::listener::accept(&tcp).await;
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     // A failed handshake is the client's problem: drop the connection.

@@ -198,11 +198,10 @@ impl Server {
             None => None,
         };
         let auth = Arc::new(config.auth.clone());
-        let (grpc_router, health) = grpc::router(
+        let (grpc_services, health) = grpc::services(
             Arc::clone(&service),
             config.grpc_max_message_bytes,
             Arc::clone(&auth),
-            tls.as_ref(),
         )?;
         // Health is right before the first call can arrive, then follows readiness.
         lifecycle.serve();
@@ -243,14 +242,15 @@ impl Server {
                 }
             }
         };
-        let grpc = grpc_router.serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+        let grpc = grpc::transport::serve(
+            grpc_listener,
+            tls.as_ref().map(crate::api::tls::Tls::grpc_acceptor),
+            grpc_services,
             draining(),
         );
         let servers = async {
-            let (rest, grpc) = tokio::join!(rest, grpc);
+            let (rest, ()) = tokio::join!(rest, grpc);
             rest.context("REST server failed")?;
-            grpc.context("gRPC server failed")?;
             anyhow::Ok(())
         };
         tokio::pin!(servers);

@@ -12,7 +12,7 @@ use super::proto::inference::{
     ModelReadyResponse, ServerLiveRequest, ServerLiveResponse, ServerMetadataRequest,
     ServerMetadataResponse, ServerReadyRequest, ServerReadyResponse,
 };
-use super::{arrival, requested_timeout, status};
+use super::{arrival, status, tonic_timeout};
 use crate::codec::kserve::{datatype, decode_inputs, Data, Input};
 use crate::codec::raw;
 use crate::repository::VersionSelector;
@@ -105,6 +105,22 @@ pub fn decode_request(signature: &Signature, req: &ModelInferRequest) -> Result<
 }
 
 impl KServe {
+    /// `ModelInfer`, for tonic's service and the hot path alike.
+    pub(super) async fn infer_call(
+        &self,
+        req: ModelInferRequest,
+        arrived: std::time::Instant,
+        timeout: Result<Option<std::time::Duration>>,
+    ) -> Result<ModelInferResponse> {
+        let mut call = self.service.call("kserve", "grpc", arrived);
+        let result = match timeout {
+            Ok(timeout) => self.infer(&mut call, req, timeout).await,
+            Err(e) => Err(e),
+        };
+        call.finish(&result);
+        result
+    }
+
     async fn infer(
         &self,
         call: &mut Call<'_>,
@@ -208,14 +224,11 @@ impl GrpcInferenceService for KServe {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        let mut call = self.service.call("kserve", "grpc", arrival(&request));
-        let timeout = requested_timeout(&request);
-        let req = request.into_inner();
-        let result = match timeout {
-            Ok(timeout) => self.infer(&mut call, req, timeout).await,
-            Err(e) => Err(e),
-        };
-        call.finish(&result);
-        result.map(Response::new).map_err(|e| status(&e))
+        let arrived = arrival(&request);
+        let timeout = tonic_timeout(&request);
+        self.infer_call(request.into_inner(), arrived, timeout)
+            .await
+            .map(Response::new)
+            .map_err(|e| status(&e))
     }
 }

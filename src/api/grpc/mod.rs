@@ -1,11 +1,17 @@
-//! gRPC on one port (tonic): TensorFlow Serving's PredictionService and ModelService, KServe v2's
+//! gRPC on one port: TensorFlow Serving's PredictionService and ModelService, KServe v2's
 //! GRPCInferenceService, `grpc.health.v1.Health` and server reflection. Adapters only: decoding
 //! and encoding around the same serving core as REST.
+//!
+//! A call's path: `transport` (HTTP/2 connections, TLS, drain) → `unary::Dispatch`, which
+//! answers the hot calls itself (`unary`) and hands the rest to tonic's generated services
+//! (`kserve`, `tfserving`, health, reflection). Both paths end in the same handlers.
 
 pub mod kserve;
 pub use crate::proto;
 mod tensor_proto;
 pub mod tfserving;
+pub mod transport;
+mod unary;
 
 use std::sync::Arc;
 
@@ -55,18 +61,26 @@ fn arrival<T>(request: &tonic::Request<T>) -> std::time::Instant {
         .map_or_else(std::time::Instant::now, |a| a.0)
 }
 
-/// The call's requested timeout from `grpc-timeout`.
+/// A call's `grpc-timeout` header as the inference core's timeout.
 ///
-/// tonic enforces `grpc-timeout` itself, from the same arrival, and answers CANCELLED when it
-/// expires; a deadline a millisecond (tokio's timer tick) earlier lets the inference core answer
-/// DEADLINE_EXCEEDED, as gRPC specifies, first.
-fn requested_timeout<T>(request: &tonic::Request<T>) -> Result<Option<std::time::Duration>, Error> {
-    Ok(request
-        .metadata()
-        .get(crate::api::deadline::GRPC_TIMEOUT_HEADER)
-        .map(|v| crate::api::deadline::parse_grpc_timeout(v.as_bytes()))
+/// The client's own deadline expires at the same moment and it then gives up on the call; a
+/// deadline a millisecond (tokio's timer tick) earlier lets the server answer DEADLINE_EXCEEDED,
+/// as gRPC specifies, first.
+fn requested_timeout(header: Option<&[u8]>) -> Result<Option<std::time::Duration>, Error> {
+    Ok(header
+        .map(crate::api::deadline::parse_grpc_timeout)
         .transpose()?
         .map(|t| t.saturating_sub(std::time::Duration::from_millis(1))))
+}
+
+/// The `grpc-timeout` of a call that came through tonic.
+fn tonic_timeout<T>(request: &tonic::Request<T>) -> Result<Option<std::time::Duration>, Error> {
+    requested_timeout(
+        request
+            .metadata()
+            .get(crate::api::deadline::GRPC_TIMEOUT_HEADER)
+            .map(|v| v.as_bytes()),
+    )
 }
 
 /// Service names reported by the health service besides the overall status "".
@@ -76,16 +90,13 @@ pub const SERVICES: [&str; 3] = [
     "inference.GRPCInferenceService",
 ];
 
-/// The router with every gRPC service, and the health reporter that follows readiness.
-pub fn router(
+/// Every gRPC service: the hot calls' path, tonic's routes for the rest, and the health
+/// reporter that follows readiness.
+pub fn services(
     service: Arc<InferenceService>,
     max_message_bytes: usize,
     auth: Arc<crate::api::auth::Auth>,
-    tls: Option<&crate::api::tls::Tls>,
-) -> anyhow::Result<(
-    tonic::transport::server::Router,
-    tonic_health::server::HealthReporter,
-)> {
+) -> anyhow::Result<(transport::Services, tonic_health::server::HealthReporter)> {
     use proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
     use proto::tensorflow::serving::model_service_server::ModelServiceServer;
     use proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
@@ -102,16 +113,13 @@ pub fn router(
     let tf = tfserving::TfServing {
         service: Arc::clone(&service),
     };
-    let kserve = kserve::KServe { service };
-    let gate = Gate { auth };
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(
-            tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem),
-        ))?;
-    }
-    let router = builder
-        .add_service(health)
+    let kserve = kserve::KServe {
+        service: Arc::clone(&service),
+    };
+    let gate = Gate {
+        auth: Arc::clone(&auth),
+    };
+    let routes = tonic::service::Routes::new(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(tonic::service::interceptor::InterceptedService::new(
@@ -121,7 +129,7 @@ pub fn router(
             gate.clone(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
-            ModelServiceServer::new(tf)
+            ModelServiceServer::new(tf.clone())
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
             gate.clone(),
@@ -131,8 +139,21 @@ pub fn router(
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
             gate,
-        ));
-    Ok((router, reporter))
+        ))
+        .prepare();
+    let hot = unary::Hot {
+        kserve: kserve::KServe { service },
+        tf,
+        auth,
+        max_message_bytes,
+    };
+    Ok((
+        transport::Services {
+            hot: Arc::new(hot),
+            routes,
+        },
+        reporter,
+    ))
 }
 
 /// Sets the overall and per-service health status.

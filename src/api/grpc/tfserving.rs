@@ -17,7 +17,7 @@ use super::proto::tensorflow::serving::{
 };
 use super::proto::tensorflow::{SignatureDef, TensorInfo};
 use super::tensor_proto::{data_type, decode, encode, shape_proto};
-use super::{arrival, requested_timeout, status};
+use super::{arrival, status, tonic_timeout};
 use crate::codec::example::{self, Features};
 use crate::repository::{VersionSelector, VersionState};
 use crate::serving::{Call, InferenceService};
@@ -67,6 +67,22 @@ fn served_spec(name: &str, version: u64) -> ModelSpec {
 }
 
 impl TfServing {
+    /// `Predict`, for tonic's service and the hot path alike.
+    pub(super) async fn predict_call(
+        &self,
+        req: PredictRequest,
+        arrived: std::time::Instant,
+        timeout: Result<Option<std::time::Duration>>,
+    ) -> Result<PredictResponse> {
+        let mut call = self.service.call("tfserving", "grpc", arrived);
+        let result = match timeout {
+            Ok(timeout) => self.predict_inner(&mut call, req, timeout).await,
+            Err(e) => Err(e),
+        };
+        call.finish(&result);
+        result
+    }
+
     async fn predict_inner(
         &self,
         call: &mut Call<'_>,
@@ -240,7 +256,7 @@ impl PredictionService for TfServing {
         let mut call = self
             .service
             .call("tfserving_classify", "grpc", arrival(&request));
-        let timeout = requested_timeout(&request);
+        let timeout = tonic_timeout(&request);
         let req = request.into_inner();
         let result = match timeout {
             Ok(timeout) => self.classify_inner(&mut call, req, timeout).await,
@@ -257,7 +273,7 @@ impl PredictionService for TfServing {
         let mut call = self
             .service
             .call("tfserving_regress", "grpc", arrival(&request));
-        let timeout = requested_timeout(&request);
+        let timeout = tonic_timeout(&request);
         let req = request.into_inner();
         let result = match timeout {
             Ok(timeout) => self.regress_inner(&mut call, req, timeout).await,
@@ -271,15 +287,12 @@ impl PredictionService for TfServing {
         &self,
         request: Request<PredictRequest>,
     ) -> Result<Response<PredictResponse>, Status> {
-        let mut call = self.service.call("tfserving", "grpc", arrival(&request));
-        let timeout = requested_timeout(&request);
-        let req = request.into_inner();
-        let result = match timeout {
-            Ok(timeout) => self.predict_inner(&mut call, req, timeout).await,
-            Err(e) => Err(e),
-        };
-        call.finish(&result);
-        result.map(Response::new).map_err(|e| status(&e))
+        let arrived = arrival(&request);
+        let timeout = tonic_timeout(&request);
+        self.predict_call(request.into_inner(), arrived, timeout)
+            .await
+            .map(Response::new)
+            .map_err(|e| status(&e))
     }
 
     async fn get_model_metadata(
