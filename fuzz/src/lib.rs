@@ -194,7 +194,9 @@ pub fn kserve_grpc(data: &[u8]) {
         return;
     };
     for signature in signatures() {
-        if let Ok(tensors) = mlengine::api::grpc::kserve::decode_request(signature, &request) {
+        if let Ok(tensors) =
+            mlengine::api::grpc::kserve::decode_request(signature, &mut request.clone())
+        {
             check(signature, tensors);
         }
     }

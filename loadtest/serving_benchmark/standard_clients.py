@@ -245,7 +245,7 @@ def report(a, results, raw):
     grpc_rows = "\n".join(
         f"| {what} | {r['rps']:,.0f} | {r['rps'] / rest['rps']:.2f} | {r['cpu_us_per_request']:.1f} | "
         f"{r['cpu_us_per_request'] / rest['cpu_us_per_request']:.2f} |"
-        for what, r in (("mlengine (tonic, the census model)", g),
+        for what, r in (("mlengine (the census model; hot calls on hyper, decoded with prost)", g),
                         ("floor on tonic (fixed answer)", gt),
                         ("floor on hyper's HTTP/2 alone (fixed answer)", gh)))
     machine = subprocess.run(["sh", "-c", "nproc; sed -n 's/^model name\\s*: //p' /proc/cpuinfo | head -n 1"],

@@ -28,8 +28,9 @@ fn selector(version: &str) -> VersionSelector {
     VersionSelector::parse(Some(version))
 }
 
-/// Typed `contents` of one input as elements of `dtype`.
-fn from_contents(name: &str, dtype: DType, c: &InferTensorContents) -> Result<TensorData> {
+/// Typed `contents` of one input as elements of `dtype`; vectors of the right type are moved,
+/// not copied.
+fn from_contents(name: &str, dtype: DType, c: InferTensorContents) -> Result<TensorData> {
     let err = |msg: String| Error::invalid(format!("input '{name}': {msg}"));
     fn narrow<S: Copy, T: TryFrom<S>>(
         v: &[S],
@@ -43,17 +44,17 @@ fn from_contents(name: &str, dtype: DType, c: &InferTensorContents) -> Result<Te
             .collect()
     }
     Ok(match dtype {
-        DType::Bool => TensorData::Bool(c.bool_contents.clone()),
+        DType::Bool => TensorData::Bool(c.bool_contents),
         DType::I8 => TensorData::I8(narrow(&c.int_contents, dtype, &err)?),
         DType::I16 => TensorData::I16(narrow(&c.int_contents, dtype, &err)?),
-        DType::I32 => TensorData::I32(c.int_contents.clone()),
-        DType::I64 => TensorData::I64(c.int64_contents.clone()),
+        DType::I32 => TensorData::I32(c.int_contents),
+        DType::I64 => TensorData::I64(c.int64_contents),
         DType::U8 => TensorData::U8(narrow(&c.uint_contents, dtype, &err)?),
         DType::U16 => TensorData::U16(narrow(&c.uint_contents, dtype, &err)?),
-        DType::U32 => TensorData::U32(c.uint_contents.clone()),
-        DType::U64 => TensorData::U64(c.uint64_contents.clone()),
-        DType::F32 => TensorData::F32(c.fp32_contents.clone()),
-        DType::F64 => TensorData::F64(c.fp64_contents.clone()),
+        DType::U32 => TensorData::U32(c.uint_contents),
+        DType::U64 => TensorData::U64(c.uint64_contents),
+        DType::F32 => TensorData::F32(c.fp32_contents),
+        DType::F64 => TensorData::F64(c.fp64_contents),
         DType::String => TensorData::String(
             c.bytes_contents
                 .iter()
@@ -69,8 +70,9 @@ fn from_contents(name: &str, dtype: DType, c: &InferTensorContents) -> Result<Te
 }
 
 /// The inputs of a `ModelInferRequest` as tensors in signature order: raw contents (one entry per
-/// input) or typed contents, never both.
-pub fn decode_request(signature: &Signature, req: &ModelInferRequest) -> Result<Vec<Tensor>> {
+/// input) or typed contents, never both. Typed contents and shapes are moved out of `req`, so
+/// that the large vectors become the tensors without a copy.
+pub fn decode_request(signature: &Signature, req: &mut ModelInferRequest) -> Result<Vec<Tensor>> {
     if !req.raw_input_contents.is_empty() && req.raw_input_contents.len() != req.inputs.len() {
         return Err(Error::invalid(format!(
             "raw_input_contents has {} entries for {} inputs",
@@ -78,10 +80,15 @@ pub fn decode_request(signature: &Signature, req: &ModelInferRequest) -> Result<
             req.inputs.len()
         )));
     }
+    let owned: Vec<_> = req
+        .inputs
+        .iter_mut()
+        .map(|input| (input.contents.take(), std::mem::take(&mut input.shape)))
+        .collect();
     let mut inputs = Vec::with_capacity(req.inputs.len());
-    for (i, input) in req.inputs.iter().enumerate() {
+    for (i, (input, (contents, shape))) in req.inputs.iter().zip(owned).enumerate() {
         let name = input.name.as_str();
-        let data = match (req.raw_input_contents.get(i), &input.contents) {
+        let data = match (req.raw_input_contents.get(i), contents) {
             (Some(raw), None) => Data::Raw(raw),
             (Some(_), Some(_)) => {
                 return Err(Error::invalid(format!(
@@ -97,7 +104,7 @@ pub fn decode_request(signature: &Signature, req: &ModelInferRequest) -> Result<
         inputs.push(Input {
             name,
             datatype: &input.datatype,
-            shape: input.shape.clone(),
+            shape,
             data,
         });
     }
@@ -124,25 +131,29 @@ impl KServe {
     async fn infer(
         &self,
         call: &mut Call<'_>,
-        req: ModelInferRequest,
+        mut req: ModelInferRequest,
         timeout: Option<std::time::Duration>,
     ) -> Result<ModelInferResponse> {
         let version = call.resolve(&req.model_name, &selector(&req.model_version))?;
         let signature = version.signature();
-        let tensors = decode_request(signature, &req)?;
+        let tensors = decode_request(signature, &mut req)?;
         let wanted = signature.output_indices(req.outputs.iter().map(|o| o.name.as_str()))?;
+        // The inputs (and the receive buffer their bytes point into) are not kept while the
+        // model runs.
+        drop(std::mem::take(&mut req.inputs));
+        drop(std::mem::take(&mut req.raw_input_contents));
         let outputs = call
             .run(&version, tensors, wanted, call.deadline(timeout))
             .await?;
         let mut response = ModelInferResponse {
-            model_name: req.model_name.clone(),
+            model_name: req.model_name,
             model_version: version.version_id.clone(),
-            id: req.id.clone(),
+            id: req.id,
             ..Default::default()
         };
-        for (name, t) in &outputs {
+        for (name, t) in outputs {
             response.outputs.push(InferOutputTensor {
-                name: name.clone(),
+                name,
                 datatype: t.dtype().kserve_name().to_string(),
                 shape: t.shape.iter().map(|&d| d as i64).collect(),
                 ..Default::default()
