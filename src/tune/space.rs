@@ -118,6 +118,26 @@ impl Param {
         }
     }
 
+    /// Whether the trust region measures distance along this parameter: continuous ones and
+    /// those whose values lie at most `max_gap` apart in the unit interval. A parameter with
+    /// wider gaps (a few discrete sizes, categories) is left out, as Vizier's `TrustRegion` does,
+    /// so that every one of its values stays reachable.
+    pub fn dense_within(&self, max_gap: f64) -> bool {
+        let units: Vec<f64> = match &self.kind {
+            Kind::Double { .. } => return true,
+            Kind::Categorical(_) => return false,
+            Kind::Integer { min, max, .. } if max - min > 1000 => return true,
+            Kind::Integer { min, max, .. } => (*min..=*max)
+                .map(|i| self.unit_of(&Value::Integer(i)))
+                .collect(),
+            Kind::Discrete { values, .. } => values
+                .iter()
+                .map(|v| self.unit_of(&Value::Discrete(*v)))
+                .collect(),
+        };
+        units.windows(2).all(|w| (w[1] - w[0]).abs() <= max_gap)
+    }
+
     /// Every value, for grid search (`None` for DOUBLE).
     pub fn grid(&self) -> Option<Vec<Value>> {
         match &self.kind {
@@ -222,5 +242,36 @@ mod tests {
             Value::Double(0.278_519_382_777_242_8).text(),
             "0.2785193827772428"
         );
+    }
+
+    #[test]
+    fn the_trust_region_measures_dense_parameters_only() {
+        let double = param(Kind::Double {
+            min: 0.1,
+            max: 1.0,
+            scale: Scale::ReverseLog,
+        });
+        assert!(double.dense_within(0.2));
+        // 1..8 in steps of 1/8 of the unit interval; 1..3 in thirds.
+        let layers = param(Kind::Integer {
+            min: 1,
+            max: 8,
+            scale: Scale::Linear,
+        });
+        assert!(layers.dense_within(0.2));
+        let few = param(Kind::Integer {
+            min: 1,
+            max: 3,
+            scale: Scale::Linear,
+        });
+        assert!(!few.dense_within(0.2));
+        // The census batch sizes: 20 to 40 is 0.14 of the range, 80 to 160 is 0.57.
+        let batch = param(Kind::Discrete {
+            values: vec![20.0, 40.0, 80.0, 160.0],
+            scale: Scale::Linear,
+        });
+        assert!(!batch.dense_within(0.2));
+        assert!(batch.dense_within(0.6));
+        assert!(!param(Kind::Categorical(vec!["a".into(); 10])).dense_within(0.2));
     }
 }
