@@ -188,28 +188,62 @@ pub fn kserve_rest(data: &[u8]) {
     }
 }
 
-/// KServe v2 gRPC `ModelInferRequest`s: raw and typed contents.
+/// KServe v2 gRPC `ModelInferRequest`s: raw and typed contents. What the in-place reader
+/// (`infer_wire`) takes, prost must decode to the same request and the same tensors or error.
 pub fn kserve_grpc(data: &[u8]) {
+    use mlengine::api::grpc::infer_wire;
+    let wire = infer_wire::parse(data);
     let Ok(request) = ModelInferRequest::decode(data) else {
+        assert!(
+            wire.is_none(),
+            "the in-place reader took what prost refuses"
+        );
         return;
     };
     for signature in signatures() {
-        if let Ok(tensors) =
-            mlengine::api::grpc::kserve::decode_request(signature, &mut request.clone())
-        {
+        let decoded = mlengine::api::grpc::kserve::decode_request(signature, &mut request.clone());
+        if let Some(wire) = infer_wire::parse(data) {
+            assert_eq!(wire.model_name, request.model_name);
+            assert_eq!(wire.id, request.id);
+            assert_eq!(
+                infer_wire::tensors(signature, wire.inputs, &wire.raw),
+                decoded
+            );
+        }
+        if let Ok(tensors) = decoded {
             check(signature, tensors);
         }
     }
 }
 
 /// TF Serving gRPC `PredictRequest`s: TensorProtos (typed values, `tensor_content`, broadcast)
-/// and serialized tf.Examples.
+/// and serialized tf.Examples. What the in-place reader (`predict_wire`) takes, prost must
+/// decode to the same request and the same tensors or error.
 pub fn tfserving_predict(data: &[u8]) {
+    use mlengine::api::grpc::predict_wire;
+    let wire = predict_wire::parse(data);
     let Ok(request) = PredictRequest::decode(data) else {
+        assert!(
+            wire.is_none(),
+            "the in-place reader took what prost refuses"
+        );
         return;
     };
     for signature in signatures() {
-        if let Ok(tensors) = mlengine::api::grpc::tfserving::decode_predict(signature, &request) {
+        let decoded =
+            mlengine::api::grpc::tfserving::decode_predict(signature, &mut request.clone());
+        if let Some(wire) = predict_wire::parse(data) {
+            assert_eq!(wire.model_spec, request.model_spec);
+            let (fast, slow) = (predict_wire::tensors(signature, wire.inputs), &decoded);
+            // With several unknown inputs, prost's map may name another one first.
+            match (&fast, slow) {
+                (Err(a), Err(b)) if a.message.starts_with("unknown input") => {
+                    assert!(b.message.starts_with("unknown input"))
+                }
+                _ => assert_eq!(&fast, slow),
+            }
+        }
+        if let Ok(tensors) = decoded {
             check(signature, tensors);
         }
     }

@@ -29,6 +29,13 @@ pub fn text(bytes: &[u8]) -> Result<&str, &'static str> {
     Ok(s)
 }
 
+/// [`text`] of bytes the caller owns, kept without a copy.
+pub fn owned_text(bytes: Vec<u8>) -> Result<String, &'static str> {
+    let s = String::from_utf8(bytes).map_err(|_| "is not UTF-8 text")?;
+    check_text(&s)?;
+    Ok(s)
+}
+
 /// One numeric element, wide enough for every integer and float type.
 #[derive(Debug, Clone, Copy)]
 enum Number {

@@ -12,7 +12,7 @@ use super::proto::inference::{
     ModelReadyResponse, ServerLiveRequest, ServerLiveResponse, ServerMetadataRequest,
     ServerMetadataResponse, ServerReadyRequest, ServerReadyResponse,
 };
-use super::{arrival, status, tonic_timeout};
+use super::{arrival, infer_wire, status, tonic_timeout};
 use crate::codec::kserve::{datatype, decode_inputs, Data, Input};
 use crate::codec::raw;
 use crate::repository::VersionSelector;
@@ -30,7 +30,11 @@ fn selector(version: &str) -> VersionSelector {
 
 /// Typed `contents` of one input as elements of `dtype`; vectors of the right type are moved,
 /// not copied.
-fn from_contents(name: &str, dtype: DType, c: InferTensorContents) -> Result<TensorData> {
+pub(super) fn from_contents(
+    name: &str,
+    dtype: DType,
+    c: InferTensorContents,
+) -> Result<TensorData> {
     let err = |msg: String| Error::invalid(format!("input '{name}': {msg}"));
     fn narrow<S: Copy, T: TryFrom<S>>(
         v: &[S],
@@ -111,11 +115,17 @@ pub fn decode_request(signature: &Signature, req: &mut ModelInferRequest) -> Res
     decode_inputs(signature, inputs)
 }
 
+/// A `ModelInfer` request as prost decoded it, or as `infer_wire` read it in place.
+pub(super) enum Received<'a> {
+    Decoded(ModelInferRequest),
+    Wire(infer_wire::Request<'a>),
+}
+
 impl KServe {
     /// `ModelInfer`, for tonic's service and the hot path alike.
     pub(super) async fn infer_call(
         &self,
-        req: ModelInferRequest,
+        req: Received<'_>,
         arrived: std::time::Instant,
         timeout: Result<Option<std::time::Duration>>,
     ) -> Result<ModelInferResponse> {
@@ -131,24 +141,36 @@ impl KServe {
     async fn infer(
         &self,
         call: &mut Call<'_>,
-        mut req: ModelInferRequest,
+        req: Received<'_>,
         timeout: Option<std::time::Duration>,
     ) -> Result<ModelInferResponse> {
-        let version = call.resolve(&req.model_name, &selector(&req.model_version))?;
+        let (model, wanted_version) = match &req {
+            Received::Decoded(r) => (r.model_name.as_str(), r.model_version.as_str()),
+            Received::Wire(r) => (r.model_name, r.model_version),
+        };
+        let version = call.resolve(model, &selector(wanted_version))?;
         let signature = version.signature();
-        let tensors = decode_request(signature, &mut req)?;
-        let wanted = signature.output_indices(req.outputs.iter().map(|o| o.name.as_str()))?;
-        // The inputs (and the receive buffer their bytes point into) are not kept while the
-        // model runs.
-        drop(std::mem::take(&mut req.inputs));
-        drop(std::mem::take(&mut req.raw_input_contents));
+        // The decoded inputs are not kept while the model runs (the request's bytes are, at
+        // most the message size limit).
+        let (tensors, wanted, model_name, id) = match req {
+            Received::Decoded(mut r) => {
+                let tensors = decode_request(signature, &mut r)?;
+                let wanted = signature.output_indices(r.outputs.iter().map(|o| o.name.as_str()))?;
+                (tensors, wanted, r.model_name, r.id)
+            }
+            Received::Wire(r) => {
+                let tensors = infer_wire::tensors(signature, r.inputs, &r.raw)?;
+                let wanted = signature.output_indices(r.outputs.iter().copied())?;
+                (tensors, wanted, r.model_name.to_string(), r.id.to_string())
+            }
+        };
         let outputs = call
             .run(&version, tensors, wanted, call.deadline(timeout))
             .await?;
         let mut response = ModelInferResponse {
-            model_name: req.model_name,
+            model_name,
             model_version: version.version_id.clone(),
-            id: req.id,
+            id,
             ..Default::default()
         };
         for (name, t) in outputs {
@@ -237,7 +259,7 @@ impl GrpcInferenceService for KServe {
     ) -> Result<Response<ModelInferResponse>, Status> {
         let arrived = arrival(&request);
         let timeout = tonic_timeout(&request);
-        self.infer_call(request.into_inner(), arrived, timeout)
+        self.infer_call(Received::Decoded(request.into_inner()), arrived, timeout)
             .await
             .map(Response::new)
             .map_err(|e| status(&e))

@@ -3,15 +3,19 @@
 //! and encoding around the same serving core as REST.
 //!
 //! A call's path: `transport` (HTTP/2 connections, TLS, drain) → `unary::Dispatch`, which
-//! answers the hot calls itself (`unary`) and hands the rest to tonic's generated services
+//! answers the hot calls itself (`unary`, their requests read in place by `infer_wire` and
+//! `predict_wire`) and hands the rest to tonic's generated services
 //! (`kserve`, `tfserving`, health, reflection). Both paths end in the same handlers.
 
+pub mod infer_wire;
 pub mod kserve;
 pub use crate::proto;
+pub mod predict_wire;
 mod tensor_proto;
 pub mod tfserving;
 pub mod transport;
 mod unary;
+mod wire;
 
 use std::sync::Arc;
 

@@ -29,8 +29,8 @@ pub fn shape_proto(dims: impl IntoIterator<Item = i64>) -> TensorShapeProto {
 }
 
 /// Decodes one input for `spec`; errors name the input. Numbers of another numeric type are
-/// decoded as sent (the core converts them exactly).
-pub fn decode(spec: &TensorSpec, proto: &TensorProto) -> Result<Tensor> {
+/// decoded as sent (the core converts them exactly). The values are moved, not copied.
+pub fn decode(spec: &TensorSpec, proto: TensorProto) -> Result<Tensor> {
     let name = &spec.name;
     let err = |msg: String| Error::invalid(format!("input '{name}': {msg}"));
     let got = DataType::try_from(proto.dtype)
@@ -80,14 +80,14 @@ pub fn decode(spec: &TensorSpec, proto: &TensorProto) -> Result<Tensor> {
     /// `values` as `count` elements: as given, or TensorFlow's broadcast of a single value.
     /// `heap` is the bytes the one value owns beyond its own size (a string's text).
     fn spread<T: Clone>(
-        values: &[T],
+        values: Vec<T>,
         count: usize,
         heap: usize,
         err: &dyn Fn(String) -> Error,
     ) -> Result<Vec<T>> {
         let bytes = count.saturating_mul(std::mem::size_of::<T>().saturating_add(heap));
         match values.len() {
-            n if n == count => Ok(values.to_vec()),
+            n if n == count => Ok(values),
             1 if bytes <= MAX_BROADCAST_BYTES => Ok(vec![values[0].clone(); count]),
             1 => Err(err(format!(
                 "one value cannot be broadcast to {count} elements (at most {MAX_BROADCAST_BYTES} bytes)"
@@ -106,50 +106,48 @@ pub fn decode(spec: &TensorSpec, proto: &TensorProto) -> Result<Tensor> {
             .collect()
     }
     let data = match dtype {
-        DType::F32 => TensorData::F32(spread(&proto.float_val, count, 0, &err)?),
-        DType::F64 => TensorData::F64(spread(&proto.double_val, count, 0, &err)?),
-        DType::I64 => TensorData::I64(spread(&proto.int64_val, count, 0, &err)?),
-        DType::I32 => TensorData::I32(spread(&proto.int_val, count, 0, &err)?),
+        DType::F32 => TensorData::F32(spread(proto.float_val, count, 0, &err)?),
+        DType::F64 => TensorData::F64(spread(proto.double_val, count, 0, &err)?),
+        DType::I64 => TensorData::I64(spread(proto.int64_val, count, 0, &err)?),
+        DType::I32 => TensorData::I32(spread(proto.int_val, count, 0, &err)?),
         DType::I16 => TensorData::I16(spread(
-            &narrow(&proto.int_val, dtype, &err)?,
+            narrow(&proto.int_val, dtype, &err)?,
             count,
             0,
             &err,
         )?),
         DType::I8 => TensorData::I8(spread(
-            &narrow(&proto.int_val, dtype, &err)?,
+            narrow(&proto.int_val, dtype, &err)?,
             count,
             0,
             &err,
         )?),
         DType::U8 => TensorData::U8(spread(
-            &narrow(&proto.int_val, dtype, &err)?,
+            narrow(&proto.int_val, dtype, &err)?,
             count,
             0,
             &err,
         )?),
         DType::U16 => TensorData::U16(spread(
-            &narrow(&proto.int_val, dtype, &err)?,
+            narrow(&proto.int_val, dtype, &err)?,
             count,
             0,
             &err,
         )?),
-        DType::U32 => TensorData::U32(spread(&proto.uint32_val, count, 0, &err)?),
-        DType::U64 => TensorData::U64(spread(&proto.uint64_val, count, 0, &err)?),
-        DType::Bool => TensorData::Bool(spread(&proto.bool_val, count, 0, &err)?),
+        DType::U32 => TensorData::U32(spread(proto.uint32_val, count, 0, &err)?),
+        DType::U64 => TensorData::U64(spread(proto.uint64_val, count, 0, &err)?),
+        DType::Bool => TensorData::Bool(spread(proto.bool_val, count, 0, &err)?),
         DType::String => {
             let texts = proto
                 .string_val
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(i, b)| {
-                    element::text(b)
-                        .map(str::to_string)
-                        .map_err(|e| err(format!("string_val[{i}] {e}")))
+                    element::owned_text(b).map_err(|e| err(format!("string_val[{i}] {e}")))
                 })
                 .collect::<Result<Vec<String>>>()?;
             let heap = texts.first().map_or(0, String::len);
-            TensorData::String(spread(&texts, count, heap, &err)?)
+            TensorData::String(spread(texts, count, heap, &err)?)
         }
     };
     Ok(Tensor::new(shape, data))
@@ -199,10 +197,10 @@ mod tests {
             dtype: DType::String,
             shape: vec![-1],
         };
-        let t = decode(&spec, &string_input(b"25, Private".to_vec(), &[4])).unwrap();
+        let t = decode(&spec, string_input(b"25, Private".to_vec(), &[4])).unwrap();
         assert_eq!(t.data.len(), 4);
         // 60 KB to a million elements would be 60 GB: refused before anything is allocated.
-        let e = decode(&spec, &string_input(vec![b'x'; 60_000], &[1 << 20])).unwrap_err();
+        let e = decode(&spec, string_input(vec![b'x'; 60_000], &[1 << 20])).unwrap_err();
         assert!(e.message.contains("cannot be broadcast"), "{}", e.message);
         assert!(e.message.contains("csv_row"), "{}", e.message);
         let ints = TensorSpec {
@@ -216,6 +214,6 @@ mod tests {
             int64_val: vec![1],
             ..Default::default()
         };
-        assert!(decode(&ints, &huge).is_err());
+        assert!(decode(&ints, huge).is_err());
     }
 }

@@ -17,7 +17,7 @@ use super::proto::tensorflow::serving::{
 };
 use super::proto::tensorflow::{SignatureDef, TensorInfo};
 use super::tensor_proto::{data_type, decode, encode, shape_proto};
-use super::{arrival, status, tonic_timeout};
+use super::{arrival, predict_wire, status, tonic_timeout};
 use crate::codec::example::{self, Features};
 use crate::repository::{VersionSelector, VersionState};
 use crate::serving::{Call, InferenceService};
@@ -66,11 +66,17 @@ fn served_spec(name: &str, version: u64) -> ModelSpec {
     }
 }
 
+/// A `Predict` request as prost decoded it, or as `predict_wire` read it in place.
+pub(super) enum Received<'a> {
+    Decoded(PredictRequest),
+    Wire(predict_wire::Request<'a>),
+}
+
 impl TfServing {
     /// `Predict`, for tonic's service and the hot path alike.
     pub(super) async fn predict_call(
         &self,
-        req: PredictRequest,
+        req: Received<'_>,
         arrived: std::time::Instant,
         timeout: Result<Option<std::time::Duration>>,
     ) -> Result<PredictResponse> {
@@ -86,15 +92,27 @@ impl TfServing {
     async fn predict_inner(
         &self,
         call: &mut Call<'_>,
-        req: PredictRequest,
+        req: Received<'_>,
         timeout: Option<std::time::Duration>,
     ) -> Result<PredictResponse> {
-        let spec = model_spec(req.model_spec.as_ref())?;
-        let version = call.resolve(&spec.name, &selector(spec))?;
+        let spec = match &req {
+            Received::Decoded(r) => r.model_spec.as_ref(),
+            Received::Wire(r) => r.model_spec.as_ref(),
+        };
+        let spec = model_spec(spec)?.clone();
+        let version = call.resolve(&spec.name, &selector(&spec))?;
         crate::codec::instances::check_signature_name(&spec.signature_name)?;
         let signature = version.signature();
-        let wanted = signature.output_indices(req.output_filter.iter().map(String::as_str))?;
-        let inputs = decode_predict(signature, &req)?;
+        let (wanted, inputs) = match req {
+            Received::Decoded(mut r) => (
+                signature.output_indices(r.output_filter.iter().map(String::as_str))?,
+                decode_predict(signature, &mut r)?,
+            ),
+            Received::Wire(r) => (
+                signature.output_indices(r.output_filter.iter().copied())?,
+                predict_wire::tensors(signature, r.inputs)?,
+            ),
+        };
         let outputs = call
             .run(&version, inputs, wanted, call.deadline(timeout))
             .await?;
@@ -112,7 +130,7 @@ impl TfServing {
 /// takes serialized tf.Examples under "inputs", as TF's example serving input did.
 pub fn decode_predict(
     signature: &crate::tensor::Signature,
-    req: &PredictRequest,
+    req: &mut PredictRequest,
 ) -> Result<Vec<Tensor>> {
     if let Some(serialized) = examples_input(signature, req) {
         return example::to_tensors(signature, &serialized?, None);
@@ -121,12 +139,7 @@ pub fn decode_predict(
         if signature.input(key).is_none() {
             return Err(Error::invalid(format!(
                 "unknown input '{key}'; the model's inputs are {}",
-                signature
-                    .inputs
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                signature.input_names()
             )));
         }
     }
@@ -136,7 +149,7 @@ pub fn decode_predict(
         .map(|s| {
             let proto = req
                 .inputs
-                .get(&s.name)
+                .remove(&s.name)
                 .ok_or_else(|| Error::invalid(format!("missing input '{}'", s.name)))?;
             decode(s, proto)
         })
@@ -289,7 +302,7 @@ impl PredictionService for TfServing {
     ) -> Result<Response<PredictResponse>, Status> {
         let arrived = arrival(&request);
         let timeout = tonic_timeout(&request);
-        self.predict_call(request.into_inner(), arrived, timeout)
+        self.predict_call(Received::Decoded(request.into_inner()), arrived, timeout)
             .await
             .map(Response::new)
             .map_err(|e| status(&e))

@@ -1,5 +1,6 @@
 //! The hot calls, KServe's `ModelInfer` and TF Serving's `Predict`, answered straight from the
-//! HTTP/2 request: the gate's checks, the 5-byte frame, prost's decode, the same handlers as
+//! HTTP/2 request: the gate's checks, the 5-byte frame, the message read in place (`infer_wire`,
+//! `predict_wire`; prost's decode for what they leave), the same handlers as
 //! tonic's services, one framed answer and its trailers. Every other call, and any request tonic
 //! would treat differently (compressed, gRPC-Web), goes to tonic's routes.
 //!
@@ -23,11 +24,11 @@ use prost::Message;
 use tonic::codegen::Service;
 use tonic::Status;
 
-use super::kserve::KServe;
+use super::kserve::{self, KServe};
 use super::proto::inference::ModelInferRequest;
 use super::proto::tensorflow::serving::PredictRequest;
-use super::tfserving::TfServing;
-use super::{requested_timeout, status};
+use super::tfserving::{self, TfServing};
+use super::{infer_wire, predict_wire, requested_timeout, status};
 use crate::api::auth::{Auth, Need};
 
 const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
@@ -146,7 +147,12 @@ impl Hot {
         let decode_error = |e: prost::DecodeError| Status::internal(e.to_string());
         match method {
             Method::ModelInfer => {
-                let request = ModelInferRequest::decode(message).map_err(decode_error)?;
+                let request = match infer_wire::parse(&message) {
+                    Some(request) => kserve::Received::Wire(request),
+                    None => kserve::Received::Decoded(
+                        ModelInferRequest::decode(message.clone()).map_err(decode_error)?,
+                    ),
+                };
                 let answer = self
                     .kserve
                     .infer_call(request, arrived, timeout)
@@ -155,7 +161,12 @@ impl Hot {
                 frame(&answer, self.max_message_bytes)
             }
             Method::Predict => {
-                let request = PredictRequest::decode(message).map_err(decode_error)?;
+                let request = match predict_wire::parse(&message) {
+                    Some(request) => tfserving::Received::Wire(request),
+                    None => tfserving::Received::Decoded(
+                        PredictRequest::decode(message.clone()).map_err(decode_error)?,
+                    ),
+                };
                 let answer = self
                     .tf
                     .predict_call(request, arrived, timeout)
