@@ -30,13 +30,21 @@ pub struct Request<'a> {
     pub raw: Vec<&'a [u8]>,
 }
 
-/// One `InferInputTensor`; `contents` is the `InferTensorContents` message, already checked.
+/// One `InferInputTensor`, read in place or borrowed from prost's message.
 #[derive(Debug, Default)]
 pub struct WireInput<'a> {
     pub name: &'a str,
     pub datatype: &'a str,
     pub shape: Vec<i64>,
-    pub contents: Option<&'a [u8]>,
+    pub contents: Option<Contents<'a>>,
+}
+
+/// An input's typed `contents`: the `InferTensorContents` message's bytes (already checked), or
+/// the message prost decoded.
+#[derive(Debug)]
+pub enum Contents<'a> {
+    Wire(&'a [u8]),
+    Decoded(InferTensorContents),
 }
 
 /// The request, when it holds nothing but the fields above, each well-formed.
@@ -74,7 +82,7 @@ fn input(mut buf: &[u8]) -> Option<WireInput<'_>> {
             (5, WireType::LengthDelimited) if input.contents.is_none() => {
                 let contents = delimited(&mut buf)?;
                 scan(contents, 0, |_| {})?;
-                input.contents = Some(contents);
+                input.contents = Some(Contents::Wire(contents));
             }
             _ => return None,
         }
@@ -196,8 +204,8 @@ fn typed(name: &str, dtype: DType, buf: &[u8]) -> Result<TensorData> {
     from_contents(name, dtype, c)
 }
 
-/// The inputs as tensors in signature order, by the same rules as prost's path
-/// (`kserve::decode_request`): raw contents (one entry per input) or typed contents, never both.
+/// The inputs as tensors in signature order, for both paths (`kserve::decode_request` lends
+/// prost's message here): raw contents (one entry per input) or typed contents, never both.
 pub fn tensors(
     signature: &Signature,
     inputs: Vec<WireInput<'_>>,
@@ -222,7 +230,10 @@ pub fn tensors(
             }
             (None, Some(contents)) => {
                 let dtype = datatype(signature, name, input.datatype)?;
-                Data::Typed(typed(name, dtype, contents)?)
+                Data::Typed(match contents {
+                    Contents::Wire(bytes) => typed(name, dtype, bytes)?,
+                    Contents::Decoded(c) => from_contents(name, dtype, c)?,
+                })
             }
             (None, None) => return Err(Error::invalid(format!("input '{name}': no data"))),
         };

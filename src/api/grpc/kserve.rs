@@ -13,7 +13,6 @@ use super::proto::inference::{
     ServerMetadataResponse, ServerReadyRequest, ServerReadyResponse,
 };
 use super::{arrival, infer_wire, status, tonic_timeout};
-use crate::codec::kserve::{datatype, decode_inputs, Data, Input};
 use crate::codec::raw;
 use crate::repository::VersionSelector;
 use crate::serving::{Call, InferenceService};
@@ -73,46 +72,22 @@ pub(super) fn from_contents(
     })
 }
 
-/// The inputs of a `ModelInferRequest` as tensors in signature order: raw contents (one entry per
-/// input) or typed contents, never both. Typed contents and shapes are moved out of `req`, so
-/// that the large vectors become the tensors without a copy.
+/// The inputs of a `ModelInferRequest` as tensors in signature order, by `infer_wire`'s rules.
+/// Typed contents and shapes are moved out of `req`, so that the large vectors become the tensors
+/// without a copy.
 pub fn decode_request(signature: &Signature, req: &mut ModelInferRequest) -> Result<Vec<Tensor>> {
-    if !req.raw_input_contents.is_empty() && req.raw_input_contents.len() != req.inputs.len() {
-        return Err(Error::invalid(format!(
-            "raw_input_contents has {} entries for {} inputs",
-            req.raw_input_contents.len(),
-            req.inputs.len()
-        )));
-    }
-    let owned: Vec<_> = req
+    let raw: Vec<&[u8]> = req.raw_input_contents.iter().map(|b| &b[..]).collect();
+    let inputs = req
         .inputs
         .iter_mut()
-        .map(|input| (input.contents.take(), std::mem::take(&mut input.shape)))
-        .collect();
-    let mut inputs = Vec::with_capacity(req.inputs.len());
-    for (i, (input, (contents, shape))) in req.inputs.iter().zip(owned).enumerate() {
-        let name = input.name.as_str();
-        let data = match (req.raw_input_contents.get(i), contents) {
-            (Some(raw), None) => Data::Raw(raw),
-            (Some(_), Some(_)) => {
-                return Err(Error::invalid(format!(
-                    "input '{name}': set either raw_input_contents or contents, not both"
-                )))
-            }
-            (None, Some(contents)) => {
-                let dtype = datatype(signature, name, &input.datatype)?;
-                Data::Typed(from_contents(name, dtype, contents)?)
-            }
-            (None, None) => return Err(Error::invalid(format!("input '{name}': no data"))),
-        };
-        inputs.push(Input {
-            name,
+        .map(|input| infer_wire::WireInput {
+            name: &input.name,
             datatype: &input.datatype,
-            shape,
-            data,
-        });
-    }
-    decode_inputs(signature, inputs)
+            shape: std::mem::take(&mut input.shape),
+            contents: input.contents.take().map(infer_wire::Contents::Decoded),
+        })
+        .collect();
+    infer_wire::tensors(signature, inputs, &raw)
 }
 
 /// A `ModelInfer` request as prost decoded it, or as `infer_wire` read it in place.

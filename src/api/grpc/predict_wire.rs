@@ -1,9 +1,10 @@
 //! TF Serving's `PredictRequest` read in place from its protobuf bytes: the model spec, each input's
 //! `TensorProto` built straight from its bytes, the output filter. The inputs are a list rather
-//! than prost's hash map of owned names. Anything else (a repeated input name, an input called
-//! `inputs`, which may be serialized tf.Examples, a field this reader does not know, a malformed or
-//! non-UTF-8 field, a message field given twice, which protobuf merges) makes [`parse`] return
-//! `None`, and the call takes prost's full decode instead, so that both paths answer alike.
+//! than prost's hash map of owned names (a name given twice: the last one counts, as in the map).
+//! Anything else (an input called `inputs`, which may be serialized tf.Examples, a field this
+//! reader does not know, a malformed or non-UTF-8 field, a message field given twice, which
+//! protobuf merges) makes [`parse`] return `None`, and the call takes prost's full decode
+//! instead, so that both paths answer alike.
 //!
 //! Why: prost hashes and allocates every input name into a map that the handler then looks up
 //! by name again, and copies every `TensorProto` as it grows that map.
@@ -45,9 +46,11 @@ pub fn parse(mut buf: &[u8]) -> Option<Request<'_>> {
             _ => return None,
         }
     }
-    let mut names: Vec<&str> = request.inputs.iter().map(|(name, _)| *name).collect();
-    names.sort_unstable();
-    if names.windows(2).any(|w| w[0] == w[1]) || names.binary_search(&EXAMPLES_INPUT).is_ok() {
+    if request
+        .inputs
+        .iter()
+        .any(|(name, _)| *name == EXAMPLES_INPUT)
+    {
         return None;
     }
     Some(request)
@@ -172,11 +175,16 @@ fn dim(mut buf: &[u8]) -> Option<Dim> {
     Some(dim)
 }
 
-/// The inputs as tensors in signature order, by the rules of prost's path
-/// (`tfserving::decode_predict`): every input the model's, each model input given.
-pub fn tensors(signature: &Signature, inputs: Vec<(&str, TensorProto)>) -> Result<Vec<Tensor>> {
+/// The inputs as tensors in signature order, for both paths (`tfserving::decode_predict` hands
+/// prost's map here): every input the model's, each model input given; of a name given twice,
+/// the last.
+pub fn tensors<K: AsRef<str>>(
+    signature: &Signature,
+    inputs: impl IntoIterator<Item = (K, TensorProto)>,
+) -> Result<Vec<Tensor>> {
     let mut slots: Vec<Option<TensorProto>> = vec![None; signature.inputs.len()];
     for (name, proto) in inputs {
+        let name = name.as_ref();
         let Some((index, _)) = signature.input(name) else {
             return Err(Error::invalid(format!(
                 "unknown input '{name}'; the model's inputs are {}",
@@ -361,11 +369,24 @@ mod tests {
         };
         let bytes = base.encode_to_vec();
         assert!(both(&bytes).is_some());
-        // The same name twice (prost keeps the last), serialized examples, an unknown field.
+        // The same name twice: the last counts, as in prost's map.
         let mut twice = bytes.clone();
-        twice.extend_from_slice(&with_age(&age.encode_to_vec()));
-        assert!(parse(&twice).is_none());
-        assert!(PredictRequest::decode(&twice[..]).is_ok());
+        let mut later = age.clone();
+        later.int64_val = vec![40];
+        twice.extend_from_slice(&with_age(&later.encode_to_vec()));
+        assert_eq!(both(&twice), Some(false));
+        let read = parse(&twice).unwrap();
+        assert_eq!(read.inputs.len(), 2);
+        let mut decoded = PredictRequest::decode(&twice[..]).unwrap();
+        assert_eq!(decoded.inputs["age"].int64_val, vec![40]);
+        let sig = Signature {
+            inputs: signature().inputs[..1].to_vec(),
+            ..Signature::default()
+        };
+        let fast = tensors(&sig, read.inputs).unwrap();
+        assert_eq!(fast, decode_predict(&sig, &mut decoded).unwrap());
+        assert_eq!(fast[0].data, crate::tensor::TensorData::I64(vec![40]));
+        // Serialized examples, an unknown field.
         let mut examples = base.clone();
         examples.inputs = [("inputs".to_string(), TensorProto::default())].into();
         assert!(parse(&examples.encode_to_vec()).is_none());

@@ -16,7 +16,7 @@ use super::proto::tensorflow::serving::{
     StatusProto,
 };
 use super::proto::tensorflow::{SignatureDef, TensorInfo};
-use super::tensor_proto::{data_type, decode, encode, shape_proto};
+use super::tensor_proto::{data_type, encode, shape_proto};
 use super::{arrival, predict_wire, status, tonic_timeout};
 use crate::codec::example::{self, Features};
 use crate::repository::{VersionSelector, VersionState};
@@ -92,15 +92,15 @@ impl TfServing {
     async fn predict_inner(
         &self,
         call: &mut Call<'_>,
-        req: Received<'_>,
+        mut req: Received<'_>,
         timeout: Option<std::time::Duration>,
     ) -> Result<PredictResponse> {
-        let spec = match &req {
-            Received::Decoded(r) => r.model_spec.as_ref(),
-            Received::Wire(r) => r.model_spec.as_ref(),
+        let spec = match &mut req {
+            Received::Decoded(r) => r.model_spec.take(),
+            Received::Wire(r) => r.model_spec.take(),
         };
-        let spec = model_spec(spec)?.clone();
-        let version = call.resolve(&spec.name, &selector(&spec))?;
+        let spec = model_spec(spec.as_ref())?;
+        let version = call.resolve(&spec.name, &selector(spec))?;
         crate::codec::instances::check_signature_name(&spec.signature_name)?;
         let signature = version.signature();
         let (wanted, inputs) = match req {
@@ -135,25 +135,7 @@ pub fn decode_predict(
     if let Some(serialized) = examples_input(signature, req) {
         return example::to_tensors(signature, &serialized?, None);
     }
-    for key in req.inputs.keys() {
-        if signature.input(key).is_none() {
-            return Err(Error::invalid(format!(
-                "unknown input '{key}'; the model's inputs are {}",
-                signature.input_names()
-            )));
-        }
-    }
-    signature
-        .inputs
-        .iter()
-        .map(|s| {
-            let proto = req
-                .inputs
-                .remove(&s.name)
-                .ok_or_else(|| Error::invalid(format!("missing input '{}'", s.name)))?;
-            decode(s, proto)
-        })
-        .collect()
+    predict_wire::tensors(signature, std::mem::take(&mut req.inputs))
 }
 
 /// Serialized tf.Examples given as the one input `inputs` (DT_STRING) to a model that has no
