@@ -1,6 +1,7 @@
 //! Dynamic batching and admission control over real sockets: merged runs answer exactly what
 //! single runs answer, a full queue refuses at once, expired and cancelled requests are dropped
-//! unrun, and a flood of requests leaves memory bounded by the queue.
+//! unrun, a flood of requests leaves memory bounded by the queue, and a lone client's small
+//! requests run in place.
 //!
 //! Most tests use a deliberately slow model whose run time a request chooses (its value is the
 //! number of MatMuls run in a loop), to keep the single worker busy while the test queues requests
@@ -479,6 +480,86 @@ fn batched_answers_equal_unbatched_bit_for_bit() {
         rows_per_run(&alone),
         rows_per_run(&merged)
     );
+}
+
+/// With the server to itself (one HTTP/1.1 connection, nothing else in flight), a small request
+/// runs on the thread that received it once the version's small runs have proven quick; a second
+/// connection, REST or gRPC, sends requests to the worker again, and closing it brings runs in
+/// place back. Every run counts as quick here (a minute), so the test never depends on this
+/// machine's speed; the answers are the same either way.
+#[test]
+fn the_only_connection_runs_small_requests_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = bundled_version();
+    let version = model.file_name().unwrap().to_str().unwrap();
+    let server = Server::start(&[
+        "--model-base-path",
+        model.parent().unwrap().to_str().unwrap(),
+        "--file-system-poll-wait-seconds",
+        "0",
+        "--in-place-max-run-micros",
+        "60000000",
+    ]);
+    let here =
+        format!(r#"mlengine_request_thread_runs_total{{model="census",version="{version}"}}"#);
+    let instances = census_instances(tmp.path());
+    let body = json!({"instances": &instances[..2]}).to_string();
+    let answer = |client: &mut KeepAlive| {
+        let (status, text) = client.post("/v1/models/census:predict", &body);
+        assert_eq!(status, 200, "{text}");
+        text
+    };
+    let mut only = KeepAlive::connect(&server.addr);
+    let reference = answer(&mut only);
+    for _ in 1..20 {
+        assert_eq!(answer(&mut only), reference);
+    }
+    // The first eight small runs (the warm-up's among them) prove the model quick on the worker,
+    // so at most 13 ran in place; a few more may have gone to the worker while the server had
+    // not yet counted the start-up's readiness connection closed.
+    let in_place = metric(&server, &here);
+    assert!(
+        (6.0..=13.0).contains(&in_place),
+        "{in_place} of 20 requests ran in place"
+    );
+    eprintln!("{in_place} of 20 requests ran in place");
+    assert_eq!(
+        metric(&server, r#"mlengine_batch_size_count{model="census"}"#),
+        20.0,
+        "every run is counted once, wherever it ran"
+    );
+
+    // Ten requests on `only` while another connection is open: none may run in place.
+    let none_in_place_beside = |what: &str, only: &mut KeepAlive| {
+        let before = metric(&server, &here);
+        for _ in 0..10 {
+            assert_eq!(answer(only), reference);
+        }
+        assert_eq!(metric(&server, &here), before, "ran in place beside {what}");
+        before
+    };
+
+    // A second HTTP/1.1 connection, accepted (it has had an answer) and kept open.
+    let mut other = KeepAlive::connect(&server.addr);
+    assert_eq!(answer(&mut other), reference);
+    let before = none_in_place_beside("another connection", &mut only);
+    drop(other);
+    wait_until("requests to run in place again", || {
+        assert_eq!(answer(&mut only), reference);
+        metric(&server, &here) > before
+    });
+
+    // A gRPC connection, which may carry many calls at once.
+    let rt = rt();
+    let _grpc = rt.block_on(async {
+        let mut client = GrpcInferenceServiceClient::new(channel(&server).await);
+        client
+            .server_live(mlengine::api::grpc::proto::inference::ServerLiveRequest {})
+            .await
+            .unwrap();
+        client
+    });
+    none_in_place_beside("a gRPC connection", &mut only);
 }
 
 #[test]

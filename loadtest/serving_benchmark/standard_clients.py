@@ -93,9 +93,10 @@ def grpc_non_ok(metrics_url):
     return bad
 
 
-def wrk(url, body, connections, threads, seconds):
+def wrk(url, body, connections, threads, seconds, prefix=()):
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", LUA_PATH, url],
+        [*prefix, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+         LUA_PATH, url],
         capture_output=True, text=True, env={**os.environ, "BODY": body}, check=True).stdout
     line = next(l for l in out.splitlines() if l.startswith("RESULT "))
     r = json.loads(line[len("RESULT "):])
@@ -139,12 +140,31 @@ def measure(server, name, client, run, seconds, warmup, metrics_url=None):
     return r
 
 
+ONE_CORE = "-one-core"
+
+
+def pin(pid, cpus):
+    """Sets the CPU affinity of every thread of `pid`."""
+    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], capture_output=True, check=True)
+
+
 def run_all(a, server, scenarios, bodies, metrics):
     out = []
     for name, url, body, connections, threads in scenarios:
         if body.startswith("grpc"):
             run = lambda s: h2load(url, bodies[body], connections, threads, s)  # noqa: E731
             out.append(measure(server, name, "h2load", run, a.seconds, a.warmup, metrics))
+        elif name.endswith(ONE_CORE):
+            # Server and client on core 0: no idle virtual CPU to wake between them, which on a
+            # VM can cost more than the request itself.
+            everywhere = ",".join(str(c) for c in sorted(os.sched_getaffinity(server.proc.pid)))
+            pin(server.proc.pid, "0")
+            try:
+                run = lambda s: wrk(url, bodies[body], connections, threads, s,  # noqa: E731
+                                    prefix=("taskset", "-c", "0"))
+                out.append(measure(server, name, "wrk", run, a.seconds, a.warmup))
+            finally:
+                pin(server.proc.pid, everywhere)
         else:
             run = lambda s: wrk(url, bodies[body], connections, threads, s)  # noqa: E731
             out.append(measure(server, name, "wrk", run, a.seconds, a.warmup))
@@ -175,9 +195,11 @@ def main():
         subprocess.run([a.loadgen, "body", "--protocol", protocol, "--data", a.data,
                         "--out", bodies[protocol]], check=True)
 
-    raw = json.loads(subprocess.run(
-        [a.mlengine, "bench-ort", "--model-dir", a.model_base, "--batch-sizes", "1", "--json",
-         "--seconds", "3"], capture_output=True, text=True, check=True).stdout)
+    bench_ort = [a.mlengine, "bench-ort", "--model-dir", a.model_base, "--batch-sizes", "1",
+                 "--json", "--seconds", "3"]
+    raw = json.loads(subprocess.run(bench_ort, capture_output=True, text=True, check=True).stdout)
+    raw_one_core = json.loads(subprocess.run(["taskset", "-c", "0", *bench_ort],
+                                             capture_output=True, text=True, check=True).stdout)
 
     results = []
     rest, grpc = free_port(), free_port()
@@ -200,6 +222,7 @@ def main():
         ("tfserving-grpc-c32", f"{grpc_base}/tensorflow.serving.PredictionService/Predict",
          "grpc-tfserving", 32, 1),
         ("cloudml-rest-c1", cloudml, "cloudml", 1, 1),
+        ("cloudml-rest-c1" + ONE_CORE, cloudml, "cloudml", 1, 1),
     ]
     try:
         results += run_all(a, ml, scenarios, bodies, metrics)
@@ -224,12 +247,13 @@ def main():
         finally:
             floor.stop()
 
-    report(a, results, raw)
+    report(a, results, raw, raw_one_core)
 
 
-def report(a, results, raw):
+def report(a, results, raw, raw_one_core):
     by = {(r["server"], r["scenario"]): r for r in results}
     raw_us = raw["results"][0]["p50_us"] if "results" in raw else None
+    raw_one_us = raw_one_core["results"][0]["p50_us"] if "results" in raw_one_core else None
     m, f = (lambda s: by[("mlengine", s)]), (lambda s: by[("floor", s)])
     rest = m("cloudml-rest-c32")
     rows = []
@@ -241,6 +265,8 @@ def report(a, results, raw):
     floor_ratio_t2 = m("cloudml-rest-c32-t2")["rps"] / f("cloudml-rest-c32-t2")["rps"]
     p50, floor_p50 = m("cloudml-rest-c1")["p50_us"], f("cloudml-rest-c1")["p50_us"]
     overhead = p50 - floor_p50 - (raw_us or 0)
+    p50_one, floor_p50_one = m("cloudml-rest-c1" + ONE_CORE)["p50_us"], f("cloudml-rest-c1" + ONE_CORE)["p50_us"]
+    overhead_one = p50_one - floor_p50_one - (raw_one_us or 0)
     g, gt, gh = m("kserve-grpc-c32"), f("kserve-grpc-c32"), by[("floor-hyper", "kserve-grpc-c32")]
     grpc_rows = "\n".join(
         f"| {what} | {r['rps']:,.0f} | {r['rps'] / rest['rps']:.2f} | {r['cpu_us_per_request']:.1f} | "
@@ -281,12 +307,15 @@ request with prost as any tonic service does, the hyper floor only reads the bod
 {grpc_rows}
 
 One connection (`wrk -t1 -c1`): p50 {p50} µs, floor {floor_p50} µs, raw ONNX Runtime run of one
-row {raw_us:.1f} µs (`bench-ort`): server overhead {overhead:.1f} µs.
+row {raw_us:.1f} µs (`bench-ort`): server overhead {overhead:.1f} µs. The same with server and client
+on one core (`taskset -c 0`, so that no idle virtual CPU is woken between them): p50 {p50_one} µs,
+floor {floor_p50_one} µs, raw run {raw_one_us:.1f} µs: server overhead {overhead_one:.1f} µs.
 """
     with open(os.path.join(a.out, "standard-clients.md"), "w") as fh:
         fh.write(text)
     with open(os.path.join(a.out, "standard-clients.json"), "w") as fh:
-        json.dump({"results": results, "raw_ort": raw}, fh, indent=1)
+        json.dump({"results": results, "raw_ort": raw, "raw_ort_one_core": raw_one_core}, fh,
+                  indent=1)
     print(text)
 
 

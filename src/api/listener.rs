@@ -1,29 +1,100 @@
-//! The listeners (plain TCP or TLS), their accept loop, and the client address the gate checks.
+//! The listeners (plain TCP or TLS), their accept loop, the count of open connections, and the
+//! client address the gate checks.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::tls::TlsListener;
+use crate::serving::connections::{Carries, Connections, Open};
 
 /// Plain TCP with Nagle's algorithm off: a small answer waiting for the peer's delayed ACK
-/// stalled gRPC calls for 40 ms (p99.9) under load.
-pub struct NoDelay(pub TcpListener);
+/// stalled gRPC calls for 40 ms (p99.9) under load. Its connections (HTTP/1.1) are counted in
+/// `connections` while open.
+pub struct NoDelay {
+    pub tcp: TcpListener,
+    pub connections: Arc<Connections>,
+}
 
 impl Listener for NoDelay {
-    type Io = TcpStream;
+    type Io = Counted<TcpStream>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, peer) = Listener::accept(&mut self.0).await;
+        let (stream, peer) = Listener::accept(&mut self.tcp).await;
         let _ = stream.set_nodelay(true);
-        (stream, peer)
+        (
+            Counted::new(stream, &self.connections, Carries::OneAtATime),
+            peer,
+        )
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
+        self.tcp.local_addr()
+    }
+}
+
+/// A connection, counted in [`Connections`] until it is dropped.
+pub struct Counted<S> {
+    // Declared first, so dropped before the socket (hyper may have sent its FIN earlier, after
+    // answering `Connection: close`: a client can see the close a moment before the count does).
+    _open: Open,
+    io: S,
+}
+
+impl<S> Counted<S> {
+    pub fn new(io: S, connections: &Arc<Connections>, carries: Carries) -> Self {
+        Counted {
+            _open: connections.open(carries),
+            io,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -13,6 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::listener::Counted;
+use crate::serving::connections::{Carries, Connections};
+
 /// A server certificate and key.
 pub struct Tls {
     acceptor: TlsAcceptor,
@@ -60,17 +63,19 @@ impl Tls {
     }
 
     /// A listener of TLS connections over `tcp`, for axum.
-    pub fn listener(&self, tcp: TcpListener) -> TlsListener {
+    pub fn listener(&self, tcp: TcpListener, open: Arc<Connections>) -> TlsListener {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let local = tcp.local_addr();
         let acceptor = self.acceptor.clone();
         let task = tokio::spawn(async move {
             loop {
                 let (stream, peer) = super::listener::accept(&tcp).await;
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                let (acceptor, tx, open) = (acceptor.clone(), tx.clone(), Arc::clone(&open));
                 tokio::spawn(async move {
                     // A failed handshake is the client's problem: drop the connection.
                     if let Ok(tls) = acceptor.accept(stream).await {
+                        // Counted from here, while it waits for axum too.
+                        let tls = Counted::new(tls, &open, Carries::OneAtATime);
                         let _ = tx.send((tls, peer)).await;
                     }
                 });
@@ -93,13 +98,14 @@ impl Drop for AbortOnDrop {
 }
 
 pub struct TlsListener {
-    connections: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    /// Handshaken connections (HTTP/1.1), counted in `Connections` while open.
+    connections: tokio::sync::mpsc::Receiver<(Counted<TlsStream<TcpStream>>, SocketAddr)>,
     local: std::io::Result<SocketAddr>,
     _accepting: AbortOnDrop,
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = Counted<TlsStream<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

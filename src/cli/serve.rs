@@ -89,6 +89,14 @@ pub struct ServeArgs {
     #[arg(long, env = "MLENGINE_BATCH_TIMEOUT_MICROS", default_value_t = 0)]
     pub batch_timeout_micros: u64,
 
+    /// Requests on the server's only connection (HTTP/1.1, nothing else in flight, at most 8
+    /// instances) run on the thread that received them, saving two thread hand-offs, once the
+    /// version's last 8 runs of up to 8 instances each took at most this long (and had at least
+    /// as many input values); 0 turns it off.
+    #[arg(long, env = "MLENGINE_IN_PLACE_MAX_RUN_MICROS",
+          default_value_t = crate::runtime::batcher::HERE_MAX_RUN_MICROS)]
+    pub in_place_max_run_micros: u64,
+
     /// Queue bound per version, in batches of --max-batch-size requests: past
     /// max-enqueued-batches x max-batch-size queued requests, new ones are refused at once (429,
     /// RESOURCE_EXHAUSTED).
@@ -277,6 +285,7 @@ impl ServeArgs {
                     max_batch_size: self.max_batch_size,
                     batch_timeout: Duration::from_micros(self.batch_timeout_micros),
                 },
+                in_place_max_run: Duration::from_micros(self.in_place_max_run_micros),
                 session: SessionConfig {
                     intra_threads: threads.intra_op,
                     device: self.device,

@@ -16,6 +16,7 @@ pub struct VersionMetrics {
     pub inference_duration: prometheus::Histogram,
     pub queue_duration: prometheus::Histogram,
     pub batch_size: prometheus::Histogram,
+    pub runs_here: prometheus::IntCounter,
 }
 
 pub struct Metrics {
@@ -25,6 +26,7 @@ pub struct Metrics {
     pub inference_duration: HistogramVec,
     pub batch_size: HistogramVec,
     pub queue_duration: HistogramVec,
+    pub runs_here: IntCounterVec,
     pub dropped: IntCounterVec,
     pub load_attempts: IntCounterVec,
     pub load_failures: IntCounterVec,
@@ -76,6 +78,15 @@ impl Metrics {
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["model"],
+        )?;
+        let runs_here = IntCounterVec::new(
+            Opts::new(
+                "mlengine_request_thread_runs_total",
+                "Requests run on the thread that received them rather than handed to a session \
+                 worker (the server's only connection, HTTP/1.1, nothing else in flight, a small \
+                 and quick run).",
+            ),
+            &["model", "version"],
         )?;
         let dropped = IntCounterVec::new(
             Opts::new(
@@ -144,6 +155,7 @@ impl Metrics {
         registry.register(Box::new(inference_duration.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(queue_duration.clone()))?;
+        registry.register(Box::new(runs_here.clone()))?;
         registry.register(Box::new(dropped.clone()))?;
         registry.register(Box::new(load_attempts.clone()))?;
         registry.register(Box::new(load_failures.clone()))?;
@@ -155,6 +167,7 @@ impl Metrics {
             inference_duration,
             batch_size,
             queue_duration,
+            runs_here,
             dropped,
             load_attempts,
             load_failures,
@@ -181,6 +194,7 @@ impl Metrics {
             inference_duration: self.inference_duration.with_label_values(&[model, version]),
             queue_duration: self.queue_duration.with_label_values(&[model]),
             batch_size: self.batch_size.with_label_values(&[model]),
+            runs_here: self.runs_here.with_label_values(&[model, version]),
         }
     }
 

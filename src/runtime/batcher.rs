@@ -8,12 +8,17 @@
 //! whose client has gone or whose deadline has passed is dropped when a thread reaches it, never
 //! run.
 //!
+//! A request may also run on the thread that received it (`run_here`) when a hand-off could only
+//! cost time: the caller knows nobody else is waiting for its thread, nothing is in flight on the
+//! version, the request is small and the version's small runs are quick. Two thread wake-ups per
+//! request are then saved (a worker's, and the receiving thread's for the answer).
+//!
 //! Dropping the last `Batcher` handle closes the queue: the threads finish what is queued and
 //! exit, freeing their runners, which is how a retired version goes away after its last request.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -22,7 +27,8 @@ use crate::status::{Code, Error, Result};
 use crate::tensor::{Outputs, Signature, Tensor};
 
 /// What runs a batch: an ONNX Runtime session in the server, a fake in the batcher's tests.
-/// `run` takes `&mut self` (as `ort::Session::run` does), so each batcher thread owns one.
+/// `run` takes `&mut self` (as `ort::Session::run` does), so one thread at a time holds each:
+/// its worker thread, or a thread running a request in place (`Batcher::run_here`).
 pub trait Runner: Send + 'static {
     fn signature(&self) -> &Signature;
 
@@ -139,6 +145,135 @@ impl Job {
     }
 }
 
+/// Most rows a request may have to run in place.
+const HERE_MAX_ROWS: usize = 8;
+
+/// The default longest run of at most `HERE_MAX_ROWS` rows for a version's requests to run in
+/// place, in microseconds: a few thread wake-ups. A slower model runs on its workers.
+pub const HERE_MAX_RUN_MICROS: u64 = 200;
+
+/// Small runs in a row that must each have been quick before requests run in place; one slow
+/// run (a model whose run time depends on its input, a stall) sends requests to the workers again.
+const HERE_QUICK_STREAK: u32 = 8;
+
+/// A run's inputs: rows, and elements of every input together.
+#[derive(Debug, Clone, Copy)]
+struct Size {
+    rows: usize,
+    elements: usize,
+}
+
+impl Size {
+    fn of(inputs: &[Tensor]) -> Size {
+        Size {
+            rows: inputs.first().map_or(0, Tensor::rows),
+            elements: inputs.iter().map(|t| t.data.len()).sum(),
+        }
+    }
+}
+
+/// A version's runners, each behind its own lock, with what their small runs take.
+struct Runners<R> {
+    slots: Vec<Mutex<R>>,
+    /// Longest small run that counts as quick; zero: none does, and requests never run in place.
+    max_quick_run: Duration,
+    /// Runs of at most `HERE_MAX_ROWS` rows in a row that took at most `max_quick_run`.
+    quick_streak: AtomicU32,
+    /// The most input elements among those runs. A request with more (a longer sequence, a
+    /// larger image in the same row count) may take longer, so it runs on a worker instead.
+    quick_elements: AtomicUsize,
+}
+
+impl<R: Runner> Runners<R> {
+    /// A slot's runner. A run that panicked leaves none of our state half-changed in it (the
+    /// session holds nothing between runs), so the lock's poison is ignored rather than turning
+    /// every later run of the slot into an error.
+    fn slot(&self, slot: usize) -> MutexGuard<'_, R> {
+        self.slots[slot]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn timed(&self, runner: &mut R, inputs: Vec<Tensor>, outputs: &[usize]) -> Result<Outputs> {
+        let size = Size::of(&inputs);
+        let started = Instant::now();
+        let result = runner.run(inputs, outputs);
+        self.ran(size, started.elapsed());
+        result
+    }
+
+    fn ran(&self, size: Size, took: Duration) {
+        if size.rows > HERE_MAX_ROWS {
+            return;
+        }
+        if took <= self.max_quick_run {
+            // Read first: once proven, a run writes nothing to these shared lines.
+            if size.elements > self.quick_elements.load(Ordering::Relaxed) {
+                self.quick_elements
+                    .fetch_max(size.elements, Ordering::Relaxed);
+            }
+            // An update, not a load and a store: a slow run's reset is never overwritten.
+            let _ = self
+                .quick_streak
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    (n < HERE_QUICK_STREAK).then_some(n + 1)
+                });
+        } else {
+            self.quick_streak.store(0, Ordering::Relaxed);
+            self.quick_elements.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The batcher's type-erased view of its runners, for runs in place.
+trait RunHere: Send + Sync {
+    /// Whether a request of this size is expected to run quickly.
+    fn quick_for(&self, size: Size) -> bool;
+
+    /// Runs on the first free runner; gives the inputs back when all are busy.
+    fn try_run(
+        &self,
+        inputs: Vec<Tensor>,
+        outputs: &[usize],
+    ) -> std::result::Result<Result<Outputs>, Vec<Tensor>>;
+}
+
+impl<R: Runner> RunHere for Runners<R> {
+    fn quick_for(&self, size: Size) -> bool {
+        !self.max_quick_run.is_zero()
+            && size.rows <= HERE_MAX_ROWS
+            && self.quick_streak.load(Ordering::Relaxed) >= HERE_QUICK_STREAK
+            && size.elements <= self.quick_elements.load(Ordering::Relaxed)
+    }
+
+    fn try_run(
+        &self,
+        inputs: Vec<Tensor>,
+        outputs: &[usize],
+    ) -> std::result::Result<Result<Outputs>, Vec<Tensor>> {
+        for slot in &self.slots {
+            let runner = match slot.try_lock() {
+                Ok(runner) => Some(runner),
+                Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut runner) = runner {
+                return Ok(self.timed(&mut runner, inputs, outputs));
+            }
+        }
+        Err(inputs)
+    }
+}
+
+/// Takes a request out of the in-flight count when dropped, even by a panicking run.
+struct Answering<'a>(&'a Load);
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.answered(1);
+    }
+}
+
 fn deadline_exceeded() -> Error {
     Error::new(
         Code::DeadlineExceeded,
@@ -150,17 +285,21 @@ pub struct Batcher {
     queue: SyncSender<Job>,
     signature: Signature,
     load: Arc<Load>,
+    runners: Arc<dyn RunHere>,
 }
 
 impl Batcher {
     /// Starts one thread per runner (at least one runner). Dropped requests are counted in
-    /// `drops` (shared by a model's versions, so the counts outlive a retired version).
+    /// `drops` (shared by a model's versions, so the counts outlive a retired version). Small
+    /// requests may run in place once the version's small runs each take at most
+    /// `max_quick_run` (zero: never; see `run_here`).
     pub fn start<R: Runner>(
         runners: Vec<R>,
         label: &str,
         batching: BatchConfig,
         queue_capacity: usize,
         drops: Arc<DropCounts>,
+        max_quick_run: Duration,
     ) -> std::io::Result<Self> {
         let signature = match runners.first() {
             Some(r) => r.signature().clone(),
@@ -175,9 +314,17 @@ impl Batcher {
         let (tx, rx) = sync_channel::<Job>(queue_capacity.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let load = Arc::new(Load::default());
-        for (i, runner) in runners.into_iter().enumerate() {
+        let count = runners.len();
+        let runners = Arc::new(Runners {
+            slots: runners.into_iter().map(Mutex::new).collect(),
+            max_quick_run,
+            quick_streak: AtomicU32::new(0),
+            quick_elements: AtomicUsize::new(0),
+        });
+        for i in 0..count {
             let worker = Worker {
-                runner,
+                runners: Arc::clone(&runners),
+                slot: i,
                 queue: Arc::clone(&rx),
                 batching,
                 drops: Arc::clone(&drops),
@@ -192,6 +339,7 @@ impl Batcher {
             queue: tx,
             signature,
             load,
+            runners,
         })
     }
 
@@ -274,6 +422,42 @@ impl Batcher {
         }
     }
 
+    /// Runs the request on the calling thread, when the caller knows that no other request
+    /// waits for that thread (`Connections::alone`), nothing is in flight on this version, a
+    /// runner is free, the request has at most `HERE_MAX_ROWS` rows and no more input elements
+    /// than the version's last `HERE_QUICK_STREAK` runs of up to that many rows, and each of those
+    /// took at most the batcher's quick bound. Gives the inputs back otherwise, for `run` (which
+    /// also answers a request already past its deadline).
+    pub fn run_here(
+        &self,
+        inputs: Vec<Tensor>,
+        outputs: &[usize],
+        deadline: Option<Instant>,
+    ) -> std::result::Result<Result<Ran>, Vec<Tensor>> {
+        let size = Size::of(&inputs);
+        if !self.runners.quick_for(size) || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(inputs);
+        }
+        // Counted in flight first, so a request arriving meanwhile queues for a worker.
+        if self
+            .load
+            .inflight
+            .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(inputs);
+        }
+        let _answering = Answering(&self.load);
+        self.runners.try_run(inputs, outputs).map(|ran| {
+            ran.map(|outputs| Ran {
+                outputs,
+                batch_rows: size.rows,
+                first_in_batch: true,
+                queued: Duration::ZERO,
+            })
+        })
+    }
+
     /// Runs synchronously from a non-async thread (warm-up, local prediction).
     pub fn run_blocking(&self, inputs: Vec<Tensor>, outputs: Vec<usize>) -> Result<Ran> {
         let (job, answer) = Self::job(inputs, outputs, None);
@@ -298,7 +482,9 @@ fn batchable(signature: &Signature) -> bool {
 }
 
 struct Worker<R> {
-    runner: R,
+    runners: Arc<Runners<R>>,
+    /// This worker's runner in `runners`.
+    slot: usize,
     queue: Arc<Mutex<Receiver<Job>>>,
     batching: BatchConfig,
     drops: Arc<DropCounts>,
@@ -366,6 +552,10 @@ impl<R: Runner> Worker<R> {
     }
 
     fn run(&mut self, batch: Vec<Job>) {
+        // The runner first: a run in place may hold it for a moment, and the jobs' deadlines and
+        // clients are checked after that wait.
+        let runners = Arc::clone(&self.runners);
+        let mut runner = runners.slot(self.slot);
         // Jobs may have expired or lost their client while the batch formed; a merged job whose
         // input the model refuses is answered alone.
         let merged = batch.len() > 1;
@@ -376,7 +566,7 @@ impl<R: Runner> Worker<R> {
                 if !merged {
                     return Some(j);
                 }
-                match self.runner.check(&j.inputs) {
+                match runner.check(&j.inputs) {
                     Ok(()) => Some(j),
                     Err(e) => {
                         self.load.answered(1);
@@ -392,7 +582,9 @@ impl<R: Runner> Worker<R> {
                 return;
             };
             let rows = job.rows;
-            let result = self.runner.run(job.inputs, &job.outputs);
+            let result = runners.timed(&mut runner, job.inputs, &job.outputs);
+            // Free before the answer goes out: the client's next request may run in place.
+            drop(runner);
             self.load.answered(1);
             let _ = job.reply.send(result.map(|outputs| Ran {
                 outputs,
@@ -419,10 +611,11 @@ impl<R: Runner> Worker<R> {
         }
         let merged: Option<Vec<Tensor>> = columns.into_iter().map(Tensor::concat_rows).collect();
         let result = match merged {
-            Some(inputs) => self.runner.run(inputs, &outputs),
+            Some(inputs) => runners.timed(&mut runner, inputs, &outputs),
             // `fits_with` checked types and row shapes, so this is not reached.
             None => Err(Error::internal("requests of one batch do not stack")),
         };
+        drop(runner);
         let mut per_job: Vec<Outputs> = (0..replies.len())
             .map(|_| Vec::with_capacity(outputs.len().max(1)))
             .collect();
@@ -507,6 +700,18 @@ mod tests {
     }
 
     fn fixture(max_batch_size: usize, queue_capacity: usize) -> Fixture {
+        fixture_with(
+            max_batch_size,
+            queue_capacity,
+            Duration::from_micros(HERE_MAX_RUN_MICROS),
+        )
+    }
+
+    fn fixture_with(
+        max_batch_size: usize,
+        queue_capacity: usize,
+        max_quick_run: Duration,
+    ) -> Fixture {
         let spec = |name: &str| TensorSpec {
             name: name.into(),
             dtype: DType::F32,
@@ -534,6 +739,7 @@ mod tests {
             batching,
             queue_capacity,
             drops.clone(),
+            max_quick_run,
         )
         .unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -591,6 +797,86 @@ mod tests {
             TensorData::F32(v) => v,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn small_requests_run_in_place_once_small_runs_have_proven_quick() {
+        // Any run counts as quick here: the test must not depend on the machine's speed.
+        let f = fixture_with(64, 16, Duration::from_secs(3600));
+        // Until the streak is proven, requests are given back and run on the worker.
+        for i in 0..HERE_QUICK_STREAK {
+            let inputs = floats(&[i as f32]);
+            let inputs = f.batcher.run_here(inputs, &[], None).err().unwrap();
+            let batcher = Arc::clone(&f.batcher);
+            let task = f
+                .runtime
+                .spawn(async move { batcher.run(inputs, vec![], None).await });
+            assert_eq!(f.next_run(), [i as f32]);
+            f.go.send(()).unwrap();
+            f.answer(task).unwrap();
+        }
+        // Now on this thread: the gate is opened before the run reaches it.
+        f.go.send(()).unwrap();
+        let ran = f
+            .batcher
+            .run_here(floats(&[7.0]), &[], None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.next_run(), [7.0]);
+        assert_eq!(values(&ran), [7.0]);
+        assert_eq!((ran.batch_rows, ran.queued), (1, Duration::ZERO));
+        assert_eq!(f.batcher.load().inflight(), 0);
+        // More rows than a run in place may have: given back.
+        let big = floats(&[0.0; HERE_MAX_ROWS + 1]);
+        assert!(f.batcher.run_here(big, &[], None).is_err());
+        // Another request in flight: given back, to queue behind it.
+        let busy = f.send(&[1.0], None);
+        assert_eq!(f.next_run(), [1.0]);
+        assert!(f.batcher.run_here(floats(&[2.0]), &[], None).is_err());
+        f.go.send(()).unwrap();
+        f.answer(busy).unwrap();
+        // Past its deadline: given back, for the queue's path to answer and count.
+        let late = f
+            .batcher
+            .run_here(floats(&[3.0]), &[], Some(Instant::now()));
+        assert!(late.is_err());
+        assert_eq!(f.batcher.load().inflight(), 0);
+        assert!(f.started.try_recv().is_err(), "nothing else ran");
+    }
+
+    #[test]
+    fn one_slow_small_run_ends_runs_in_place_until_proven_again() {
+        let runners = Runners {
+            slots: Vec::<Mutex<Gated>>::new(),
+            max_quick_run: Duration::from_micros(200),
+            quick_streak: AtomicU32::new(0),
+            quick_elements: AtomicUsize::new(0),
+        };
+        let size = |rows, elements| Size { rows, elements };
+        let quick = Duration::from_micros(50);
+        for _ in 1..HERE_QUICK_STREAK {
+            runners.ran(size(1, 13), quick);
+        }
+        assert!(!runners.quick_for(size(1, 13)));
+        runners.ran(size(2, 26), quick);
+        assert!(runners.quick_for(size(1, 13)));
+        assert!(runners.quick_for(size(2, 26)));
+        // More input values than any quick run had (a longer sequence, say): not known quick.
+        assert!(!runners.quick_for(size(2, 27)));
+        assert!(!runners.quick_for(size(HERE_MAX_ROWS + 1, 1)));
+        // Large runs say nothing about small ones.
+        runners.ran(size(HERE_MAX_ROWS + 1, 117), Duration::from_secs(1));
+        assert!(runners.quick_for(size(1, 13)));
+        runners.ran(size(1, 13), Duration::from_millis(1));
+        assert!(!runners.quick_for(size(1, 13)));
+        for _ in 0..HERE_QUICK_STREAK {
+            runners.ran(size(1, 13), quick);
+        }
+        assert!(runners.quick_for(size(1, 13)));
+        assert!(
+            !runners.quick_for(size(2, 26)),
+            "the slow run reset the elements too"
+        );
     }
 
     #[test]

@@ -2,10 +2,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Result;
 
-use super::batcher::{BatchConfig, Batcher, DropCounts};
+use super::batcher::{self, BatchConfig, Batcher, DropCounts};
 use super::session::{ModelSession, SessionConfig};
 
 /// Settings of a version's workers.
@@ -15,6 +16,9 @@ pub struct WorkerConfig {
     /// Requests queued (not yet taken by a worker) before new ones are refused.
     pub queue_capacity: usize,
     pub batching: BatchConfig,
+    /// Small requests with the server to themselves run on the receiving thread once the
+    /// version's small runs each take at most this (zero: never); see `Batcher::run_here`.
+    pub in_place_max_run: Duration,
     pub session: SessionConfig,
 }
 
@@ -24,6 +28,7 @@ impl Default for WorkerConfig {
             workers: 1,
             queue_capacity: 256,
             batching: BatchConfig::OFF,
+            in_place_max_run: Duration::from_micros(batcher::HERE_MAX_RUN_MICROS),
             session: SessionConfig::default(),
         }
     }
@@ -46,5 +51,6 @@ pub fn start(
         config.batching,
         config.queue_capacity,
         drops,
+        config.in_place_max_run,
     )?)
 }

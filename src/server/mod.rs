@@ -155,6 +155,7 @@ impl Server {
             manager,
             metrics,
             lifecycle: Arc::new(Lifecycle::default()),
+            connections: Arc::default(),
             default_timeout: config.request_timeout,
         });
         Ok(Server {
@@ -231,14 +232,23 @@ impl Server {
         let rest = async {
             match &tls {
                 Some(tls) => {
-                    axum::serve(tls.listener(rest_listener), app)
-                        .with_graceful_shutdown(draining())
-                        .await
+                    axum::serve(
+                        tls.listener(rest_listener, Arc::clone(&service.connections)),
+                        app,
+                    )
+                    .with_graceful_shutdown(draining())
+                    .await
                 }
                 None => {
-                    axum::serve(crate::api::listener::NoDelay(rest_listener), app)
-                        .with_graceful_shutdown(draining())
-                        .await
+                    axum::serve(
+                        crate::api::listener::NoDelay {
+                            tcp: rest_listener,
+                            connections: Arc::clone(&service.connections),
+                        },
+                        app,
+                    )
+                    .with_graceful_shutdown(draining())
+                    .await
                 }
             }
         };
@@ -246,6 +256,7 @@ impl Server {
             grpc_listener,
             tls.as_ref().map(crate::api::tls::Tls::grpc_acceptor),
             grpc_services,
+            Arc::clone(&service.connections),
             draining(),
         );
         let servers = async {

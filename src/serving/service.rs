@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::connections::Connections;
 use super::lifecycle::Lifecycle;
 use crate::observability::Metrics;
 use crate::repository::{LoadedVersion, Manager, VersionSelector};
@@ -19,6 +20,8 @@ pub struct InferenceService {
     pub manager: Arc<Manager>,
     pub metrics: Arc<Metrics>,
     pub lifecycle: Arc<Lifecycle>,
+    /// The listeners' open connections: a request with the server to itself may run in place.
+    pub connections: Arc<Connections>,
     /// Deadline of requests that bring none (`--request-timeout-ms`).
     pub default_timeout: Option<Duration>,
 }
@@ -152,12 +155,24 @@ impl Call<'_> {
         let inputs = version.signature().conform(inputs)?;
         crate::tensor::batch_size(&inputs)?;
         let started = Instant::now();
-        let result = version.batcher.run(inputs, outputs, deadline).await;
+        let here = if self.service.connections.alone() {
+            version.batcher.run_here(inputs, &outputs, deadline)
+        } else {
+            Err(inputs)
+        };
+        let ran_here = here.is_ok();
+        let result = match here {
+            Ok(result) => result,
+            Err(inputs) => version.batcher.run(inputs, outputs, deadline).await,
+        };
         let m = version.metrics.get_or_init(|| {
             self.service
                 .metrics
                 .version(&version.model, &version.version_id)
         });
+        if ran_here {
+            m.runs_here.inc();
+        }
         m.inference_duration
             .observe(started.elapsed().as_secs_f64());
         let ran = result?;

@@ -436,3 +436,58 @@ pub async fn channel(server: &Server) -> tonic::transport::Channel {
         .await
         .unwrap()
 }
+
+/// One HTTP/1.1 connection kept open across requests (where `http` opens one per request).
+pub struct KeepAlive {
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+impl KeepAlive {
+    pub fn connect(addr: &str) -> KeepAlive {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        KeepAlive {
+            reader: std::io::BufReader::new(stream),
+        }
+    }
+
+    /// POSTs a JSON body and reads the answer (hyper sends small answers with Content-Length).
+    pub fn post(&mut self, path: &str, body: &str) -> (u16, String) {
+        use std::io::{BufRead, Read, Write};
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.reader
+            .get_mut()
+            .write_all(request.as_bytes())
+            .expect("send");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let mut length = 0;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("header");
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().expect("content-length");
+                }
+            }
+        }
+        let mut answer = vec![0; length];
+        self.reader.read_exact(&mut answer).expect("body");
+        (status, String::from_utf8(answer).expect("UTF-8 body"))
+    }
+}

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::unary::{Dispatch, Hot};
+use crate::serving::connections::{Carries, Connections};
 
 /// What every connection serves.
 pub struct Services {
@@ -28,6 +29,7 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     services: Services,
+    connections: Arc<Connections>,
     drain: impl Future<Output = ()>,
 ) {
     let mut builder = http2::Builder::new(TokioExecutor::new());
@@ -53,7 +55,11 @@ pub async fn serve(
             },
         };
         let (builder, tls, stopped) = (builder.clone(), tls.clone(), stopped.clone());
-        tokio::spawn(connection(builder, stream, tls, dispatch, stopped));
+        let open = connections.open(Carries::Many);
+        tokio::spawn(async move {
+            connection(builder, stream, tls, dispatch, stopped).await;
+            drop(open);
+        });
     }
     // Closing the listener first: new clients are refused rather than left waiting.
     drop(listener);
