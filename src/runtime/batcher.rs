@@ -71,6 +71,8 @@ pub struct Ran {
     pub first_in_batch: bool,
     /// Time from enqueue to the start of the run.
     pub queued: Duration,
+    /// Whether it ran on the calling thread rather than a worker's (see `Batcher::run`).
+    pub in_place: bool,
 }
 
 /// Requests dropped by the workers without running, by reason.
@@ -194,8 +196,13 @@ impl<R: Runner> Runners<R> {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn timed(&self, runner: &mut R, inputs: Vec<Tensor>, outputs: &[usize]) -> Result<Outputs> {
-        let size = Size::of(&inputs);
+    fn timed(
+        &self,
+        runner: &mut R,
+        inputs: Vec<Tensor>,
+        size: Size,
+        outputs: &[usize],
+    ) -> Result<Outputs> {
         let started = Instant::now();
         let result = runner.run(inputs, outputs);
         self.ran(size, started.elapsed());
@@ -234,6 +241,7 @@ trait RunHere: Send + Sync {
     fn try_run(
         &self,
         inputs: Vec<Tensor>,
+        size: Size,
         outputs: &[usize],
     ) -> std::result::Result<Result<Outputs>, Vec<Tensor>>;
 }
@@ -249,6 +257,7 @@ impl<R: Runner> RunHere for Runners<R> {
     fn try_run(
         &self,
         inputs: Vec<Tensor>,
+        size: Size,
         outputs: &[usize],
     ) -> std::result::Result<Result<Outputs>, Vec<Tensor>> {
         for slot in &self.slots {
@@ -258,7 +267,7 @@ impl<R: Runner> RunHere for Runners<R> {
                 Err(TryLockError::WouldBlock) => None,
             };
             if let Some(mut runner) = runner {
-                return Ok(self.timed(&mut runner, inputs, outputs));
+                return Ok(self.timed(&mut runner, inputs, size, outputs));
             }
         }
         Err(inputs)
@@ -384,13 +393,23 @@ impl Batcher {
 
     /// Queues a run; answers at once with RESOURCE_EXHAUSTED when the queue is full, and with
     /// DEADLINE_EXCEEDED when `deadline` passes first (the request is then dropped unrun if it
-    /// is still queued).
+    /// is still queued). With `alone` (the caller knows that no other request waits for its
+    /// thread: `Connections::alone`), a small request may run in place instead (`run_here`).
     pub async fn run(
         &self,
         inputs: Vec<Tensor>,
         outputs: Vec<usize>,
         deadline: Option<Instant>,
+        alone: bool,
     ) -> Result<Ran> {
+        let inputs = if alone {
+            match self.run_here(inputs, &outputs, deadline) {
+                Ok(ran) => return ran,
+                Err(inputs) => inputs,
+            }
+        } else {
+            inputs
+        };
         let (job, answer) = Self::job(inputs, outputs, deadline);
         self.enter();
         let sent = self.queue.try_send(job);
@@ -422,13 +441,12 @@ impl Batcher {
         }
     }
 
-    /// Runs the request on the calling thread, when the caller knows that no other request
-    /// waits for that thread (`Connections::alone`), nothing is in flight on this version, a
+    /// Runs the request on the calling thread, when nothing is in flight on this version, a
     /// runner is free, the request has at most `HERE_MAX_ROWS` rows and no more input elements
     /// than the version's last `HERE_QUICK_STREAK` runs of up to that many rows, and each of those
     /// took at most the batcher's quick bound. Gives the inputs back otherwise, for `run` (which
     /// also answers a request already past its deadline).
-    pub fn run_here(
+    fn run_here(
         &self,
         inputs: Vec<Tensor>,
         outputs: &[usize],
@@ -448,12 +466,13 @@ impl Batcher {
             return Err(inputs);
         }
         let _answering = Answering(&self.load);
-        self.runners.try_run(inputs, outputs).map(|ran| {
+        self.runners.try_run(inputs, size, outputs).map(|ran| {
             ran.map(|outputs| Ran {
                 outputs,
                 batch_rows: size.rows,
                 first_in_batch: true,
                 queued: Duration::ZERO,
+                in_place: true,
             })
         })
     }
@@ -582,7 +601,8 @@ impl<R: Runner> Worker<R> {
                 return;
             };
             let rows = job.rows;
-            let result = runners.timed(&mut runner, job.inputs, &job.outputs);
+            let size = Size::of(&job.inputs);
+            let result = runners.timed(&mut runner, job.inputs, size, &job.outputs);
             // Free before the answer goes out: the client's next request may run in place.
             drop(runner);
             self.load.answered(1);
@@ -591,6 +611,7 @@ impl<R: Runner> Worker<R> {
                 batch_rows: rows,
                 first_in_batch: true,
                 queued: started.saturating_duration_since(job.enqueued),
+                in_place: false,
             }));
             return;
         }
@@ -611,7 +632,10 @@ impl<R: Runner> Worker<R> {
         }
         let merged: Option<Vec<Tensor>> = columns.into_iter().map(Tensor::concat_rows).collect();
         let result = match merged {
-            Some(inputs) => runners.timed(&mut runner, inputs, &outputs),
+            Some(inputs) => {
+                let size = Size::of(&inputs);
+                runners.timed(&mut runner, inputs, size, &outputs)
+            }
             // `fits_with` checked types and row shapes, so this is not reached.
             None => Err(Error::internal("requests of one batch do not stack")),
         };
@@ -640,6 +664,7 @@ impl<R: Runner> Worker<R> {
                     batch_rows: total,
                     first_in_batch: i == 0,
                     queued: started.saturating_duration_since(enqueued),
+                    in_place: false,
                 }),
                 Err(e) => Err(e.clone()),
             };
@@ -773,7 +798,7 @@ mod tests {
             let batcher = Arc::clone(&self.batcher);
             let inputs = floats(values);
             self.runtime
-                .spawn(async move { batcher.run(inputs, vec![], deadline).await })
+                .spawn(async move { batcher.run(inputs, vec![], deadline, false).await })
         }
 
         fn answer(&self, task: tokio::task::JoinHandle<Result<Ran>>) -> Result<Ran> {
@@ -810,7 +835,7 @@ mod tests {
             let batcher = Arc::clone(&f.batcher);
             let task = f
                 .runtime
-                .spawn(async move { batcher.run(inputs, vec![], None).await });
+                .spawn(async move { batcher.run(inputs, vec![], None, false).await });
             assert_eq!(f.next_run(), [i as f32]);
             f.go.send(()).unwrap();
             f.answer(task).unwrap();

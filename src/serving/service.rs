@@ -155,28 +155,20 @@ impl Call<'_> {
         let inputs = version.signature().conform(inputs)?;
         crate::tensor::batch_size(&inputs)?;
         let started = Instant::now();
-        let here = if self.service.connections.alone() {
-            version.batcher.run_here(inputs, &outputs, deadline)
-        } else {
-            Err(inputs)
-        };
-        let ran_here = here.is_ok();
-        let result = match here {
-            Ok(result) => result,
-            Err(inputs) => version.batcher.run(inputs, outputs, deadline).await,
-        };
+        let alone = self.service.connections.alone();
+        let result = version.batcher.run(inputs, outputs, deadline, alone).await;
         let m = version.metrics.get_or_init(|| {
             self.service
                 .metrics
                 .version(&version.model, &version.version_id)
         });
-        if ran_here {
-            m.runs_here.inc();
-        }
         m.inference_duration
             .observe(started.elapsed().as_secs_f64());
         let ran = result?;
         m.queue_duration.observe(ran.queued.as_secs_f64());
+        if ran.in_place {
+            m.runs_here.inc();
+        }
         if ran.first_in_batch {
             m.batch_size.observe(ran.batch_rows as f64);
         }
