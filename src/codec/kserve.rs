@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::json::{append, parse_body, value_at};
 use super::raw;
 use crate::status::{Error, Result};
-use crate::tensor::{DType, Signature, Tensor, TensorData};
+use crate::tensor::{DType, Signature, Tensor, TensorData, TensorSpec};
 
 /// Where one input's elements are.
 pub enum Data<'a> {
@@ -35,13 +35,11 @@ pub fn element_count(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
-/// The request datatype of `name`, as a type: the model's when they agree. Numbers of another
-/// numeric type are decoded as sent and converted exactly by the core; anything else is refused
-/// here.
-pub fn datatype(signature: &Signature, name: &str, datatype: &str) -> Result<DType> {
-    let Some((_, spec)) = signature.input(name) else {
-        return Err(Error::invalid(format!("unknown input '{name}'")));
-    };
+/// The datatype a request gives for the input `spec`, as a type: the model's when they agree.
+/// Numbers of another numeric type are decoded as sent and converted exactly by the core;
+/// anything else is refused here.
+pub fn datatype(spec: &TensorSpec, datatype: &str) -> Result<DType> {
+    let name = &spec.name;
     let want = spec.dtype.kserve_name();
     let got = DType::from_kserve_name(datatype).ok_or_else(|| {
         Error::invalid(format!(
@@ -68,11 +66,12 @@ pub fn decode_inputs(signature: &Signature, inputs: Vec<Input>) -> Result<Vec<Te
         if tensors[index].is_some() {
             return Err(Error::invalid(format!("input '{name}' is given twice")));
         }
-        let dtype = datatype(signature, name, input.datatype)?;
+        let dtype = datatype(spec, input.datatype)?;
+        // Converted in place (`i64` and `usize` have one size): no second allocation.
         let shape: Vec<usize> = input
             .shape
-            .iter()
-            .map(|&d| {
+            .into_iter()
+            .map(|d| {
                 usize::try_from(d).map_err(|_| {
                     Error::invalid(format!("input '{name}': dimension size {d} is negative"))
                 })

@@ -2,6 +2,8 @@
 //! extension over HTTP, `raw_input_contents` over gRPC): fixed-size elements back to back, BYTES
 //! elements each preceded by a 4-byte little-endian length.
 
+use bytes::BufMut;
+
 use crate::status::{Error, Result};
 use crate::tensor::{element, DType, TensorData};
 
@@ -73,39 +75,32 @@ pub fn decode(dtype: DType, bytes: &[u8], count: usize, what: &str) -> Result<Te
     })
 }
 
-/// Encodes elements as raw little-endian bytes (BYTES with length prefixes).
-pub fn encode(data: &TensorData, out: &mut Vec<u8>) {
+/// The bytes `encode` writes for `data`.
+pub fn encoded_len(data: &TensorData) -> usize {
     match data {
-        TensorData::Bool(v) => out.extend(v.iter().map(|b| u8::from(*b))),
-        TensorData::U8(v) => out.extend_from_slice(v),
-        TensorData::I8(v) => out.extend(v.iter().map(|b| *b as u8)),
-        TensorData::U16(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::U32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::U64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::I16(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::I32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::I64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::F32(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        TensorData::F64(v) => v
-            .iter()
-            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::String(v) => v.iter().map(|s| 4 + s.len()).sum(),
+        TensorData::Bool(v) => v.len(),
+        other => other.len() * other.dtype().size(),
+    }
+}
+
+/// Encodes elements as raw little-endian bytes (BYTES with length prefixes).
+pub fn encode(data: &TensorData, out: &mut impl BufMut) {
+    match data {
+        TensorData::Bool(v) => v.iter().for_each(|&b| out.put_u8(u8::from(b))),
+        TensorData::U8(v) => out.put_slice(v),
+        TensorData::I8(v) => v.iter().for_each(|&x| out.put_i8(x)),
+        TensorData::U16(v) => v.iter().for_each(|&x| out.put_u16_le(x)),
+        TensorData::U32(v) => v.iter().for_each(|&x| out.put_u32_le(x)),
+        TensorData::U64(v) => v.iter().for_each(|&x| out.put_u64_le(x)),
+        TensorData::I16(v) => v.iter().for_each(|&x| out.put_i16_le(x)),
+        TensorData::I32(v) => v.iter().for_each(|&x| out.put_i32_le(x)),
+        TensorData::I64(v) => v.iter().for_each(|&x| out.put_i64_le(x)),
+        TensorData::F32(v) => v.iter().for_each(|&x| out.put_f32_le(x)),
+        TensorData::F64(v) => v.iter().for_each(|&x| out.put_f64_le(x)),
         TensorData::String(v) => v.iter().for_each(|s| {
-            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            out.extend_from_slice(s.as_bytes());
+            out.put_u32_le(s.len() as u32);
+            out.put_slice(s.as_bytes());
         }),
     }
 }
@@ -124,6 +119,7 @@ mod tests {
         ] {
             let mut bytes = Vec::new();
             encode(&data, &mut bytes);
+            assert_eq!(bytes.len(), encoded_len(&data));
             assert_eq!(decode(data.dtype(), &bytes, 3, "x").unwrap(), data);
             let err = decode(data.dtype(), &bytes[..bytes.len() - 1], 3, "x").unwrap_err();
             assert_eq!(err.code.http_status(), 400, "{}", err.message);

@@ -19,8 +19,9 @@ pub enum DType {
     String,
 }
 
-/// Each type with its names: ours (messages, metadata JSON), KServe v2's, TensorFlow's.
-const NAMES: [(DType, &str, &str, &str); 12] = [
+/// Each type with its names: ours (messages, metadata JSON), KServe v2's, TensorFlow's. A
+/// `static`, read by reference: a `const` array is copied onto the stack at every lookup.
+static NAMES: [(DType, &str, &str, &str); 12] = [
     (DType::Bool, "bool", "BOOL", "DT_BOOL"),
     (DType::U8, "uint8", "UINT8", "DT_UINT8"),
     (DType::U16, "uint16", "UINT16", "DT_UINT16"),
@@ -36,10 +37,27 @@ const NAMES: [(DType, &str, &str, &str); 12] = [
 ];
 
 impl DType {
+    /// Every element type.
+    pub const ALL: [DType; 12] = [
+        DType::Bool,
+        DType::U8,
+        DType::U16,
+        DType::U32,
+        DType::U64,
+        DType::I8,
+        DType::I16,
+        DType::I32,
+        DType::I64,
+        DType::F32,
+        DType::F64,
+        DType::String,
+    ];
+
     fn names(self) -> (DType, &'static str, &'static str, &'static str) {
         NAMES
-            .into_iter()
+            .iter()
             .find(|n| n.0 == self)
+            .copied()
             .unwrap_or((self, "", "", ""))
     }
 
@@ -59,11 +77,7 @@ impl DType {
     }
 
     pub fn from_kserve_name(name: &str) -> Option<DType> {
-        NAMES.into_iter().find(|n| n.2 == name).map(|n| n.0)
-    }
-
-    pub fn from_tf_name(name: &str) -> Option<DType> {
-        NAMES.into_iter().find(|n| n.3 == name).map(|n| n.0)
+        NAMES.iter().find(|n| n.2 == name).map(|n| n.0)
     }
 
     pub fn is_integer(self) -> bool {
@@ -108,10 +122,10 @@ mod tests {
 
     #[test]
     fn every_type_has_every_name_and_they_round_trip() {
+        assert_eq!(DType::ALL.map(|d| d.names().0), NAMES.map(|n| n.0));
         for (d, ours, kserve, tf) in NAMES {
             assert_eq!((d.name(), d.kserve_name(), d.tf_name()), (ours, kserve, tf));
             assert_eq!(DType::from_kserve_name(kserve), Some(d));
-            assert_eq!(DType::from_tf_name(tf), Some(d));
         }
         assert_eq!(DType::from_kserve_name("FP16"), None);
     }

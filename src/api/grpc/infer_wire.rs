@@ -11,7 +11,7 @@
 
 use prost::encoding::WireType;
 
-use super::wire::{delimited, key, repeated, string, Number};
+use super::wire::{count_delimited, delimited, key, repeated, string, Number};
 
 use super::kserve::from_contents;
 use super::proto::inference::InferTensorContents;
@@ -40,16 +40,20 @@ pub struct WireInput<'a> {
 }
 
 /// An input's typed `contents`: the `InferTensorContents` message's bytes (already checked), or
-/// the message prost decoded.
+/// the message prost decoded (boxed: its nine vectors would make every input of a request read in
+/// place four times larger, and each move of one a copy of that).
 #[derive(Debug)]
 pub enum Contents<'a> {
     Wire(&'a [u8]),
-    Decoded(InferTensorContents),
+    Decoded(Box<InferTensorContents>),
 }
 
 /// The request, when it holds nothing but the fields above, each well-formed.
 pub fn parse(mut buf: &[u8]) -> Option<Request<'_>> {
-    let mut request = Request::default();
+    let mut request = Request {
+        inputs: Vec::with_capacity(count_delimited(buf, 5)),
+        ..Request::default()
+    };
     while !buf.is_empty() {
         let (tag, wire) = key(&mut buf).ok()?;
         if wire != WireType::LengthDelimited {
@@ -229,10 +233,13 @@ pub fn tensors(
                 )))
             }
             (None, Some(contents)) => {
-                let dtype = datatype(signature, name, input.datatype)?;
+                let (_, spec) = signature
+                    .input(name)
+                    .ok_or_else(|| Error::invalid(format!("unknown input '{name}'")))?;
+                let dtype = datatype(spec, input.datatype)?;
                 Data::Typed(match contents {
                     Contents::Wire(bytes) => typed(name, dtype, bytes)?,
-                    Contents::Decoded(c) => from_contents(name, dtype, c)?,
+                    Contents::Decoded(c) => from_contents(name, dtype, *c)?,
                 })
             }
             (None, None) => return Err(Error::invalid(format!("input '{name}': no data"))),

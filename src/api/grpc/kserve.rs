@@ -17,7 +17,7 @@ use crate::codec::raw;
 use crate::repository::VersionSelector;
 use crate::serving::{Call, InferenceService};
 use crate::status::{Error, Result};
-use crate::tensor::{element, DType, Signature, Tensor, TensorData, TensorSpec};
+use crate::tensor::{element, DType, Outputs, Signature, Tensor, TensorData, TensorSpec};
 
 pub struct KServe {
     pub service: Arc<InferenceService>,
@@ -84,7 +84,10 @@ pub fn decode_request(signature: &Signature, req: &mut ModelInferRequest) -> Res
             name: &input.name,
             datatype: &input.datatype,
             shape: std::mem::take(&mut input.shape),
-            contents: input.contents.take().map(infer_wire::Contents::Decoded),
+            contents: input
+                .contents
+                .take()
+                .map(|c| infer_wire::Contents::Decoded(Box::new(c))),
         })
         .collect();
     infer_wire::tensors(signature, inputs, &raw)
@@ -96,6 +99,15 @@ pub(super) enum Received<'a> {
     Wire(infer_wire::Request<'a>),
 }
 
+/// What `ModelInfer` answers, before it is written: straight to bytes on the hot path
+/// (`answer_wire::Infer`), as prost's message for tonic's service (`response`).
+pub(super) struct Inferred {
+    pub model_name: String,
+    pub model_version: String,
+    pub id: String,
+    pub outputs: Outputs,
+}
+
 impl KServe {
     /// `ModelInfer`, for tonic's service and the hot path alike.
     pub(super) async fn infer_call(
@@ -103,7 +115,7 @@ impl KServe {
         req: Received<'_>,
         arrived: std::time::Instant,
         timeout: Result<Option<std::time::Duration>>,
-    ) -> Result<ModelInferResponse> {
+    ) -> Result<Inferred> {
         let mut call = self.service.call("kserve", "grpc", arrived);
         let result = match timeout {
             Ok(timeout) => self.infer(&mut call, req, timeout).await,
@@ -118,7 +130,7 @@ impl KServe {
         call: &mut Call<'_>,
         req: Received<'_>,
         timeout: Option<std::time::Duration>,
-    ) -> Result<ModelInferResponse> {
+    ) -> Result<Inferred> {
         let (model, wanted_version) = match &req {
             Received::Decoded(r) => (r.model_name.as_str(), r.model_version.as_str()),
             Received::Wire(r) => (r.model_name, r.model_version),
@@ -142,25 +154,40 @@ impl KServe {
         let outputs = call
             .run(&version, tensors, wanted, call.deadline(timeout))
             .await?;
-        let mut response = ModelInferResponse {
+        Ok(Inferred {
             model_name,
             model_version: version.version_id.clone(),
             id,
-            ..Default::default()
-        };
-        for (name, t) in outputs {
-            response.outputs.push(InferOutputTensor {
-                name,
-                datatype: t.dtype().kserve_name().to_string(),
-                shape: t.shape.iter().map(|&d| d as i64).collect(),
-                ..Default::default()
-            });
-            let mut bytes = Vec::new();
-            raw::encode(&t.data, &mut bytes);
-            response.raw_output_contents.push(bytes);
-        }
-        Ok(response)
+            outputs,
+        })
     }
+}
+
+/// The answer as prost's message, for tonic's service: every output in `raw_output_contents`.
+pub(super) fn response(
+    model_name: String,
+    model_version: String,
+    id: String,
+    outputs: Outputs,
+) -> ModelInferResponse {
+    let mut response = ModelInferResponse {
+        model_name,
+        model_version,
+        id,
+        ..Default::default()
+    };
+    for (name, t) in outputs {
+        response.outputs.push(InferOutputTensor {
+            name,
+            datatype: t.dtype().kserve_name().to_string(),
+            shape: t.shape.iter().map(|&d| d as i64).collect(),
+            ..Default::default()
+        });
+        let mut bytes = Vec::new();
+        raw::encode(&t.data, &mut bytes);
+        response.raw_output_contents.push(bytes);
+    }
+    response
 }
 
 #[tonic::async_trait]
@@ -236,7 +263,7 @@ impl GrpcInferenceService for KServe {
         let timeout = tonic_timeout(&request);
         self.infer_call(Received::Decoded(request.into_inner()), arrived, timeout)
             .await
-            .map(Response::new)
+            .map(|i| Response::new(response(i.model_name, i.model_version, i.id, i.outputs)))
             .map_err(|e| status(&e))
     }
 }

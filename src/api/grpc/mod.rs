@@ -4,9 +4,11 @@
 //!
 //! A call's path: `transport` (HTTP/2 connections, TLS, drain) → `unary::Dispatch`, which
 //! answers the hot calls itself (`unary`, their requests read in place by `infer_wire` and
-//! `predict_wire`) and hands the rest to tonic's generated services
-//! (`kserve`, `tfserving`, health, reflection). Both paths end in the same handlers.
+//! `predict_wire`, their answers written by `answer_wire`) and hands the rest to tonic's
+//! generated services (`kserve`, `tfserving`, health, reflection). Both paths end in the same
+//! handlers.
 
+mod answer_wire;
 pub mod infer_wire;
 pub mod kserve;
 pub use crate::proto;

@@ -14,7 +14,7 @@ use prost::encoding::WireType;
 use super::proto::tensorflow::serving::{model_spec::VersionChoice, ModelSpec};
 use super::proto::tensorflow::{tensor_shape_proto::Dim, TensorProto, TensorShapeProto};
 use super::tensor_proto::decode;
-use super::wire::{delimited, key, repeated, string, varint, Number};
+use super::wire::{count_delimited, delimited, key, repeated, string, varint, Number};
 use crate::status::{Error, Result};
 use crate::tensor::{Signature, Tensor};
 
@@ -31,7 +31,10 @@ const EXAMPLES_INPUT: &str = "inputs";
 
 /// The request, when it holds nothing but the fields above, each well-formed.
 pub fn parse(mut buf: &[u8]) -> Option<Request<'_>> {
-    let mut request = Request::default();
+    let mut request = Request {
+        inputs: Vec::with_capacity(count_delimited(buf, 2)),
+        ..Request::default()
+    };
     while !buf.is_empty() {
         let (tag, wire) = key(&mut buf).ok()?;
         if wire != WireType::LengthDelimited {
@@ -180,10 +183,11 @@ fn dim(mut buf: &[u8]) -> Option<Dim> {
 /// the last.
 pub fn tensors<K: AsRef<str>>(
     signature: &Signature,
-    inputs: impl IntoIterator<Item = (K, TensorProto)>,
+    mut inputs: Vec<(K, TensorProto)>,
 ) -> Result<Vec<Tensor>> {
-    let mut slots: Vec<Option<TensorProto>> = vec![None; signature.inputs.len()];
-    for (name, proto) in inputs {
+    // Where each model input is in `inputs`: the protos stay where they are until decoded.
+    let mut slots: Vec<Option<usize>> = vec![None; signature.inputs.len()];
+    for (i, (name, _)) in inputs.iter().enumerate() {
         let name = name.as_ref();
         let Some((index, _)) = signature.input(name) else {
             return Err(Error::invalid(format!(
@@ -191,16 +195,15 @@ pub fn tensors<K: AsRef<str>>(
                 signature.input_names()
             )));
         };
-        slots[index] = Some(proto);
+        slots[index] = Some(i);
     }
     signature
         .inputs
         .iter()
         .zip(slots)
-        .map(|(spec, proto)| {
-            let proto =
-                proto.ok_or_else(|| Error::invalid(format!("missing input '{}'", spec.name)))?;
-            decode(spec, proto)
+        .map(|(spec, slot)| {
+            let i = slot.ok_or_else(|| Error::invalid(format!("missing input '{}'", spec.name)))?;
+            decode(spec, std::mem::take(&mut inputs[i].1))
         })
         .collect()
 }

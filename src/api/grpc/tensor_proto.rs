@@ -11,8 +11,42 @@ use crate::tensor::{element, DType, Tensor, TensorData, TensorSpec};
 /// short request cannot ask for gigabytes (a 60 KB string to a million elements).
 const MAX_BROADCAST_BYTES: usize = 32 << 20;
 
+/// TensorFlow's `DataType` of an element type (its name is `DType::tf_name`; a `match` rather
+/// than a lookup by that name, as every tensor of every call passes here).
 pub fn data_type(d: DType) -> DataType {
-    DataType::from_str_name(d.tf_name()).unwrap_or(DataType::DtInvalid)
+    match d {
+        DType::Bool => DataType::DtBool,
+        DType::U8 => DataType::DtUint8,
+        DType::U16 => DataType::DtUint16,
+        DType::U32 => DataType::DtUint32,
+        DType::U64 => DataType::DtUint64,
+        DType::I8 => DataType::DtInt8,
+        DType::I16 => DataType::DtInt16,
+        DType::I32 => DataType::DtInt32,
+        DType::I64 => DataType::DtInt64,
+        DType::F32 => DataType::DtFloat,
+        DType::F64 => DataType::DtDouble,
+        DType::String => DataType::DtString,
+    }
+}
+
+/// The element type of a `TensorProto`'s `dtype` field, when it is one the server takes.
+fn element_type(dtype: i32) -> Option<DType> {
+    Some(match DataType::try_from(dtype).ok()? {
+        DataType::DtBool => DType::Bool,
+        DataType::DtUint8 => DType::U8,
+        DataType::DtUint16 => DType::U16,
+        DataType::DtUint32 => DType::U32,
+        DataType::DtUint64 => DType::U64,
+        DataType::DtInt8 => DType::I8,
+        DataType::DtInt16 => DType::I16,
+        DataType::DtInt32 => DType::I32,
+        DataType::DtInt64 => DType::I64,
+        DataType::DtFloat => DType::F32,
+        DataType::DtDouble => DType::F64,
+        DataType::DtString => DType::String,
+        _ => return None,
+    })
 }
 
 pub fn shape_proto(dims: impl IntoIterator<Item = i64>) -> TensorShapeProto {
@@ -33,9 +67,7 @@ pub fn shape_proto(dims: impl IntoIterator<Item = i64>) -> TensorShapeProto {
 pub fn decode(spec: &TensorSpec, proto: TensorProto) -> Result<Tensor> {
     let name = &spec.name;
     let err = |msg: String| Error::invalid(format!("input '{name}': {msg}"));
-    let got = DataType::try_from(proto.dtype)
-        .ok()
-        .and_then(|d| DType::from_tf_name(d.as_str_name()));
+    let got = element_type(proto.dtype);
     let numeric = |d: DType| d.is_integer() || d.is_float();
     let dtype = match got {
         Some(d) if d == spec.dtype || (numeric(d) && numeric(spec.dtype)) => d,
@@ -188,6 +220,18 @@ mod tests {
             string_val: vec![value],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn data_types_are_the_element_types_tensorflow_names() {
+        for d in DType::ALL {
+            assert_eq!(data_type(d).as_str_name(), d.tf_name());
+            assert_eq!(element_type(data_type(d) as i32), Some(d));
+        }
+        for other in [DataType::DtInvalid, DataType::DtHalf, DataType::DtComplex64] {
+            assert_eq!(element_type(other as i32), None);
+        }
+        assert_eq!(element_type(9999), None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::codec::example::{self, Features};
 use crate::repository::{VersionSelector, VersionState};
 use crate::serving::{Call, InferenceService};
 use crate::status::{Error, Result};
-use crate::tensor::{Tensor, TensorSpec};
+use crate::tensor::{Outputs, Tensor, TensorSpec};
 
 #[derive(Clone)]
 pub struct TfServing {
@@ -58,11 +58,42 @@ pub fn examples(input: Option<&Input>) -> Result<(Vec<Features>, Option<Features
     }
 }
 
+/// The signature every answer names: the server's models have one.
+pub(super) const SIGNATURE: &str = "serving_default";
+
 fn served_spec(name: &str, version: u64) -> ModelSpec {
     ModelSpec {
         name: name.to_string(),
-        signature_name: "serving_default".to_string(),
+        signature_name: SIGNATURE.to_string(),
         version_choice: Some(VersionChoice::Version(version as i64)),
+    }
+}
+
+/// What `Predict` answers, before it is written: straight to bytes on the hot path
+/// (`answer_wire::Predict`), as prost's message for tonic's service (`response`).
+pub(super) struct Predicted {
+    pub model_name: String,
+    pub version: u64,
+    pub outputs: Outputs,
+}
+
+/// The answer as prost's message, for tonic's service: the outputs in typed `*_val` fields.
+pub(super) fn response(
+    model_name: &str,
+    version: i64,
+    signature_name: &str,
+    outputs: &Outputs,
+) -> PredictResponse {
+    PredictResponse {
+        model_spec: Some(ModelSpec {
+            name: model_name.to_string(),
+            signature_name: signature_name.to_string(),
+            version_choice: Some(VersionChoice::Version(version)),
+        }),
+        outputs: outputs
+            .iter()
+            .map(|(n, t)| (n.clone(), encode(t)))
+            .collect(),
     }
 }
 
@@ -79,7 +110,7 @@ impl TfServing {
         req: Received<'_>,
         arrived: std::time::Instant,
         timeout: Result<Option<std::time::Duration>>,
-    ) -> Result<PredictResponse> {
+    ) -> Result<Predicted> {
         let mut call = self.service.call("tfserving", "grpc", arrived);
         let result = match timeout {
             Ok(timeout) => self.predict_inner(&mut call, req, timeout).await,
@@ -94,7 +125,7 @@ impl TfServing {
         call: &mut Call<'_>,
         mut req: Received<'_>,
         timeout: Option<std::time::Duration>,
-    ) -> Result<PredictResponse> {
+    ) -> Result<Predicted> {
         let spec = match &mut req {
             Received::Decoded(r) => r.model_spec.take(),
             Received::Wire(r) => r.model_spec.take(),
@@ -116,12 +147,10 @@ impl TfServing {
         let outputs = call
             .run(&version, inputs, wanted, call.deadline(timeout))
             .await?;
-        Ok(PredictResponse {
-            model_spec: Some(served_spec(&spec.name, version.version)),
-            outputs: outputs
-                .iter()
-                .map(|(n, t)| (n.clone(), encode(t)))
-                .collect(),
+        Ok(Predicted {
+            model_name: spec.name.clone(),
+            version: version.version,
+            outputs,
         })
     }
 }
@@ -135,7 +164,10 @@ pub fn decode_predict(
     if let Some(serialized) = examples_input(signature, req) {
         return example::to_tensors(signature, &serialized?, None);
     }
-    predict_wire::tensors(signature, std::mem::take(&mut req.inputs))
+    predict_wire::tensors(
+        signature,
+        std::mem::take(&mut req.inputs).into_iter().collect(),
+    )
 }
 
 /// Serialized tf.Examples given as the one input `inputs` (DT_STRING) to a model that has no
@@ -286,7 +318,14 @@ impl PredictionService for TfServing {
         let timeout = tonic_timeout(&request);
         self.predict_call(Received::Decoded(request.into_inner()), arrived, timeout)
             .await
-            .map(Response::new)
+            .map(|p| {
+                Response::new(response(
+                    &p.model_name,
+                    p.version as i64,
+                    SIGNATURE,
+                    &p.outputs,
+                ))
+            })
             .map_err(|e| status(&e))
     }
 

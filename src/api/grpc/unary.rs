@@ -1,7 +1,8 @@
 //! The hot calls, KServe's `ModelInfer` and TF Serving's `Predict`, answered straight from the
 //! HTTP/2 request: the gate's checks, the 5-byte frame, the message read in place (`infer_wire`,
 //! `predict_wire`; prost's decode for what they leave), the same handlers as
-//! tonic's services, one framed answer and its trailers. Every other call, and any request tonic
+//! tonic's services, one framed answer written straight from the outputs (`answer_wire`) and its
+//! trailers. Every other call, and any request tonic
 //! would treat differently (compressed, gRPC-Web), goes to tonic's routes.
 //!
 //! Why: with the model's run taken out, tonic's layers (its per-connection tower stack, router,
@@ -28,7 +29,7 @@ use super::kserve::{self, KServe};
 use super::proto::inference::ModelInferRequest;
 use super::proto::tensorflow::serving::PredictRequest;
 use super::tfserving::{self, TfServing};
-use super::{infer_wire, predict_wire, requested_timeout, status};
+use super::{answer_wire, infer_wire, predict_wire, requested_timeout, status};
 use crate::api::auth::{Auth, Need};
 
 const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
@@ -153,11 +154,17 @@ impl Hot {
                         ModelInferRequest::decode(message.clone()).map_err(decode_error)?,
                     ),
                 };
-                let answer = self
+                let i = self
                     .kserve
                     .infer_call(request, arrived, timeout)
                     .await
                     .map_err(|e| status(&e))?;
+                let answer = answer_wire::Infer {
+                    model_name: &i.model_name,
+                    model_version: &i.model_version,
+                    id: &i.id,
+                    outputs: &i.outputs,
+                };
                 frame(&answer, self.max_message_bytes)
             }
             Method::Predict => {
@@ -167,11 +174,17 @@ impl Hot {
                         PredictRequest::decode(message.clone()).map_err(decode_error)?,
                     ),
                 };
-                let answer = self
+                let p = self
                     .tf
                     .predict_call(request, arrived, timeout)
                     .await
                     .map_err(|e| status(&e))?;
+                let answer = answer_wire::Predict {
+                    model_name: &p.model_name,
+                    version: p.version as i64,
+                    signature_name: tfserving::SIGNATURE,
+                    outputs: &p.outputs,
+                };
                 frame(&answer, self.max_message_bytes)
             }
         }
@@ -252,7 +265,7 @@ fn prefix(head: &[u8], limit: usize) -> Result<usize, Status> {
 }
 
 /// The answer with its 5-byte prefix.
-fn frame(message: &impl Message, limit: usize) -> Result<Bytes, Status> {
+fn frame(message: &impl answer_wire::Answer, limit: usize) -> Result<Bytes, Status> {
     let len = message.encoded_len();
     let too_large = || {
         Status::out_of_range(format!(
@@ -267,7 +280,7 @@ fn frame(message: &impl Message, limit: usize) -> Result<Bytes, Status> {
     let mut framed = BytesMut::with_capacity(5 + len);
     framed.put_u8(0);
     framed.put_u32(prefix);
-    message.encode_raw(&mut framed);
+    message.encode(&mut framed);
     Ok(framed.freeze())
 }
 

@@ -22,6 +22,20 @@ pub fn string<'a>(buf: &mut &'a [u8]) -> Option<&'a str> {
     std::str::from_utf8(delimited(buf)?).ok()
 }
 
+/// How many times the length-delimited field `tag` occurs at the top of a message (up to the
+/// first field that is not length-delimited, or malformed): a capacity for the list that field
+/// will fill, so that large elements are not moved as it grows.
+pub fn count_delimited(mut buf: &[u8], tag: u32) -> usize {
+    let mut n = 0;
+    while let Ok((t, WireType::LengthDelimited)) = key(&mut buf) {
+        if delimited(&mut buf).is_none() {
+            break;
+        }
+        n += usize::from(t == tag);
+    }
+    n
+}
+
 pub fn varint(buf: &mut &[u8]) -> Option<u64> {
     decode_varint(buf).ok()
 }
