@@ -2,7 +2,7 @@
 # Two mlengine binaries, A and B, in alternating rounds (A B, B A, A B, ...): per round and binary
 # one server, then Cloud ML REST (`wrk -t1 -c32`), KServe `ModelInfer` and TF Serving `Predict`
 # (`h2load -c32 -m1 -t1`), with the server's CPU per request from /proc. Prints every run and the
-# means, with B against A and gRPC against REST.
+# medians, with B against A and gRPC against REST.
 #
 # On a shared machine the same run can differ by 2x from one minute to the next; alternating
 # rounds spread that over both binaries, so their ratio means something where a report from
@@ -83,16 +83,20 @@ echo "binary scenario req/s cpu_us_per_request"
 for i in $(seq "$rounds"); do
   if ((i % 2)); then round A "$a"; round B "$b"; else round B "$b"; round A "$a"; fi
 done
-awk '
-  { n[$1" "$2]++; r[$1" "$2] += $3; c[$1" "$2] += $4 }
-  END {
-    printf "\nmeans over %d rounds\n", n["A rest"]
-    printf "%-16s %10s %8s %10s %8s %9s %9s %10s %10s\n", "scenario", "A req/s", "A cpu", "B req/s", "B cpu", "B/A req", "B/A cpu", "A of REST", "B of REST"
-    split("rest kserve-grpc tfserving-grpc", s, " ")
-    for (i = 1; i <= 3; i++) {
-      ka = "A " s[i]; kb = "B " s[i]
-      ra = r[ka] / n[ka]; rb = r[kb] / n[kb]; ca = c[ka] / n[ka]; cb = c[kb] / n[kb]
-      printf "%-16s %10.0f %8.1f %10.0f %8.1f %9.3f %9.3f %10.2f %10.2f\n", s[i], ra, ca, rb, cb, rb / ra, cb / ca,
-        ra / (r["A rest"] / n["A rest"]), rb / (r["B rest"] / n["B rest"])
-    }
-  }' "$work/runs"
+# Medians rather than means: one round disturbed by the host (a run at a third of the others'
+# rate happens on these VMs) would move a mean by more than the difference being measured.
+python3 - "$work/runs" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    label, scenario, rps, cpu = line.split()
+    runs.setdefault((label, scenario), []).append((float(rps), float(cpu)))
+med = lambda key, i: statistics.median(r[i] for r in runs[key])
+print(f"\nmedians over {len(runs[('A', 'rest')])} rounds")
+print(f"{'scenario':16} {'A req/s':>10} {'A cpu':>8} {'B req/s':>10} {'B cpu':>8} {'B/A req':>9} "
+      f"{'B/A cpu':>9} {'A of REST':>10} {'B of REST':>10}")
+for s in ("rest", "kserve-grpc", "tfserving-grpc"):
+    ra, ca, rb, cb = med(("A", s), 0), med(("A", s), 1), med(("B", s), 0), med(("B", s), 1)
+    print(f"{s:16} {ra:10.0f} {ca:8.1f} {rb:10.0f} {cb:8.1f} {rb / ra:9.3f} {cb / ca:9.3f} "
+          f"{ra / med(('A', 'rest'), 0):10.2f} {rb / med(('B', 'rest'), 0):10.2f}")
+PY

@@ -8,8 +8,12 @@ so CPU per request is server-side only. gRPC answers carry their status in trail
 does not read, so every gRPC run is checked against the server's own request counter by code
 (`mlengine_requests_total` by status): a run with any answer but 200 (OK) is reported as failed.
 
-The floors run last: the HTTP floor (axum) with the gRPC floor on tonic beside it, then the gRPC
-floor on hyper's HTTP/2 alone, each answering a fixed census prediction.
+The floors run after mlengine: the HTTP floor (axum) with the gRPC floor on tonic beside it, then
+the gRPC floor on hyper's HTTP/2 alone, each answering a fixed census prediction. The whole set
+runs `--rounds` times, each round on fresh servers, and the report gives each figure's median:
+on a shared VM one run can differ from the next by half, so a single pass of the scenarios in a
+row compares moments as much as servers. Ratios are also taken within each round (the servers a
+few minutes apart rather than the length of the benchmark) and reported with their range.
 
 Writes loadtest/results/standard-clients.md and standard-clients.json.
 """
@@ -211,6 +215,7 @@ def main():
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--server-args", default="")
+    p.add_argument("--rounds", type=int, default=3)
     a = p.parse_args()
 
     global LUA_PATH
@@ -236,6 +241,17 @@ def main():
 
     time_raw_runs()
 
+    results = []
+    for round_ in range(1, a.rounds + 1):
+        print(f"round {round_} of {a.rounds}", flush=True)
+        results += [{**r, "round": round_} for r in run_round(a, bodies)]
+
+    time_raw_runs()
+    report(a, results, raw_runs)
+
+
+def run_round(a, bodies):
+    """mlengine's scenarios, then the floors', each server started afresh."""
     results = []
     rest, grpc = free_port(), free_port()
     ml = Server("mlengine", [a.mlengine, "serve", "--model-base-path", a.model_base,
@@ -282,12 +298,44 @@ def main():
         finally:
             floor.stop()
 
-    time_raw_runs()
-    report(a, results, raw_runs)
+    return results
+
+
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def medians(results):
+    """One result per (server, scenario): the median of each figure over the rounds, failures
+    summed, the req/s of each round kept."""
+    groups = {}
+    for r in results:
+        groups.setdefault((r["server"], r["scenario"]), []).append(r)
+    by = {}
+    for key, runs in groups.items():
+        m = dict(runs[0])
+        for field in ("rps", "cpu_us_per_request", "p50_us", "p99_us", "server_run_mean_us"):
+            values = [r[field] for r in runs if r.get(field) is not None]
+            if values:
+                m[field] = median(values)
+        m["failed"] = sum(r["failed"] for r in runs)
+        m["rps_rounds"] = [r["rps"] for r in runs]
+        by[key] = m
+    return by
+
+
+def round_ratios(results, top, bottom):
+    """`top` over `bottom` (each a (server, scenario) pair), req/s within each round."""
+    rps = {(r["round"], r["server"], r["scenario"]): r["rps"] for r in results}
+    rounds = sorted({r["round"] for r in results})
+    return [rps[(n, *top)] / rps[(n, *bottom)] for n in rounds
+            if (n, *top) in rps and (n, *bottom) in rps and rps[(n, *bottom)]]
 
 
 def report(a, results, raw_runs):
-    by = {(r["server"], r["scenario"]): r for r in results}
+    by = medians(results)
     p50s = {k: [run["results"][0]["p50_us"] for run in runs] for k, runs in raw_runs.items()}
     raw_us, raw_one_us = (sum(v) / len(v) for v in (p50s["raw"], p50s["one_core"]))
     spread = {k: " and ".join(f"{x:.1f}" for x in v) for k, v in p50s.items()}
@@ -313,6 +361,20 @@ def report(a, results, raw_runs):
         for what, r in (("mlengine (the census model; hot calls on hyper, read in place)", g),
                         ("floor on tonic (fixed answer)", gt),
                         ("floor on hyper's HTTP/2 alone (fixed answer)", gh)))
+    ml, fl, fh = "mlengine", "floor", "floor-hyper"
+    pairs = (
+        ("KServe gRPC / Cloud ML REST", (ml, "kserve-grpc-c32"), (ml, "cloudml-rest-c32")),
+        ("TF Serving gRPC / Cloud ML REST", (ml, "tfserving-grpc-c32"), (ml, "cloudml-rest-c32")),
+        ("KServe REST / Cloud ML REST", (ml, "kserve-rest-c32"), (ml, "cloudml-rest-c32")),
+        ("Cloud ML REST / HTTP floor (`wrk -t1`)", (ml, "cloudml-rest-c32"), (fl, "cloudml-rest-c32")),
+        ("KServe gRPC / hyper's HTTP/2 floor", (ml, "kserve-grpc-c32"), (fh, "kserve-grpc-c32")),
+    )
+    ratio_rows = []
+    for what, top, bottom in pairs:
+        ratios = round_ratios(results, top, bottom)
+        if ratios:
+            ratio_rows.append(f"| {what} | {median(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} |")
+    rounds = len({r["round"] for r in results})
     machine = subprocess.run(["sh", "-c", "nproc; sed -n 's/^model name\\s*: //p' /proc/cpuinfo | head -n 1"],
                              capture_output=True, text=True).stdout.split("\n")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -321,13 +383,21 @@ def report(a, results, raw_runs):
 
 {machine[0]} cores ({machine[1]}); mlengine {commit}; clients on the same cores; {a.seconds} s runs after
 {a.warmup} s of warm-up; one census instance per request; server flags: `{a.server_args or '(defaults)'}`.
-Written by `loadtest/serving_benchmark/standard_clients.sh` ({time.strftime('%Y-%m-%d', time.gmtime())}).
+Each figure is the median of {rounds} rounds (each round: mlengine's scenarios, then the floors,
+on fresh servers). Written by `loadtest/serving_benchmark/standard_clients.sh`
+({time.strftime('%Y-%m-%d', time.gmtime())}).
 
 ## 32 concurrent requests (one client thread)
 
 | scenario | client | req/s | of Cloud ML REST | server CPU µs/req | of Cloud ML REST | failed |
 |---|---|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
+
+Ratios of req/s taken within each round (servers minutes apart, not the benchmark's length):
+
+| ratio | median | range over the rounds |
+|---|---:|---:|
+{chr(10).join(ratio_rows)}
 
 ## Against the HTTP floor
 

@@ -5,6 +5,7 @@
 # Installs Debian's wrk and nghttp2-client (h2load) when missing. Not part of CI.
 #
 #   DURATION=10 WARMUP=2      seconds per run
+#   ROUNDS=3                  rounds of every scenario; the report gives medians
 #   MLENGINE_ARGS="..."       extra flags for `mlengine serve`
 #   TASKSET=0                 pin the server to these CPUs (taskset -c), e.g. to measure one core
 #   SKIP_BUILD=1              use the binaries already in target/release
@@ -34,5 +35,6 @@ SH
 chmod +x "$work/mlengine"
 python3 "$here/standard_clients.py" --mlengine "$work/mlengine" --floor "$root/target/release/floor" \
   --loadgen "$loadgen" --data "$data" --work "$work" --out "$results" \
-  --seconds "${DURATION:-10}" --warmup "${WARMUP:-2}" --server-args "${MLENGINE_ARGS:-}"
+  --seconds "${DURATION:-10}" --warmup "${WARMUP:-2}" --rounds "${ROUNDS:-3}" \
+  --server-args "${MLENGINE_ARGS:-}"
 status=0
