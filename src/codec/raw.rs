@@ -79,7 +79,6 @@ pub fn decode(dtype: DType, bytes: &[u8], count: usize, what: &str) -> Result<Te
 pub fn encoded_len(data: &TensorData) -> usize {
     match data {
         TensorData::String(v) => v.iter().map(|s| 4 + s.len()).sum(),
-        TensorData::Bool(v) => v.len(),
         other => other.len() * other.dtype().size(),
     }
 }

@@ -7,6 +7,5 @@ pub mod lifecycle;
 pub mod service;
 pub mod status;
 
-pub use connections::{Carries, Connections};
 pub use lifecycle::{Lifecycle, Phase};
 pub use service::{Call, InferenceService};

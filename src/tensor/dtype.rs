@@ -38,20 +38,9 @@ static NAMES: [(DType, &str, &str, &str); 12] = [
 
 impl DType {
     /// Every element type.
-    pub const ALL: [DType; 12] = [
-        DType::Bool,
-        DType::U8,
-        DType::U16,
-        DType::U32,
-        DType::U64,
-        DType::I8,
-        DType::I16,
-        DType::I32,
-        DType::I64,
-        DType::F32,
-        DType::F64,
-        DType::String,
-    ];
+    pub fn all() -> impl Iterator<Item = DType> {
+        NAMES.iter().map(|n| n.0)
+    }
 
     fn names(self) -> (DType, &'static str, &'static str, &'static str) {
         NAMES
@@ -122,7 +111,6 @@ mod tests {
 
     #[test]
     fn every_type_has_every_name_and_they_round_trip() {
-        assert_eq!(DType::ALL.map(|d| d.names().0), NAMES.map(|n| n.0));
         for (d, ours, kserve, tf) in NAMES {
             assert_eq!((d.name(), d.kserve_name(), d.tf_name()), (ours, kserve, tf));
             assert_eq!(DType::from_kserve_name(kserve), Some(d));

@@ -12,6 +12,7 @@ use bytes::BufMut;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 
 use super::tensor_proto::data_type;
+use crate::codec::instances::SIGNATURE_NAME;
 use crate::codec::raw;
 use crate::tensor::{Outputs, Tensor, TensorData};
 
@@ -29,11 +30,11 @@ pub struct Infer<'a> {
     pub outputs: &'a Outputs,
 }
 
-/// TF Serving's `PredictResponse`: the outputs, and the spec of the version that answered.
+/// TF Serving's `PredictResponse`: the outputs, and the spec of the version that answered (its
+/// signature is the only one the server's models have).
 pub struct Predict<'a> {
     pub model_name: &'a str,
-    pub version: i64,
-    pub signature_name: &'a str,
+    pub version: u64,
     pub outputs: &'a Outputs,
 }
 
@@ -144,24 +145,44 @@ fn shape_len(shape: &[usize]) -> usize {
 /// carries them (`int32` sign-extended to 64 bits), and returns that field's tag; `None` for the
 /// other types.
 fn varints(data: &TensorData, mut each: impl FnMut(u64)) -> Option<u32> {
-    match data {
-        TensorData::I32(v) => v.iter().for_each(|&x| each(i64::from(x) as u64)),
-        TensorData::I16(v) => v.iter().for_each(|&x| each(i64::from(x) as u64)),
-        TensorData::I8(v) => v.iter().for_each(|&x| each(i64::from(x) as u64)),
-        TensorData::U8(v) => v.iter().for_each(|&x| each(u64::from(x))),
-        TensorData::U16(v) => v.iter().for_each(|&x| each(u64::from(x))),
-        TensorData::I64(v) => v.iter().for_each(|&x| each(x as u64)),
-        TensorData::Bool(v) => v.iter().for_each(|&x| each(u64::from(x))),
-        TensorData::U32(v) => v.iter().for_each(|&x| each(u64::from(x))),
-        TensorData::U64(v) => v.iter().for_each(|&x| each(x)),
-        TensorData::F32(_) | TensorData::F64(_) | TensorData::String(_) => return None,
-    }
     Some(match data {
-        TensorData::I64(_) => 10,
-        TensorData::Bool(_) => 11,
-        TensorData::U32(_) => 16,
-        TensorData::U64(_) => 17,
-        _ => 7,
+        TensorData::I32(v) => {
+            v.iter().for_each(|&x| each(i64::from(x) as u64));
+            7
+        }
+        TensorData::I16(v) => {
+            v.iter().for_each(|&x| each(i64::from(x) as u64));
+            7
+        }
+        TensorData::I8(v) => {
+            v.iter().for_each(|&x| each(i64::from(x) as u64));
+            7
+        }
+        TensorData::U8(v) => {
+            v.iter().for_each(|&x| each(u64::from(x)));
+            7
+        }
+        TensorData::U16(v) => {
+            v.iter().for_each(|&x| each(u64::from(x)));
+            7
+        }
+        TensorData::I64(v) => {
+            v.iter().for_each(|&x| each(x as u64));
+            10
+        }
+        TensorData::Bool(v) => {
+            v.iter().for_each(|&x| each(u64::from(x)));
+            11
+        }
+        TensorData::U32(v) => {
+            v.iter().for_each(|&x| each(u64::from(x)));
+            16
+        }
+        TensorData::U64(v) => {
+            v.iter().for_each(|&x| each(x));
+            17
+        }
+        TensorData::F32(_) | TensorData::F64(_) | TensorData::String(_) => return None,
     })
 }
 
@@ -227,8 +248,8 @@ fn entry_len(name: &str, t: &Tensor) -> usize {
 /// The `ModelSpec` of the version that answered: name, version (an `Int64Value`), signature.
 fn spec_len(p: &Predict) -> usize {
     string_len(1, p.model_name)
-        + delimited_len(2, varint_len(1, p.version as u64))
-        + string_len(3, p.signature_name)
+        + delimited_len(2, varint_len(1, p.version))
+        + string_len(3, SIGNATURE_NAME)
 }
 
 impl Answer for Predict<'_> {
@@ -250,9 +271,9 @@ impl Answer for Predict<'_> {
         }
         put_head(2, spec_len(self), out);
         put_string(1, self.model_name, out);
-        put_head(2, varint_len(1, self.version as u64), out);
-        put_varint(1, self.version as u64, out);
-        put_string(3, self.signature_name, out);
+        put_head(2, varint_len(1, self.version), out);
+        put_varint(1, self.version, out);
+        put_string(3, SIGNATURE_NAME, out);
     }
 }
 
@@ -274,7 +295,8 @@ mod tests {
         let count = rng.random_range(0..5);
         (0..count)
             .map(|i| {
-                let dtype = DType::ALL[rng.random_range(0..DType::ALL.len())];
+                let types: Vec<DType> = DType::all().collect();
+                let dtype = types[rng.random_range(0..types.len())];
                 let shape: Vec<usize> = (0..rng.random_range(0..3))
                     .map(|_| rng.random_range(0..4))
                     .collect();
@@ -349,16 +371,14 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(12);
         for _ in 0..2000 {
             let outputs = random_outputs(&mut rng);
-            let version = [0i64, 1, 1796085651, -5][rng.random_range(0..4)];
-            let (name, signature) =
-                [("census", "serving_default"), ("", "")][rng.random_range(0..2)];
+            let version = [0u64, 1, 1796085651, u64::MAX][rng.random_range(0..4)];
+            let name = ["census", ""][rng.random_range(0..2)];
             let ours = written(&Predict {
                 model_name: name,
                 version,
-                signature_name: signature,
                 outputs: &outputs,
             });
-            let tree = tfserving::response(name, version, signature, &outputs);
+            let tree = tfserving::response(name, version, &outputs);
             let read = PredictResponse::decode(&ours[..]).unwrap();
             assert_eq!(read, tree);
             // Same length as prost's (its map order differs from ours).

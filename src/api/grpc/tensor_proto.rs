@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn data_types_are_the_element_types_tensorflow_names() {
-        for d in DType::ALL {
+        for d in DType::all() {
             assert_eq!(data_type(d).as_str_name(), d.tf_name());
             assert_eq!(element_type(data_type(d) as i32), Some(d));
         }

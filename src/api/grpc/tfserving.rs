@@ -19,6 +19,7 @@ use super::proto::tensorflow::{SignatureDef, TensorInfo};
 use super::tensor_proto::{data_type, encode, shape_proto};
 use super::{arrival, predict_wire, status, tonic_timeout};
 use crate::codec::example::{self, Features};
+use crate::codec::instances::SIGNATURE_NAME;
 use crate::repository::{VersionSelector, VersionState};
 use crate::serving::{Call, InferenceService};
 use crate::status::{Error, Result};
@@ -58,13 +59,10 @@ pub fn examples(input: Option<&Input>) -> Result<(Vec<Features>, Option<Features
     }
 }
 
-/// The signature every answer names: the server's models have one.
-pub(super) const SIGNATURE: &str = "serving_default";
-
 fn served_spec(name: &str, version: u64) -> ModelSpec {
     ModelSpec {
         name: name.to_string(),
-        signature_name: SIGNATURE.to_string(),
+        signature_name: SIGNATURE_NAME.to_string(),
         version_choice: Some(VersionChoice::Version(version as i64)),
     }
 }
@@ -78,18 +76,9 @@ pub(super) struct Predicted {
 }
 
 /// The answer as prost's message, for tonic's service: the outputs in typed `*_val` fields.
-pub(super) fn response(
-    model_name: &str,
-    version: i64,
-    signature_name: &str,
-    outputs: &Outputs,
-) -> PredictResponse {
+pub(super) fn response(model_name: &str, version: u64, outputs: &Outputs) -> PredictResponse {
     PredictResponse {
-        model_spec: Some(ModelSpec {
-            name: model_name.to_string(),
-            signature_name: signature_name.to_string(),
-            version_choice: Some(VersionChoice::Version(version)),
-        }),
+        model_spec: Some(served_spec(model_name, version)),
         outputs: outputs
             .iter()
             .map(|(n, t)| (n.clone(), encode(t)))
@@ -318,14 +307,7 @@ impl PredictionService for TfServing {
         let timeout = tonic_timeout(&request);
         self.predict_call(Received::Decoded(request.into_inner()), arrived, timeout)
             .await
-            .map(|p| {
-                Response::new(response(
-                    &p.model_name,
-                    p.version as i64,
-                    SIGNATURE,
-                    &p.outputs,
-                ))
-            })
+            .map(|p| Response::new(response(&p.model_name, p.version, &p.outputs)))
             .map_err(|e| status(&e))
     }
 

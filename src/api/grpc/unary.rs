@@ -181,8 +181,7 @@ impl Hot {
                     .map_err(|e| status(&e))?;
                 let answer = answer_wire::Predict {
                     model_name: &p.model_name,
-                    version: p.version as i64,
-                    signature_name: tfserving::SIGNATURE,
+                    version: p.version,
                     outputs: &p.outputs,
                 };
                 frame(&answer, self.max_message_bytes)
