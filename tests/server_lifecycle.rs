@@ -285,6 +285,82 @@ fn session_worker_threads(server: &Server) -> usize {
         .count()
 }
 
+/// The scheduling policy of each session worker of a server process (`sched_setscheduler`'s
+/// numbers, from field 41 of `/proc/<pid>/task/<tid>/stat`: 0 normal, 3 batch).
+fn session_worker_policies(server: &Server) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.child.id())).expect("tasks");
+    tasks
+        .filter_map(|t| {
+            let path = t.ok()?.path();
+            let comm = std::fs::read_to_string(path.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // The fields after the command's closing parenthesis start at field 3.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            comm.starts_with("run-census")
+                .then(|| fields.get(41 - 3)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Session workers do not preempt the HTTP threads where they share cores with them
+/// (`SCHED_BATCH`, see src/runtime/scheduling.rs), keep the default policy where each thread has a
+/// core, and `--worker-scheduling` overrides either.
+#[test]
+fn session_workers_take_the_batch_policy_where_threads_outnumber_cores() {
+    const NORMAL: u32 = 0;
+    const BATCH: u32 = 3;
+    let pinned = |extra: &[&str]| {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", "0", env!("CARGO_BIN_EXE_mlengine"), "serve"])
+            .args(LOOPBACK_ANY_PORT)
+            .args(["--model-base-path", "models/census/export/Servo"])
+            .args(extra);
+        cmd
+    };
+    let expect = |server: &Server, policy: u32, workers: usize| {
+        wait_until(&format!("{workers} workers under policy {policy}"), || {
+            session_worker_policies(server) == vec![policy; workers]
+        });
+    };
+    // One core for an HTTP thread and a worker: batch.
+    let server = Server::spawn(pinned(&[]));
+    expect(&server, BATCH, 1);
+    let (code, body) = server.post_json(
+        "/v1/models/census:predict",
+        &json!({"instances": [census_instance()]}),
+    );
+    assert_eq!(code, 200, "{body}");
+    drop(server);
+    let mut cmd = pinned(&[]);
+    cmd.env("MLENGINE_WORKER_SCHEDULING", "normal");
+    let server = Server::spawn(cmd);
+    expect(&server, NORMAL, 1);
+    drop(server);
+    // Unpinned: the rule applied to every core this test may use (normal from two cores up).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let plan = mlengine::server::threads::ThreadPlan::for_cores(cores);
+    let derived = match plan.worker_scheduling() {
+        mlengine::runtime::scheduling::WorkerScheduling::Batch => BATCH,
+        mlengine::runtime::scheduling::WorkerScheduling::Normal => NORMAL,
+    };
+    let args = ["--model-base-path", "models/census/export/Servo"];
+    let server = Server::start(&args);
+    expect(&server, derived, plan.workers);
+    drop(server);
+    // More workers than the cores leave room for: batch.
+    let workers = cores.to_string();
+    let server = Server::start(&[&args[..], &["--workers", &workers]].concat());
+    expect(&server, BATCH, cores);
+    drop(server);
+    let server = Server::start(&[&args[..], &["--worker-scheduling", "batch"]].concat());
+    expect(&server, BATCH, plan.workers);
+    drop(server);
+    let mut cmd = Server::command(&args);
+    cmd.args(["--worker-scheduling", "fifo"]);
+    assert_usage_error(&run(&mut cmd), "fifo");
+}
+
 #[test]
 fn thread_defaults_follow_the_cores_the_process_may_use() {
     let threads = |server: &Server| {

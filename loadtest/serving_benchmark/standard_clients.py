@@ -113,7 +113,8 @@ def wrk(url, body, connections, threads, seconds, prefix=()):
     out = subprocess.run(
         [*prefix, "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
          LUA_PATH, url],
-        capture_output=True, text=True, env={**os.environ, "BODY": body}, check=True).stdout
+        capture_output=True, text=True, env={**os.environ, "BODY": body}, check=True,
+        timeout=seconds + 60).stdout
     line = next(l for l in out.splitlines() if l.startswith("RESULT "))
     r = json.loads(line[len("RESULT "):])
     r["ok"] = r["requests"] - r["non2xx"]
@@ -122,11 +123,11 @@ def wrk(url, body, connections, threads, seconds, prefix=()):
     return r
 
 
-def h2load(url, body, connections, threads, seconds):
+def h2load(url, body, connections, threads, seconds, prefix=()):
     out = subprocess.run(
-        ["h2load", f"-c{connections}", "-m1", f"-t{threads}", f"-D{seconds}", "-d", body,
+        [*prefix, "h2load", f"-c{connections}", "-m1", f"-t{threads}", f"-D{seconds}", "-d", body,
          "-H", "content-type: application/grpc", "-H", "te: trailers", url],
-        capture_output=True, text=True, check=True).stdout
+        capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
                      r"(\d+) errored", out)
     secs = re.search(r"finished in ([\d.]+)s", out)

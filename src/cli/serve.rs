@@ -9,6 +9,7 @@ use clap::Args;
 use crate::repository::policy::VersionPolicy;
 use crate::repository::ModelConfig;
 use crate::runtime::batcher::BatchConfig;
+use crate::runtime::scheduling::WorkerScheduling;
 use crate::runtime::worker::WorkerConfig;
 use crate::runtime::{Device, SessionConfig};
 use crate::server::threads::ThreadPlan;
@@ -79,6 +80,14 @@ pub struct ServeArgs {
     /// least 1, leaving at least one core to the workers (1 on 1 or 2 cores).
     #[arg(long, env = "MLENGINE_HTTP_THREADS")]
     pub http_threads: Option<usize>,
+
+    /// Scheduling of session workers: batch (Linux's SCHED_BATCH: a worker woken by a request
+    /// does not preempt the thread that received it, so runs gather the requests that arrive
+    /// meanwhile on a shared core) or normal. Default: batch where the HTTP threads and workers
+    /// outnumber the usable cores, normal elsewhere.
+    #[arg(long, env = "MLENGINE_WORKER_SCHEDULING",
+          value_parser = super::parse_with::<WorkerScheduling>(&["batch", "normal"]))]
+    pub worker_scheduling: Option<WorkerScheduling>,
 
     /// Dynamic batching: most instances merged into one ONNX Runtime run (1 turns merging off).
     #[arg(long, env = "MLENGINE_MAX_BATCH_SIZE", default_value_t = 64)]
@@ -290,6 +299,9 @@ impl ServeArgs {
                     intra_threads: threads.intra_op,
                     device: self.device,
                 },
+                scheduling: self
+                    .worker_scheduling
+                    .unwrap_or_else(|| threads.worker_scheduling()),
             },
             request_timeout: (self.request_timeout_ms > 0)
                 .then(|| Duration::from_millis(self.request_timeout_ms)),

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::scheduling::{self, WorkerScheduling};
 use crate::status::{Code, Error, Result};
 use crate::tensor::{Outputs, Signature, Tensor};
 
@@ -298,10 +299,10 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts one thread per runner (at least one runner). Dropped requests are counted in
-    /// `drops` (shared by a model's versions, so the counts outlive a retired version). Small
-    /// requests may run in place once the version's small runs each take at most
-    /// `max_quick_run` (zero: never; see `run_here`).
+    /// Starts one thread per runner (at least one runner), each under `scheduling`. Dropped
+    /// requests are counted in `drops` (shared by a model's versions, so the counts outlive a
+    /// retired version). Small requests may run in place once the version's small runs each take
+    /// at most `max_quick_run` (zero: never; see `run_here`).
     pub fn start<R: Runner>(
         runners: Vec<R>,
         label: &str,
@@ -309,6 +310,7 @@ impl Batcher {
         queue_capacity: usize,
         drops: Arc<DropCounts>,
         max_quick_run: Duration,
+        scheduling: WorkerScheduling,
     ) -> std::io::Result<Self> {
         let signature = match runners.first() {
             Some(r) => r.signature().clone(),
@@ -342,7 +344,10 @@ impl Batcher {
             };
             std::thread::Builder::new()
                 .name(format!("run-{label}-{i}"))
-                .spawn(move || worker.work())?;
+                .spawn(move || {
+                    scheduling::apply_to_this_thread(scheduling);
+                    worker.work()
+                })?;
         }
         Ok(Batcher {
             queue: tx,
@@ -765,6 +770,7 @@ mod tests {
             queue_capacity,
             drops.clone(),
             max_quick_run,
+            WorkerScheduling::Batch,
         )
         .unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread()

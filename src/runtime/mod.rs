@@ -3,6 +3,7 @@
 pub mod batcher;
 pub mod library;
 pub mod pool;
+pub mod scheduling;
 pub mod session;
 pub mod worker;
 

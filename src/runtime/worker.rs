@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::batcher::{self, BatchConfig, Batcher, DropCounts};
+use super::scheduling::WorkerScheduling;
 use super::session::{ModelSession, SessionConfig};
 
 /// Settings of a version's workers.
@@ -20,6 +21,7 @@ pub struct WorkerConfig {
     /// version's small runs each take at most this (zero: never); see `Batcher::run_here`.
     pub in_place_max_run: Duration,
     pub session: SessionConfig,
+    pub scheduling: WorkerScheduling,
 }
 
 impl Default for WorkerConfig {
@@ -30,6 +32,7 @@ impl Default for WorkerConfig {
             batching: BatchConfig::OFF,
             in_place_max_run: Duration::from_micros(batcher::HERE_MAX_RUN_MICROS),
             session: SessionConfig::default(),
+            scheduling: WorkerScheduling::default(),
         }
     }
 }
@@ -52,5 +55,6 @@ pub fn start(
         config.queue_capacity,
         drops,
         config.in_place_max_run,
+        config.scheduling,
     )?)
 }

@@ -89,6 +89,7 @@ impl Server {
             http_threads = config.threads.http,
             workers = config.threads.workers,
             intra_op_threads = config.threads.intra_op,
+            worker_scheduling = ?config.workers.scheduling,
             "threads"
         );
         let manager = Arc::new(Manager::new(env, config.workers));

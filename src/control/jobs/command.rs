@@ -164,8 +164,8 @@ impl ControlPlane {
 fn background(program: &Path) -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(program);
-    // SAFETY: prctl, setpriority and sched_setscheduler are plain system calls, async-signal-safe,
-    // and nothing else runs between fork and exec.
+    // SAFETY: prctl, setpriority and sched_setscheduler (`set_this_thread`) are plain system
+    // calls, async-signal-safe, and nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -176,11 +176,7 @@ fn background(program: &Path) -> Command {
             if libc::setpriority(libc::PRIO_PROCESS, 0, 19) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            let param = libc::sched_param { sched_priority: 0 };
-            if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+            crate::runtime::scheduling::set_this_thread(crate::runtime::scheduling::Policy::Idle)
         });
     }
     cmd
