@@ -46,9 +46,9 @@ impl ThreadPlan {
     /// The session workers' policy unless `--worker-scheduling` says: `SCHED_BATCH` where the
     /// threads that run requests outnumber the cores, so that a worker shares a core with an HTTP
     /// thread and would preempt it (src/runtime/scheduling.rs); the default policy elsewhere. Where
-    /// each thread has a core, the batch policy gains nothing and only gives up wake-up preemption
-    /// against other processes: measured with the clients on the server's two cores it ranged
-    /// from 0.65 to 1.47 of the default policy's req/s from round to round (README, "Threads").
+    /// each thread has a core there is no such preemption to avoid, and the measurements with the
+    /// clients on the server's two cores disagree from run to run (0.65 to 1.47 of the default
+    /// policy's req/s per round; README, "Threads"), so the workers keep every thread's policy.
     pub fn worker_scheduling(&self) -> WorkerScheduling {
         if self.http + self.workers * self.intra_op > self.cores {
             WorkerScheduling::Batch
