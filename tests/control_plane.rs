@@ -430,6 +430,20 @@ fn state_survives_sigkill_during_a_version_create_and_a_job() {
     wait_until("the job's first checkpoint", || {
         job_dir.join("checkpoint.json").is_file()
     });
+    // The trainer takes only the CPU serving leaves: nice 19 (field 19) under SCHED_IDLE (5,
+    // field 41).
+    let trainers = std::process::Command::new("pgrep")
+        .args(["-f", job_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let trainers = String::from_utf8(trainers.stdout).unwrap();
+    let pids: Vec<&str> = trainers.split_whitespace().collect();
+    assert_eq!(pids.len(), 1, "one trainer: {trainers}");
+    let stat = PathBuf::from(format!("/proc/{}/stat", pids[0]));
+    assert_eq!(
+        (proc_stat_field(&stat, 19), proc_stat_field(&stat, 41)),
+        (Some(19), Some(5))
+    );
     // A version creation in flight, then SIGKILL.
     let (status, op) = call(
         &server,

@@ -287,17 +287,14 @@ fn session_worker_threads(server: &Server) -> usize {
 
 /// The scheduling policy of each session worker of a server process (`sched_setscheduler`'s
 /// numbers, from field 41 of `/proc/<pid>/task/<tid>/stat`: 0 normal, 3 batch).
-fn session_worker_policies(server: &Server) -> Vec<u32> {
+fn session_worker_policies(server: &Server) -> Vec<i64> {
     let tasks = std::fs::read_dir(format!("/proc/{}/task", server.child.id())).expect("tasks");
     tasks
         .filter_map(|t| {
             let path = t.ok()?.path();
             let comm = std::fs::read_to_string(path.join("comm")).ok()?;
-            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
-            // The fields after the command's closing parenthesis start at field 3.
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
             comm.starts_with("run-census")
-                .then(|| fields.get(41 - 3)?.parse().ok())
+                .then(|| proc_stat_field(&path.join("stat"), 41))
                 .flatten()
         })
         .collect()
@@ -308,8 +305,8 @@ fn session_worker_policies(server: &Server) -> Vec<u32> {
 /// core, and `--worker-scheduling` overrides either.
 #[test]
 fn session_workers_take_the_batch_policy_where_threads_outnumber_cores() {
-    const NORMAL: u32 = 0;
-    const BATCH: u32 = 3;
+    const NORMAL: i64 = 0;
+    const BATCH: i64 = 3;
     let pinned = |extra: &[&str]| {
         let mut cmd = Command::new("taskset");
         cmd.args(["-c", "0", env!("CARGO_BIN_EXE_mlengine"), "serve"])
@@ -318,7 +315,7 @@ fn session_workers_take_the_batch_policy_where_threads_outnumber_cores() {
             .args(extra);
         cmd
     };
-    let expect = |server: &Server, policy: u32, workers: usize| {
+    let expect = |server: &Server, policy: i64, workers: usize| {
         wait_until(&format!("{workers} workers under policy {policy}"), || {
             session_worker_policies(server) == vec![policy; workers]
         });

@@ -385,6 +385,19 @@ pub fn census_instance() -> serde_json::Value {
         "native_country": " United-States"})
 }
 
+/// Field `n` (numbered from 1, as proc(5) does) of a `/proc/<pid>[/task/<tid>]/stat` file, read
+/// past the command's closing parenthesis (a command may hold spaces and parentheses).
+pub fn proc_stat_field(stat_file: &Path, n: usize) -> Option<i64> {
+    let stat = std::fs::read_to_string(stat_file).ok()?;
+    // The fields after the parenthesis start at field 3.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(n.checked_sub(3)?)?
+        .parse()
+        .ok()
+}
+
 /// Polls `state` until it holds, failing with `what` after a generous bound: tests wait for a
 /// state (a metric, a file, a status), never for a stretch of time.
 pub fn wait_until(what: &str, mut state: impl FnMut() -> bool) {
