@@ -90,29 +90,24 @@ pub fn set_this_thread(policy: Policy) -> std::io::Result<()> {
     }
 }
 
-/// The calling thread's policy as the kernel reports it (Linux), for tests and diagnostics.
-#[cfg(target_os = "linux")]
-pub fn this_thread_policy() -> Option<WorkerScheduling> {
-    // SAFETY: pid 0 names the calling thread.
-    match unsafe { libc::sched_getscheduler(0) } {
-        libc::SCHED_BATCH => Some(WorkerScheduling::Batch),
-        libc::SCHED_OTHER => Some(WorkerScheduling::Normal),
-        _ => None,
-    }
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
+    /// The calling thread's policy as the kernel reports it.
+    fn this_thread_policy() -> libc::c_int {
+        // SAFETY: pid 0 names the calling thread.
+        unsafe { libc::sched_getscheduler(0) }
+    }
+
     #[test]
     fn a_thread_takes_each_policy_and_back() {
         std::thread::spawn(|| {
-            assert_eq!(this_thread_policy(), Some(WorkerScheduling::Normal));
+            assert_eq!(this_thread_policy(), libc::SCHED_OTHER);
             apply_to_this_thread(WorkerScheduling::Batch);
-            assert_eq!(this_thread_policy(), Some(WorkerScheduling::Batch));
+            assert_eq!(this_thread_policy(), libc::SCHED_BATCH);
             apply_to_this_thread(WorkerScheduling::Normal);
-            assert_eq!(this_thread_policy(), Some(WorkerScheduling::Normal));
+            assert_eq!(this_thread_policy(), libc::SCHED_OTHER);
         })
         .join()
         .expect("the thread ran");
