@@ -490,18 +490,7 @@ fn batched_answers_equal_unbatched_bit_for_bit() {
 #[test]
 fn the_only_connection_runs_small_requests_in_place() {
     let tmp = tempfile::tempdir().unwrap();
-    let model = bundled_version();
-    let version = model.file_name().unwrap().to_str().unwrap();
-    let server = Server::start(&[
-        "--model-base-path",
-        model.parent().unwrap().to_str().unwrap(),
-        "--file-system-poll-wait-seconds",
-        "0",
-        "--in-place-max-run-micros",
-        "60000000",
-    ]);
-    let here =
-        format!(r#"mlengine_request_thread_runs_total{{model="census",version="{version}"}}"#);
+    let (server, here) = in_place_server();
     let instances = census_instances(tmp.path());
     let body = json!({"instances": &instances[..2]}).to_string();
     let answer = |client: &mut KeepAlive| {

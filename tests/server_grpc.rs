@@ -897,3 +897,108 @@ fn grpc_requests_are_read_however_they_are_framed() {
         );
     });
 }
+
+/// A gRPC client making one call at a time on its channel, with the server to itself, has its
+/// small calls run on the thread that received them, as a lone HTTP/1.1 client does. A call
+/// still in flight on the same connection (here one whose message never finishes arriving) sends
+/// them through the worker again, and its end brings runs in place back. Every run counts as
+/// quick here (a minute), so the test never depends on this machine's speed.
+#[test]
+fn a_lone_grpc_clients_calls_run_in_place_one_at_a_time() {
+    use std::pin::Pin;
+
+    use futures::{Stream, StreamExt};
+    use http_body_util::BodyExt;
+    use hyper::body::Frame;
+
+    type Frames =
+        Pin<Box<dyn Stream<Item = Result<Frame<bytes::Bytes>, std::convert::Infallible>> + Send>>;
+    let (server, here) = in_place_server();
+    let message = framed(&kserve_request(&[census_instance(), census_instance()]).encode_to_vec());
+    let url = format!(
+        "http://{}/inference.GRPCInferenceService/ModelInfer",
+        server.grpc_addr
+    );
+    let request = |frames: Frames| {
+        http::Request::post(&url)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(http_body_util::StreamBody::new(frames))
+            .unwrap()
+    };
+    let whole = |message: &[u8]| -> Frames {
+        Box::pin(futures::stream::iter([Ok(Frame::data(
+            bytes::Bytes::copy_from_slice(message),
+        ))]))
+    };
+    rt().block_on(async {
+        // One client, so one HTTP/2 connection that every call below shares.
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http::<http_body_util::StreamBody<Frames>>();
+        let answer = |response: http::Response<hyper::body::Incoming>| async move {
+            assert_eq!(response.status(), 200);
+            let collected = response.into_body().collect().await.unwrap();
+            let status = collected
+                .trailers()
+                .and_then(tonic::Status::from_header_map);
+            assert_eq!(status.map(|s| s.code()), Some(tonic::Code::Ok));
+            collected.to_bytes()
+        };
+        let call =
+            || async { answer(client.request(request(whole(&message))).await.unwrap()).await };
+        let reference = call().await;
+        for _ in 1..20 {
+            assert_eq!(call().await, reference);
+        }
+        // As over HTTP/1.1: the first eight small runs (the warm-up's among them) prove the
+        // model quick on the worker, so at most 13 ran in place; a few more may have gone to the
+        // worker while the server still counted the start-up's readiness connection.
+        let in_place = metric(&server, &here);
+        assert!(
+            (6.0..=13.0).contains(&in_place),
+            "{in_place} of 20 calls ran in place"
+        );
+
+        // A call whose message stops halfway: in flight on the connection until the rest comes.
+        // Its first half is asked for once its headers are out, so the calls after it reach the
+        // server behind it.
+        let (rest_tx, rest_rx) = tokio::sync::oneshot::channel::<bytes::Bytes>();
+        let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
+        let first_half = bytes::Bytes::copy_from_slice(&message[..message.len() / 2]);
+        let frames: Frames = Box::pin(
+            futures::stream::once(async move {
+                let _ = sent_tx.send(());
+                Ok(Frame::data(first_half))
+            })
+            .chain(futures::stream::once(async move {
+                Ok(Frame::data(rest_rx.await.unwrap()))
+            })),
+        );
+        let held = tokio::spawn(client.request(request(frames)));
+        sent_rx.await.unwrap();
+        let before = metric(&server, &here);
+        for _ in 0..10 {
+            assert_eq!(call().await, reference);
+        }
+        assert_eq!(
+            metric(&server, &here),
+            before,
+            "ran in place beside another call on the same connection"
+        );
+        rest_tx
+            .send(bytes::Bytes::copy_from_slice(&message[message.len() / 2..]))
+            .unwrap();
+        assert_eq!(answer(held.await.unwrap().unwrap()).await, reference);
+        let mut calls = 0;
+        while metric(&server, &here) == before {
+            assert_eq!(call().await, reference);
+            calls += 1;
+            assert!(
+                calls < 1000,
+                "no call ran in place again after the held one ended"
+            );
+        }
+    });
+}

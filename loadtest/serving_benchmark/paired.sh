@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Two mlengine binaries, A and B, in alternating rounds (A B, B A, A B, ...): per round and binary
 # one server, then Cloud ML REST (`wrk -t1 -c32`), KServe `ModelInfer` and TF Serving `Predict`
-# (`h2load -c32 -m1 -t1`), with the server's CPU per request from /proc. Prints every run and the
-# medians, with B against A and gRPC against REST.
+# (`h2load -c32 -m1 -t1`), KServe again as 32 streams on one connection (`-c1 -m32`), with the
+# server's CPU per request from /proc. Prints every run and the medians, with B against A and
+# gRPC against REST.
 #
 # On a shared machine the same run can differ by 2x from one minute to the next; alternating
 # rounds spread that over both binaries, so their ratio means something where a report from
@@ -59,7 +60,10 @@ measure() {
     'BEGIN { printf "%s %s %.0f %.1f\n", l, s, n / d, (c1 - c0) / n * 1e6 }' | tee -a "$work/runs"
 }
 wrk_rest() { BODY="$work/cloudml.body" wrk -t1 -c32 "-d$3s" -s "$work/post.lua" "http://127.0.0.1:$1$2"; }
+# gRPC as the issue measured it (a connection per call, -c32 -m1) and as a gRPC client sends
+# concurrent calls (streams on one channel's connection, -c1 -m32).
 h2() { h2load -c32 -m1 -t1 "-D$4" -d "$work/$3.body" -H 'content-type: application/grpc' -H 'te: trailers' "http://127.0.0.1:$1$2"; }
+h2m() { h2load -c1 -m32 -t1 "-D$4" -d "$work/$3.body" -H 'content-type: application/grpc' -H 'te: trailers' "http://127.0.0.1:$1$2"; }
 
 round() {
   local label=$1 binary=$2 rest grpc
@@ -72,6 +76,7 @@ round() {
   measure "$label" rest wrk_rest "$rest" /v1/models/census:predict
   measure "$label" kserve-grpc h2 "$grpc" /inference.GRPCInferenceService/ModelInfer grpc-kserve
   measure "$label" tfserving-grpc h2 "$grpc" /tensorflow.serving.PredictionService/Predict grpc-tfserving
+  measure "$label" kserve-grpc-m32 h2m "$grpc" /inference.GRPCInferenceService/ModelInfer grpc-kserve
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   pid=
@@ -95,7 +100,7 @@ med = lambda key, i: statistics.median(r[i] for r in runs[key])
 print(f"\nmedians over {len(runs[('A', 'rest')])} rounds")
 print(f"{'scenario':16} {'A req/s':>10} {'A cpu':>8} {'B req/s':>10} {'B cpu':>8} {'B/A req':>9} "
       f"{'B/A cpu':>9} {'A of REST':>10} {'B of REST':>10}")
-for s in ("rest", "kserve-grpc", "tfserving-grpc"):
+for s in ("rest", "kserve-grpc", "tfserving-grpc", "kserve-grpc-m32"):
     ra, ca, rb, cb = med(("A", s), 0), med(("A", s), 1), med(("B", s), 0), med(("B", s), 1)
     print(f"{s:16} {ra:10.0f} {ca:8.1f} {rb:10.0f} {cb:8.1f} {rb / ra:9.3f} {cb / ca:9.3f} "
           f"{ra / med(('A', 'rest'), 0):10.2f} {rb / med(('B', 'rest'), 0):10.2f}")

@@ -123,9 +123,10 @@ def wrk(url, body, connections, threads, seconds, prefix=()):
     return r
 
 
-def h2load(url, body, connections, threads, seconds, prefix=()):
+def h2load(url, body, connections, threads, seconds, streams=1, prefix=()):
     out = subprocess.run(
-        [*prefix, "h2load", f"-c{connections}", "-m1", f"-t{threads}", f"-D{seconds}", "-d", body,
+        [*prefix, "h2load", f"-c{connections}", f"-m{streams}", f"-t{threads}", f"-D{seconds}",
+         "-d", body,
          "-H", "content-type: application/grpc", "-H", "te: trailers", url],
         capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
@@ -180,9 +181,10 @@ def pin(pid, cpus):
 
 def run_all(a, server, scenarios, bodies, metrics):
     out = []
-    for name, url, body, connections, threads in scenarios:
+    for name, url, body, connections, threads, *streams in scenarios:
         if body.startswith("grpc"):
-            run = lambda s: h2load(url, bodies[body], connections, threads, s)  # noqa: E731
+            run = lambda s: h2load(url, bodies[body], connections, threads, s,  # noqa: E731
+                                   streams=streams[0] if streams else 1)
             out.append(measure(server, name, "h2load", run, a.seconds, a.warmup, metrics))
         elif name.endswith(ONE_CORE):
             # Server and client on core 0: no idle virtual CPU to wake between them, which on a
@@ -262,17 +264,22 @@ def run_round(a, bodies):
                 f"http://127.0.0.1:{rest}/v2/health/ready", os.path.join(a.work, "mlengine.log"))
     base = f"http://127.0.0.1:{rest}"
     metrics = f"{base}/metrics"
-    # (scenario, url, body, connections, client threads); gRPC paths go to h2load.
+    # (scenario, url, body, connections, client threads[, streams per connection]); gRPC paths
+    # go to h2load. `-c32 -m1` gives each call its own connection, as the issue measured it;
+    # `-c1 -m32` is how a gRPC client sends concurrent calls (grpcio, tritonclient and TF
+    # Serving's clients multiplex them as streams on one channel's HTTP/2 connection).
     cloudml = f"{base}/v1/models/census:predict"
     grpc_base = f"http://127.0.0.1:{grpc}"
+    kserve_grpc = f"{grpc_base}/inference.GRPCInferenceService/ModelInfer"
+    tfserving_grpc = f"{grpc_base}/tensorflow.serving.PredictionService/Predict"
     scenarios = [
         ("cloudml-rest-c32", cloudml, "cloudml", 32, 1),
         ("cloudml-rest-c32-t2", cloudml, "cloudml", 32, 2),
         ("kserve-rest-c32", f"{base}/v2/models/census/infer", "kserve", 32, 1),
-        ("kserve-grpc-c32", f"{grpc_base}/inference.GRPCInferenceService/ModelInfer",
-         "grpc-kserve", 32, 1),
-        ("tfserving-grpc-c32", f"{grpc_base}/tensorflow.serving.PredictionService/Predict",
-         "grpc-tfserving", 32, 1),
+        ("kserve-grpc-c32", kserve_grpc, "grpc-kserve", 32, 1),
+        ("tfserving-grpc-c32", tfserving_grpc, "grpc-tfserving", 32, 1),
+        ("kserve-grpc-m32", kserve_grpc, "grpc-kserve", 1, 1, 32),
+        ("tfserving-grpc-m32", tfserving_grpc, "grpc-tfserving", 1, 1, 32),
         ("cloudml-rest-c1", cloudml, "cloudml", 1, 1),
         ("cloudml-rest-c1" + ONE_CORE, cloudml, "cloudml", 1, 1),
     ]
@@ -291,11 +298,13 @@ def run_round(a, bodies):
                        os.path.join(a.work, f"{label}.log"))
         url = f"http://127.0.0.1:{port}/v1/models/census:predict"
         grpc_url = f"http://127.0.0.1:{gport}/inference.GRPCInferenceService/ModelInfer"
-        http = [(name, url, "cloudml", c, t) for name, _, _, c, t in scenarios
+        http = [(name, url, "cloudml", c, t) for name, _, _, c, t, *_ in scenarios
                 if name.startswith("cloudml")] if stack == "tonic" else []
+        grpc_runs = [("kserve-grpc-c32", grpc_url, "grpc-kserve", 32, 1)]
+        if stack == "hyper":
+            grpc_runs.append(("kserve-grpc-m32", grpc_url, "grpc-kserve", 1, 1, 32))
         try:
-            results += run_all(a, floor, http + [("kserve-grpc-c32", grpc_url, "grpc-kserve", 32, 1)],
-                               bodies, None)
+            results += run_all(a, floor, http + grpc_runs, bodies, None)
         finally:
             floor.stop()
 
@@ -343,7 +352,8 @@ def report(a, results, raw_runs):
     m, f = (lambda s: by[("mlengine", s)]), (lambda s: by[("floor", s)])
     rest = m("cloudml-rest-c32")
     rows = []
-    for s in ("cloudml-rest-c32", "kserve-rest-c32", "kserve-grpc-c32", "tfserving-grpc-c32"):
+    for s in ("cloudml-rest-c32", "kserve-rest-c32", "kserve-grpc-c32", "tfserving-grpc-c32",
+              "kserve-grpc-m32", "tfserving-grpc-m32"):
         r = m(s)
         rows.append(f"| {s} | {r['client']} | {r['rps']:,.0f} | {r['rps'] / rest['rps']:.2f} | "
                     f"{r['cpu_us_per_request']:.1f} | {r['cpu_us_per_request'] / rest['cpu_us_per_request']:.2f} | {r['failed']} |")
@@ -356,19 +366,28 @@ def report(a, results, raw_runs):
     run_c1 = m("cloudml-rest-c1").get("server_run_mean_us") or 0
     run_one = m("cloudml-rest-c1" + ONE_CORE).get("server_run_mean_us") or 0
     g, gt, gh = m("kserve-grpc-c32"), f("kserve-grpc-c32"), by[("floor-hyper", "kserve-grpc-c32")]
+    gm, ghm = m("kserve-grpc-m32"), by[("floor-hyper", "kserve-grpc-m32")]
     grpc_rows = "\n".join(
         f"| {what} | {r['rps']:,.0f} | {r['rps'] / rest['rps']:.2f} | {r['cpu_us_per_request']:.1f} | "
         f"{r['cpu_us_per_request'] / rest['cpu_us_per_request']:.2f} |"
         for what, r in (("mlengine (the census model; hot calls on hyper, read in place)", g),
                         ("floor on tonic (fixed answer)", gt),
-                        ("floor on hyper's HTTP/2 alone (fixed answer)", gh)))
+                        ("floor on hyper's HTTP/2 alone (fixed answer)", gh),
+                        ("mlengine, 32 streams on one connection (`-c1 -m32`)", gm),
+                        ("floor on hyper's HTTP/2 alone, 32 streams on one connection", ghm)))
     ml, fl, fh = "mlengine", "floor", "floor-hyper"
     pairs = (
         ("KServe gRPC / Cloud ML REST", (ml, "kserve-grpc-c32"), (ml, "cloudml-rest-c32")),
         ("TF Serving gRPC / Cloud ML REST", (ml, "tfserving-grpc-c32"), (ml, "cloudml-rest-c32")),
+        ("KServe gRPC, 32 streams on one connection / Cloud ML REST", (ml, "kserve-grpc-m32"),
+         (ml, "cloudml-rest-c32")),
+        ("TF Serving gRPC, 32 streams on one connection / Cloud ML REST",
+         (ml, "tfserving-grpc-m32"), (ml, "cloudml-rest-c32")),
         ("KServe REST / Cloud ML REST", (ml, "kserve-rest-c32"), (ml, "cloudml-rest-c32")),
         ("Cloud ML REST / HTTP floor (`wrk -t1`)", (ml, "cloudml-rest-c32"), (fl, "cloudml-rest-c32")),
         ("KServe gRPC / hyper's HTTP/2 floor", (ml, "kserve-grpc-c32"), (fh, "kserve-grpc-c32")),
+        ("KServe gRPC / hyper's HTTP/2 floor, 32 streams on one connection",
+         (ml, "kserve-grpc-m32"), (fh, "kserve-grpc-m32")),
     )
     ratio_rows = []
     for what, top, bottom in pairs:
@@ -390,6 +409,11 @@ on fresh servers). Written by `loadtest/serving_benchmark/standard_clients.sh`
 
 ## 32 concurrent requests (one client thread)
 
+`-c32` scenarios open 32 connections with one request at a time on each (`wrk -c32`,
+`h2load -c32 -m1`); the `-m32` ones send 32 concurrent gRPC calls as streams on one connection
+(`h2load -c1 -m32`), which is how grpcio, tritonclient and TF Serving's clients send them on a
+channel.
+
 | scenario | client | req/s | of Cloud ML REST | server CPU µs/req | of Cloud ML REST | failed |
 |---|---|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
@@ -407,7 +431,7 @@ Ratios of req/s taken within each round (servers minutes apart, not the benchmar
 | Cloud ML REST, `wrk -t1 -c32` | {m('cloudml-rest-c32')['rps']:,.0f} | {f('cloudml-rest-c32')['rps']:,.0f} | {floor_ratio:.2f} |
 | Cloud ML REST, `wrk -t2 -c32` | {m('cloudml-rest-c32-t2')['rps']:,.0f} | {f('cloudml-rest-c32-t2')['rps']:,.0f} | {floor_ratio_t2:.2f} |
 
-## gRPC against its floors (KServe `ModelInfer`, `h2load -c32 -m1 -t1`)
+## gRPC against its floors (KServe `ModelInfer`, `h2load -c32 -m1 -t1` unless named)
 
 Both floors answer a fixed census prediction without a model; the tonic floor decodes each
 request with prost as any tonic service does, the hyper floor only reads the body.

@@ -2,7 +2,9 @@
 //! server's only connection, when that connection carries one request at a time (HTTP/1.1), has
 //! nobody behind it who could wait for its thread: the inference path may then run it where it
 //! was received instead of handing it to a worker thread and back (see `Batcher::run_here`).
-//! An HTTP/2 connection may hold many calls at once, so one open anywhere rules that out.
+//! An HTTP/2 connection may hold many calls at once, so one open anywhere rules that out, unless
+//! it is the server's only connection and the call is the only one on it ([`Streams`]): a gRPC
+//! client making one call at a time on its channel.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,6 +39,14 @@ impl Connections {
         self.many.load(Ordering::Relaxed) == 0 && self.one_at_a_time.load(Ordering::Relaxed) == 1
     }
 
+    /// The server holds exactly one connection, an HTTP/2 one whose calls are `streams`, and the
+    /// call asking is the only one on it.
+    pub fn alone_on(&self, streams: &Streams) -> bool {
+        self.one_at_a_time.load(Ordering::Relaxed) == 0
+            && self.many.load(Ordering::Relaxed) == 1
+            && streams.0.load(Ordering::Relaxed) == 1
+    }
+
     fn count(&self, carries: Carries) -> &AtomicUsize {
         match carries {
             Carries::OneAtATime => &self.one_at_a_time,
@@ -60,6 +70,36 @@ impl Drop for Open {
     }
 }
 
+/// The calls in flight on one HTTP/2 connection: each counted from the moment the connection
+/// hands its stream to the service (before any of them runs, for every stream read together)
+/// until its answer is ready.
+#[derive(Debug, Default)]
+pub struct Streams(AtomicUsize);
+
+impl Streams {
+    /// Counts a call until the returned guard is dropped (answered, or cancelled by the client).
+    pub fn enter(self: &Arc<Self>) -> InFlight {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+}
+
+/// A call in flight on its connection.
+#[derive(Debug)]
+pub struct InFlight(Arc<Streams>);
+
+impl InFlight {
+    pub fn streams(&self) -> &Arc<Streams> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +120,32 @@ mod tests {
         assert!(c.alone());
         drop(first);
         assert!(!c.alone());
+    }
+
+    #[test]
+    fn alone_on_http2_only_with_one_connection_and_one_call_on_it() {
+        let c = Arc::new(Connections::default());
+        let streams = Arc::new(Streams::default());
+        let grpc = c.open(Carries::Many);
+        let call = streams.enter();
+        assert!(c.alone_on(&streams));
+        assert!(
+            !c.alone(),
+            "HTTP/1.1's rule still counts an HTTP/2 connection against it"
+        );
+        let second = streams.enter();
+        assert!(!c.alone_on(&streams));
+        drop(second);
+        assert!(c.alone_on(&streams));
+        let rest = c.open(Carries::OneAtATime);
+        assert!(!c.alone_on(&streams));
+        drop(rest);
+        let other = c.open(Carries::Many);
+        assert!(!c.alone_on(&streams));
+        drop(other);
+        assert!(c.alone_on(&streams));
+        drop(call);
+        assert!(!c.alone_on(&streams));
+        drop(grpc);
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::connections::Connections;
+use super::connections::{Connections, Streams};
 use super::lifecycle::Lifecycle;
 use crate::observability::Metrics;
 use crate::repository::{LoadedVersion, Manager, VersionSelector};
@@ -37,6 +37,7 @@ impl InferenceService {
             start,
             model: UNKNOWN_MODEL.to_string(),
             version: None,
+            streams: None,
         }
     }
 
@@ -100,11 +101,19 @@ pub struct Call<'s> {
     /// The served model's name once known (a known name, never the client's text).
     model: String,
     version: Option<Arc<LoadedVersion>>,
+    /// The calls of the HTTP/2 connection this one came on, where its adapter counts them.
+    streams: Option<Arc<Streams>>,
 }
 
 impl Call<'_> {
     pub fn start(&self) -> Instant {
         self.start
+    }
+
+    /// The call came on an HTTP/2 connection whose calls are `streams`: as its only call on the
+    /// server's only connection, it may run in place (`Connections::alone_on`).
+    pub fn on_streams(&mut self, streams: Option<Arc<Streams>>) {
+        self.streams = streams;
     }
 
     /// The request's deadline from its own timeout or the server's default.
@@ -155,7 +164,10 @@ impl Call<'_> {
         let inputs = version.signature().conform(inputs)?;
         crate::tensor::batch_size(&inputs)?;
         let started = Instant::now();
-        let alone = self.service.connections.alone();
+        let alone = match &self.streams {
+            Some(streams) => self.service.connections.alone_on(streams),
+            None => self.service.connections.alone(),
+        };
         let result = version.batcher.run(inputs, outputs, deadline, alone).await;
         let m = version.metrics.get_or_init(|| {
             self.service

@@ -398,6 +398,25 @@ pub fn proc_stat_field(stat_file: &Path, n: usize) -> Option<i64> {
         .ok()
 }
 
+/// The bundled census model served with every run counted as quick for runs in place (a
+/// minute), so that a test of runs in place never depends on the machine's speed; and the
+/// series counting its runs in place.
+pub fn in_place_server() -> (Server, String) {
+    let model = bundled_version();
+    let version = model.file_name().unwrap().to_str().unwrap();
+    let server = Server::start(&[
+        "--model-base-path",
+        model.parent().unwrap().to_str().unwrap(),
+        "--file-system-poll-wait-seconds",
+        "0",
+        "--in-place-max-run-micros",
+        "60000000",
+    ]);
+    let here =
+        format!(r#"mlengine_request_thread_runs_total{{model="census",version="{version}"}}"#);
+    (server, here)
+}
+
 /// Polls `state` until it holds, failing with `what` after a generous bound: tests wait for a
 /// state (a metric, a file, a status), never for a stretch of time.
 pub fn wait_until(what: &str, mut state: impl FnMut() -> bool) {

@@ -15,6 +15,7 @@ use super::proto::inference::{
 use super::{arrival, infer_wire, status, tonic_timeout};
 use crate::codec::raw;
 use crate::repository::VersionSelector;
+use crate::serving::connections::Streams;
 use crate::serving::{Call, InferenceService};
 use crate::status::{Error, Result};
 use crate::tensor::{element, DType, Outputs, Signature, Tensor, TensorData, TensorSpec};
@@ -115,8 +116,10 @@ impl KServe {
         req: Received<'_>,
         arrived: std::time::Instant,
         timeout: Result<Option<std::time::Duration>>,
+        streams: Option<Arc<Streams>>,
     ) -> Result<Inferred> {
         let mut call = self.service.call("kserve", "grpc", arrived);
+        call.on_streams(streams);
         let result = match timeout {
             Ok(timeout) => self.infer(&mut call, req, timeout).await,
             Err(e) => Err(e),
@@ -261,9 +264,14 @@ impl GrpcInferenceService for KServe {
     ) -> Result<Response<ModelInferResponse>, Status> {
         let arrived = arrival(&request);
         let timeout = tonic_timeout(&request);
-        self.infer_call(Received::Decoded(request.into_inner()), arrived, timeout)
-            .await
-            .map(|i| Response::new(response(i.model_name, i.model_version, i.id, i.outputs)))
-            .map_err(|e| status(&e))
+        self.infer_call(
+            Received::Decoded(request.into_inner()),
+            arrived,
+            timeout,
+            None,
+        )
+        .await
+        .map(|i| Response::new(response(i.model_name, i.model_version, i.id, i.outputs)))
+        .map_err(|e| status(&e))
     }
 }

@@ -21,6 +21,7 @@ use super::{arrival, predict_wire, status, tonic_timeout};
 use crate::codec::example::{self, Features};
 use crate::codec::instances::SIGNATURE_NAME;
 use crate::repository::{VersionSelector, VersionState};
+use crate::serving::connections::Streams;
 use crate::serving::{Call, InferenceService};
 use crate::status::{Error, Result};
 use crate::tensor::{Outputs, Tensor, TensorSpec};
@@ -99,8 +100,10 @@ impl TfServing {
         req: Received<'_>,
         arrived: std::time::Instant,
         timeout: Result<Option<std::time::Duration>>,
+        streams: Option<Arc<Streams>>,
     ) -> Result<Predicted> {
         let mut call = self.service.call("tfserving", "grpc", arrived);
+        call.on_streams(streams);
         let result = match timeout {
             Ok(timeout) => self.predict_inner(&mut call, req, timeout).await,
             Err(e) => Err(e),
@@ -305,10 +308,15 @@ impl PredictionService for TfServing {
     ) -> Result<Response<PredictResponse>, Status> {
         let arrived = arrival(&request);
         let timeout = tonic_timeout(&request);
-        self.predict_call(Received::Decoded(request.into_inner()), arrived, timeout)
-            .await
-            .map(|p| Response::new(response(&p.model_name, p.version, &p.outputs)))
-            .map_err(|e| status(&e))
+        self.predict_call(
+            Received::Decoded(request.into_inner()),
+            arrived,
+            timeout,
+            None,
+        )
+        .await
+        .map(|p| Response::new(response(&p.model_name, p.version, &p.outputs)))
+        .map_err(|e| status(&e))
     }
 
     async fn get_model_metadata(

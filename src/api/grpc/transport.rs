@@ -53,6 +53,7 @@ pub async fn serve(
                 local_addr: stream.local_addr().ok(),
                 remote_addr: Some(peer),
             },
+            streams: Arc::default(),
         };
         let (builder, tls, stopped) = (builder.clone(), tls.clone(), stopped.clone());
         let open = connections.open(Carries::Many);

@@ -31,6 +31,7 @@ use super::proto::tensorflow::serving::PredictRequest;
 use super::tfserving::{self, TfServing};
 use super::{answer_wire, infer_wire, predict_wire, requested_timeout, status};
 use crate::api::auth::{Auth, Need};
+use crate::serving::connections::{InFlight, Streams};
 
 const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
 const PREDICT: &str = "/tensorflow.serving.PredictionService/Predict";
@@ -50,12 +51,14 @@ enum Method {
 }
 
 /// One connection's requests: the hot calls here, the rest to tonic's routes with the client's
-/// address where tonic's interceptor looks for it.
+/// address where tonic's interceptor looks for it. Every call is counted in `streams` until it
+/// is answered, so that a hot call knows when it is the connection's only one.
 #[derive(Clone)]
 pub struct Dispatch {
     pub hot: Arc<Hot>,
     pub routes: tonic::service::Routes,
     pub connection: tonic::transport::server::TcpConnectInfo,
+    pub streams: Arc<Streams>,
 }
 
 pub type Body = Either<Answer, tonic::body::Body>;
@@ -66,12 +69,15 @@ impl hyper::service::Service<Request<Incoming>> for Dispatch {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        // Counted here, as hyper takes the stream from the connection: every stream read with
+        // this one is counted before any of them runs.
+        let in_flight = self.streams.enter();
         match hot_method(&request) {
             Some(method) => {
                 let hot = Arc::clone(&self.hot);
                 let peer = self.connection.remote_addr;
                 Box::pin(async move {
-                    let response = hot.answer(method, request, peer).await;
+                    let response = hot.answer(method, request, peer, &in_flight).await;
                     Ok(response.map(Either::Left))
                 })
             }
@@ -79,7 +85,11 @@ impl hyper::service::Service<Request<Incoming>> for Dispatch {
                 request.extensions_mut().insert(self.connection.clone());
                 let mut routes = self.routes.clone();
                 let future = routes.call(request);
-                Box::pin(async move { Ok(future.await?.map(Either::Right)) })
+                Box::pin(async move {
+                    let response = future.await;
+                    drop(in_flight);
+                    Ok(response?.map(Either::Right))
+                })
             }
         }
     }
@@ -109,8 +119,9 @@ impl Hot {
         method: Method,
         request: Request<Incoming>,
         peer: Option<SocketAddr>,
+        in_flight: &InFlight,
     ) -> Response<Answer> {
-        match self.run(method, request, peer).await {
+        match self.run(method, request, peer, in_flight).await {
             Ok(framed) => {
                 let mut response = Response::new(Answer::message(framed));
                 response
@@ -128,6 +139,7 @@ impl Hot {
         method: Method,
         request: Request<Incoming>,
         peer: Option<SocketAddr>,
+        in_flight: &InFlight,
     ) -> Result<Bytes, Status> {
         let arrived = Instant::now();
         let (parts, body) = request.into_parts();
@@ -156,7 +168,12 @@ impl Hot {
                 };
                 let i = self
                     .kserve
-                    .infer_call(request, arrived, timeout)
+                    .infer_call(
+                        request,
+                        arrived,
+                        timeout,
+                        Some(Arc::clone(in_flight.streams())),
+                    )
                     .await
                     .map_err(|e| status(&e))?;
                 let answer = answer_wire::Infer {
@@ -176,7 +193,12 @@ impl Hot {
                 };
                 let p = self
                     .tf
-                    .predict_call(request, arrived, timeout)
+                    .predict_call(
+                        request,
+                        arrived,
+                        timeout,
+                        Some(Arc::clone(in_flight.streams())),
+                    )
                     .await
                     .map_err(|e| status(&e))?;
                 let answer = answer_wire::Predict {
