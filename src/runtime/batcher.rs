@@ -399,8 +399,7 @@ impl Batcher {
     /// Queues a run; answers at once with RESOURCE_EXHAUSTED when the queue is full, and with
     /// DEADLINE_EXCEEDED when `deadline` passes first (the request is then dropped unrun if it
     /// is still queued). With `alone` (the caller knows that no other request waits for its
-    /// thread: `Connections::alone`, `Connections::alone_on`), a small request may run in place
-    /// instead (`run_here`).
+    /// thread: `Connections::alone`), a small request may run in place instead (`run_here`).
     pub async fn run(
         &self,
         inputs: Vec<Tensor>,

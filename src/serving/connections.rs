@@ -33,18 +33,20 @@ impl Connections {
         }
     }
 
-    /// The server holds exactly one connection, and it carries one request at a time: a request
-    /// being handled is then the only one the server has.
-    pub fn alone(&self) -> bool {
-        self.many.load(Ordering::Relaxed) == 0 && self.one_at_a_time.load(Ordering::Relaxed) == 1
-    }
-
-    /// The server holds exactly one connection, an HTTP/2 one whose calls are `streams`, and the
-    /// call asking is the only one on it.
-    pub fn alone_on(&self, streams: &Streams) -> bool {
-        self.one_at_a_time.load(Ordering::Relaxed) == 0
-            && self.many.load(Ordering::Relaxed) == 1
-            && streams.0.load(Ordering::Relaxed) == 1
+    /// A request being handled is the only one the server has: the server holds exactly one
+    /// connection, and either it carries one request at a time (`streams` None: HTTP/1.1) or it
+    /// is the HTTP/2 connection whose calls are `streams` and the asking call is the only one.
+    pub fn alone(&self, streams: Option<&Streams>) -> bool {
+        let (one_at_a_time, many) = (
+            self.one_at_a_time.load(Ordering::Relaxed),
+            self.many.load(Ordering::Relaxed),
+        );
+        match streams {
+            None => many == 0 && one_at_a_time == 1,
+            Some(streams) => {
+                one_at_a_time == 0 && many == 1 && streams.0.load(Ordering::Relaxed) == 1
+            }
+        }
     }
 
     fn count(&self, carries: Carries) -> &AtomicUsize {
@@ -89,7 +91,7 @@ impl Streams {
 pub struct InFlight(Arc<Streams>);
 
 impl InFlight {
-    pub fn streams(&self) -> &Arc<Streams> {
+    pub fn streams(&self) -> &Streams {
         &self.0
     }
 }
@@ -107,19 +109,19 @@ mod tests {
     #[test]
     fn alone_only_with_a_single_one_at_a_time_connection() {
         let c = Arc::new(Connections::default());
-        assert!(!c.alone());
+        assert!(!c.alone(None));
         let first = c.open(Carries::OneAtATime);
-        assert!(c.alone());
+        assert!(c.alone(None));
         let second = c.open(Carries::OneAtATime);
-        assert!(!c.alone());
+        assert!(!c.alone(None));
         drop(second);
-        assert!(c.alone());
+        assert!(c.alone(None));
         let grpc = c.open(Carries::Many);
-        assert!(!c.alone());
+        assert!(!c.alone(None));
         drop(grpc);
-        assert!(c.alone());
+        assert!(c.alone(None));
         drop(first);
-        assert!(!c.alone());
+        assert!(!c.alone(None));
     }
 
     #[test]
@@ -128,24 +130,24 @@ mod tests {
         let streams = Arc::new(Streams::default());
         let grpc = c.open(Carries::Many);
         let call = streams.enter();
-        assert!(c.alone_on(&streams));
+        assert!(c.alone(Some(&streams)));
         assert!(
-            !c.alone(),
+            !c.alone(None),
             "HTTP/1.1's rule still counts an HTTP/2 connection against it"
         );
         let second = streams.enter();
-        assert!(!c.alone_on(&streams));
+        assert!(!c.alone(Some(&streams)));
         drop(second);
-        assert!(c.alone_on(&streams));
+        assert!(c.alone(Some(&streams)));
         let rest = c.open(Carries::OneAtATime);
-        assert!(!c.alone_on(&streams));
+        assert!(!c.alone(Some(&streams)));
         drop(rest);
         let other = c.open(Carries::Many);
-        assert!(!c.alone_on(&streams));
+        assert!(!c.alone(Some(&streams)));
         drop(other);
-        assert!(c.alone_on(&streams));
+        assert!(c.alone(Some(&streams)));
         drop(call);
-        assert!(!c.alone_on(&streams));
+        assert!(!c.alone(Some(&streams)));
         drop(grpc);
     }
 }

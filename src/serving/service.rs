@@ -102,18 +102,20 @@ pub struct Call<'s> {
     model: String,
     version: Option<Arc<LoadedVersion>>,
     /// The calls of the HTTP/2 connection this one came on, where its adapter counts them.
-    streams: Option<Arc<Streams>>,
+    streams: Option<&'s Streams>,
+}
+
+impl<'s> Call<'s> {
+    /// The call came on an HTTP/2 connection whose calls are `streams`: as its only call on the
+    /// server's only connection, it may run in place (`Connections::alone`).
+    pub fn on_streams(&mut self, streams: Option<&'s Streams>) {
+        self.streams = streams;
+    }
 }
 
 impl Call<'_> {
     pub fn start(&self) -> Instant {
         self.start
-    }
-
-    /// The call came on an HTTP/2 connection whose calls are `streams`: as its only call on the
-    /// server's only connection, it may run in place (`Connections::alone_on`).
-    pub fn on_streams(&mut self, streams: Option<Arc<Streams>>) {
-        self.streams = streams;
     }
 
     /// The request's deadline from its own timeout or the server's default.
@@ -164,10 +166,7 @@ impl Call<'_> {
         let inputs = version.signature().conform(inputs)?;
         crate::tensor::batch_size(&inputs)?;
         let started = Instant::now();
-        let alone = match &self.streams {
-            Some(streams) => self.service.connections.alone_on(streams),
-            None => self.service.connections.alone(),
-        };
+        let alone = self.service.connections.alone(self.streams);
         let result = version.batcher.run(inputs, outputs, deadline, alone).await;
         let m = version.metrics.get_or_init(|| {
             self.service

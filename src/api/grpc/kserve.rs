@@ -116,7 +116,7 @@ impl KServe {
         req: Received<'_>,
         arrived: std::time::Instant,
         timeout: Result<Option<std::time::Duration>>,
-        streams: Option<Arc<Streams>>,
+        streams: Option<&Streams>,
     ) -> Result<Inferred> {
         let mut call = self.service.call("kserve", "grpc", arrived);
         call.on_streams(streams);

@@ -100,7 +100,7 @@ impl TfServing {
         req: Received<'_>,
         arrived: std::time::Instant,
         timeout: Result<Option<std::time::Duration>>,
-        streams: Option<Arc<Streams>>,
+        streams: Option<&Streams>,
     ) -> Result<Predicted> {
         let mut call = self.service.call("tfserving", "grpc", arrived);
         call.on_streams(streams);

@@ -168,12 +168,7 @@ impl Hot {
                 };
                 let i = self
                     .kserve
-                    .infer_call(
-                        request,
-                        arrived,
-                        timeout,
-                        Some(Arc::clone(in_flight.streams())),
-                    )
+                    .infer_call(request, arrived, timeout, Some(in_flight.streams()))
                     .await
                     .map_err(|e| status(&e))?;
                 let answer = answer_wire::Infer {
@@ -193,12 +188,7 @@ impl Hot {
                 };
                 let p = self
                     .tf
-                    .predict_call(
-                        request,
-                        arrived,
-                        timeout,
-                        Some(Arc::clone(in_flight.streams())),
-                    )
+                    .predict_call(request, arrived, timeout, Some(in_flight.streams()))
                     .await
                     .map_err(|e| status(&e))?;
                 let answer = answer_wire::Predict {
