@@ -388,3 +388,43 @@ fn thread_defaults_follow_the_cores_the_process_may_use() {
     assert_eq!(threads(&server), [cores, 2, 3, 1]);
     assert_eq!(session_worker_threads(&server), 3);
 }
+
+/// `--cpu-latency-us` holds the kernel's CPU wake-up latency request while the server runs, and
+/// the kernel drops it however the server ends, SIGKILL included (src/server/cpu_latency.rs).
+/// Where the request cannot be made (no device, not root), the server does not start, with one
+/// line naming the flag.
+#[test]
+fn the_cpu_latency_bound_is_held_while_serving_and_dropped_with_the_process() {
+    use mlengine::server::cpu_latency::{current, DEVICE};
+    let args = [
+        "--model-base-path",
+        "models/census/export/Servo",
+        "--cpu-latency-us",
+        "0",
+    ];
+    let writable = std::fs::File::options().write(true).open(DEVICE).is_ok();
+    if !writable {
+        let mut cmd = Server::command(&args);
+        assert_one_line_error(&run(&mut cmd), "--cpu-latency-us");
+        return;
+    }
+    let before = current().expect("the kernel's bound");
+    assert!(
+        before > 0,
+        "another process holds a bound of 0 µs, so this test cannot see the server's"
+    );
+    let mut server = Server::start(&args);
+    wait_until("the server's bound of 0 µs", || current().ok() == Some(0));
+    let (code, body) = server.post_json(
+        "/v1/models/census:predict",
+        &json!({"instances": [census_instance()]}),
+    );
+    assert_eq!(code, 200, "{body}");
+    server.child.kill().expect("SIGKILL");
+    server.child.wait().expect("wait");
+    wait_until("the bound from before the server", || {
+        current().ok() == Some(before)
+    });
+    let mut cmd = Server::command(&[&args[..2], &["--cpu-latency-us", "-1"]].concat());
+    assert_usage_error(&run(&mut cmd), "-1");
+}

@@ -24,6 +24,11 @@ pub struct BenchOrtArgs {
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
 
+    /// Idle microseconds between runs (the thread sleeps), as a server's runs come apart when
+    /// one client waits for each answer: shows what an idle core's cooled caches cost a run.
+    #[arg(long, default_value_t = 0)]
+    pub pause_us: u64,
+
     /// ONNX Runtime intra-op threads.
     #[arg(long, default_value_t = 1)]
     pub intra_op_threads: usize,

@@ -51,7 +51,7 @@ pub enum Command {
     BatchPredict(BatchArgs),
     /// Serve model versions over REST and gRPC: Cloud ML Engine / Vertex, TensorFlow Serving and
     /// KServe v2.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Time raw ONNX Runtime runs of a model for several batch sizes (no server around them).
     BenchOrt(BenchOrtArgs),
     /// Ask a server's health endpoint (readiness by default): exit 0 when it answers 200, for

@@ -89,6 +89,14 @@ pub struct ServeArgs {
           value_parser = super::parse_with::<WorkerScheduling>(&["batch", "normal"]))]
     pub worker_scheduling: Option<WorkerScheduling>,
 
+    /// Keep every CPU out of idle states slower than this to wake from (microseconds; 0: idle
+    /// CPUs poll), for as long as the server runs: Linux's PM QoS request on
+    /// /dev/cpu_dma_latency, as tuned's latency profiles make. Lowers the latency of requests
+    /// that find the machine idle, at the cost of power (or the host's CPU time on a virtual
+    /// machine); needs root. Default: the kernel's choice.
+    #[arg(long, env = "MLENGINE_CPU_LATENCY_US")]
+    pub cpu_latency_us: Option<u32>,
+
     /// Dynamic batching: most instances merged into one ONNX Runtime run (1 turns merging off).
     #[arg(long, env = "MLENGINE_MAX_BATCH_SIZE", default_value_t = 64)]
     pub max_batch_size: usize,
@@ -285,6 +293,7 @@ impl ServeArgs {
             poll_wait: (poll > 0.0).then(|| Duration::from_secs_f64(poll)),
             device: self.device,
             threads,
+            cpu_latency_us: self.cpu_latency_us,
             workers: WorkerConfig {
                 workers: threads.workers,
                 queue_capacity: self

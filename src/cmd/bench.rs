@@ -56,8 +56,12 @@ pub fn run(args: &BenchOrtArgs, ort_library: Option<PathBuf>) -> Result<()> {
         let warmup = Duration::from_secs_f64(args.seconds / 10.0);
         let measured = Duration::from_secs_f64(args.seconds);
         let begin = Instant::now();
+        let pause = Duration::from_micros(args.pause_us);
         let mut k = 0;
         loop {
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
             let inputs = batches[k % batches.len()].clone();
             k += 1;
             let start = Instant::now();
@@ -92,6 +96,7 @@ pub fn run(args: &BenchOrtArgs, ort_library: Option<PathBuf>) -> Result<()> {
         "model": model.display().to_string(),
         "rows": source,
         "intra_op_threads": args.intra_op_threads,
+        "pause_us": args.pause_us,
         "results": results,
     });
     if args.json {

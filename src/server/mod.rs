@@ -5,6 +5,7 @@
 //! resolves the version through `repository::Manager` and queues the run → a `runtime::batcher`
 //! thread merges it with the requests behind it and runs its session → the adapter encodes.
 
+pub mod cpu_latency;
 mod lifecycle;
 mod poller;
 pub mod threads;
@@ -40,6 +41,8 @@ pub struct ServeConfig {
     /// The thread counts, with the cores they were derived from (the HTTP threads are the
     /// caller's runtime's; reported in the metrics).
     pub threads: threads::ThreadPlan,
+    /// The CPU wake-up latency to hold while serving (`--cpu-latency-us`).
+    pub cpu_latency_us: Option<u32>,
     pub workers: WorkerConfig,
     /// Deadline of requests that bring none.
     pub request_timeout: Option<Duration>,
@@ -65,11 +68,23 @@ pub struct Server {
     stop_poller: tokio::sync::watch::Sender<bool>,
     /// Mirrored bucket versions live here as long as the server.
     _mirror_root: tempfile::TempDir,
+    _cpu_latency: Option<cpu_latency::CpuLatency>,
 }
 
 impl Server {
     /// Loads ONNX Runtime and every model's versions, starts the poller and binds both ports.
     pub async fn build(config: ServeConfig) -> Result<Server> {
+        let cpu_latency = config
+            .cpu_latency_us
+            .map(cpu_latency::CpuLatency::hold)
+            .transpose()?;
+        if let Some(held) = &cpu_latency {
+            tracing::info!(
+                micros = held.micros,
+                "CPU wake-up latency bound held ({})",
+                cpu_latency::DEVICE
+            );
+        }
         let mut models = config.models.clone();
         let mirror_root =
             tempfile::tempdir().context("cannot create a directory for mirrored versions")?;
@@ -167,6 +182,7 @@ impl Server {
             grpc_listener,
             stop_poller,
             _mirror_root: mirror_root,
+            _cpu_latency: cpu_latency,
         })
     }
 
@@ -193,6 +209,7 @@ impl Server {
             grpc_listener,
             stop_poller,
             _mirror_root,
+            _cpu_latency,
         } = self;
         let lifecycle = Arc::clone(&service.lifecycle);
         let tls = match &config.tls {
