@@ -408,6 +408,22 @@ fn the_cpu_latency_bound_is_held_while_serving_and_dropped_with_the_process() {
         assert_one_line_error(&run(&mut cmd), "--cpu-latency-us");
         return;
     }
+    // As an unprivileged user (where this tree lets one run the binary): refused in one line.
+    let unprivileged = |extra: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_mlengine"))
+            .args(extra);
+        cmd
+    };
+    let runs = unprivileged(&["--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if runs {
+        let mut cmd = unprivileged(&["serve"]);
+        cmd.args(LOOPBACK_ANY_PORT).args(args);
+        assert_one_line_error(&run(&mut cmd), "--cpu-latency-us");
+    }
     let before = current().expect("the kernel's bound");
     assert!(
         before > 0,
