@@ -9,7 +9,8 @@ does not read, so every gRPC run is checked against the server's own request cou
 (`mlengine_requests_total` by status): a run with any answer but 200 (OK) is reported as failed.
 
 The floors run after mlengine: the HTTP floor (axum) with the gRPC floor on tonic beside it, then
-the gRPC floor on hyper's HTTP/2 alone, each answering a fixed census prediction. The whole set
+the gRPC floor on hyper's HTTP/2 alone, then on h2 without hyper, each answering a fixed
+census prediction. The whole set
 runs `--rounds` times, each round on fresh servers, and the report gives each figure's median:
 on a shared VM one run can differ from the next by half, so a single pass of the scenarios in a
 row compares moments as much as servers. Ratios are also taken within each round (the servers a
@@ -335,7 +336,7 @@ def run_round(a, bodies):
 
     # The floors: HTTP (axum) with the gRPC floor on tonic beside it, then the gRPC floor on
     # hyper's HTTP/2 alone.
-    for label, stack in (("floor", "tonic"), ("floor-hyper", "hyper")):
+    for label, stack in (("floor", "tonic"), ("floor-hyper", "hyper"), ("floor-h2", "h2")):
         port, gport = free_port(), free_port()
         floor = Server(label, [a.floor, "--port", str(port), "--threads", "1",
                                "--grpc-port", str(gport), "--grpc-stack", stack],
@@ -346,7 +347,7 @@ def run_round(a, bodies):
         http = [(name, url, "cloudml", c, t) for name, _, _, c, t, *_ in scenarios
                 if name.startswith("cloudml")] if stack == "tonic" else []
         grpc_runs = [("kserve-grpc-c32", grpc_url, "grpc-kserve", 32, 1)]
-        if stack == "hyper":
+        if stack in ("hyper", "h2"):
             grpc_runs.append(("kserve-grpc-m32", grpc_url, "grpc-kserve", 1, 1, 32))
         try:
             results += run_all(a, floor, http + grpc_runs, bodies, None)
@@ -427,6 +428,7 @@ of sleep (`bench-ort --pause-us 100`): {mean['after_idle']:.1f} µs ({spread['af
 """
     g, gt, gh = m("kserve-grpc-c32"), f("kserve-grpc-c32"), by[("floor-hyper", "kserve-grpc-c32")]
     gm, ghm = m("kserve-grpc-m32"), by[("floor-hyper", "kserve-grpc-m32")]
+    g2, g2m = by.get(("floor-h2", "kserve-grpc-c32")), by.get(("floor-h2", "kserve-grpc-m32"))
     grpc_rows = "\n".join(
         f"| {what} | {r['rps']:,.0f} | {r['rps'] / rest['rps']:.2f} | {r['cpu_us_per_request']:.1f} | "
         f"{r['cpu_us_per_request'] / rest['cpu_us_per_request']:.2f} |"
@@ -434,7 +436,10 @@ of sleep (`bench-ort --pause-us 100`): {mean['after_idle']:.1f} µs ({spread['af
                         ("floor on tonic (fixed answer)", gt),
                         ("floor on hyper's HTTP/2 alone (fixed answer)", gh),
                         ("mlengine, 32 streams on one connection (`-c1 -m32`)", gm),
-                        ("floor on hyper's HTTP/2 alone, 32 streams on one connection", ghm)))
+                        ("floor on hyper's HTTP/2 alone, 32 streams on one connection", ghm),
+                        ("floor on h2 without hyper (one task per connection)", g2),
+                        ("floor on h2 without hyper, 32 streams on one connection", g2m))
+        if r is not None)
     ml, fl, fh = "mlengine", "floor", "floor-hyper"
     pairs = (
         ("KServe gRPC / Cloud ML REST", (ml, "kserve-grpc-c32"), (ml, "cloudml-rest-c32")),
@@ -494,7 +499,9 @@ Ratios of req/s taken within each round (servers minutes apart, not the benchmar
 ## gRPC against its floors (KServe `ModelInfer`, `h2load -c32 -m1 -t1` unless named)
 
 Both floors answer a fixed census prediction without a model; the tonic floor decodes each
-request with prost as any tonic service does, the hyper floor only reads the body.
+request with prost as any tonic service does, the hyper floor only reads the body, and the h2
+floor does the same on h2 without hyper: one task per connection accepts its streams and answers
+them itself, where hyper runs a task per stream beside the connection's.
 
 | server | req/s | of mlengine's Cloud ML REST | server CPU µs/req | of mlengine's Cloud ML REST |
 |---|---:|---:|---:|---:|

@@ -2,10 +2,12 @@
 //! tokio as mlengine) that reads each POST body whole and answers a fixed census prediction:
 //! no model, no JSON parsing, so its throughput is the limit of HTTP on the machine.
 //!
-//! With `--grpc-port`, also a gRPC floor for KServe's `ModelInfer`, on one of two stacks: tonic
-//! (mlengine's: the generated service, the message decoded by prost, a fixed answer encoded), or
-//! hyper's HTTP/2 alone (the body read whole, a prebuilt framed answer and its trailers). The two
-//! tell how much of mlengine's gRPC cost is HTTP/2 itself and how much tonic's layers add.
+//! With `--grpc-port`, also a gRPC floor for KServe's `ModelInfer`, on one of three stacks: tonic
+//! (the generated service, the message decoded by prost, a fixed answer encoded), hyper's HTTP/2
+//! alone (mlengine's hot path: the body read whole, a prebuilt framed answer and its trailers), or
+//! h2 without hyper (the same, with one task per connection answering its streams instead of
+//! hyper's task per stream). They tell how much of mlengine's gRPC cost is HTTP/2 itself, how
+//! much tonic's layers add, and what driving h2 directly would save.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -46,6 +48,7 @@ struct Cli {
 enum GrpcStack {
     Tonic,
     Hyper,
+    H2,
 }
 
 async fn any(method: Method, body: Bytes) -> Response {
@@ -71,6 +74,7 @@ async fn serve(addr: SocketAddr, grpc: Option<(SocketAddr, GrpcStack)>) -> Resul
             let served = match stack {
                 GrpcStack::Tonic => grpc_floor::tonic(listener).await,
                 GrpcStack::Hyper => grpc_floor::hyper(listener).await,
+                GrpcStack::H2 => grpc_floor::h2(listener).await,
             };
             if let Err(e) = served {
                 eprintln!("error: gRPC floor: {e:#}");
@@ -254,6 +258,65 @@ mod grpc_floor {
                         .await;
             });
         }
+    }
+
+    /// h2 without hyper: one task per connection accepts its streams and answers them itself
+    /// (no task per stream), every POST body read whole and answered as `hyper` does.
+    pub async fn h2(listener: tokio::net::TcpListener) -> Result<()> {
+        use futures::StreamExt;
+        use prost::Message;
+        let message = answer().encode_to_vec();
+        let mut framed = Vec::with_capacity(5 + message.len());
+        framed.push(0);
+        framed.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
+        framed.extend_from_slice(&message);
+        let framed = Bytes::from(framed);
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let framed = framed.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = ::h2::server::handshake(stream).await else {
+                    return;
+                };
+                let mut calls = futures::stream::FuturesUnordered::new();
+                loop {
+                    tokio::select! {
+                        accepted = connection.accept() => match accepted {
+                            Some(Ok((request, respond))) => {
+                                calls.push(call(request, respond, framed.clone()))
+                            }
+                            _ => break,
+                        },
+                        Some(()) = calls.next(), if !calls.is_empty() => {}
+                    }
+                }
+            });
+        }
+    }
+
+    async fn call(
+        request: http::Request<::h2::RecvStream>,
+        mut respond: ::h2::server::SendResponse<Bytes>,
+        framed: Bytes,
+    ) {
+        let mut body = request.into_body();
+        while let Some(chunk) = body.data().await {
+            let Ok(chunk) = chunk else { return };
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+        let mut response = http::Response::new(());
+        response.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        let Ok(mut send) = respond.send_response(response, false) else {
+            return;
+        };
+        let _ = send.send_data(framed, false);
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let _ = send.send_trailers(trailers);
     }
 
     /// One data frame, then the trailers.
