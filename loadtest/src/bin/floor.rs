@@ -288,7 +288,13 @@ mod grpc_floor {
                             }
                             _ => break,
                         },
-                        Some(()) = calls.next(), if !calls.is_empty() => {}
+                        Some(()) = calls.next(), if !calls.is_empty() => {
+                            // Every call done by now before the connection is polled again,
+                            // so that their answers go out in one write.
+                            while let Some(Some(())) =
+                                futures::FutureExt::now_or_never(calls.next())
+                            {}
+                        }
                     }
                 }
             });
