@@ -9,11 +9,10 @@ does not read, so every gRPC run is checked against the server's own request cou
 (`mlengine_requests_total` by status): a run with any answer but 200 (OK) is reported as failed.
 
 The floors run after mlengine: the HTTP floor (axum) with the gRPC floor on tonic beside it, then
-the gRPC floor on hyper's HTTP/2 alone, then on h2 without hyper, each answering a fixed
-census prediction. The whole set
-runs `--rounds` times, each round on fresh servers, and the report gives each figure's median:
-on a shared VM one run can differ from the next by half, so a single pass of the scenarios in a
-row compares moments as much as servers. Ratios are also taken within each round (the servers a
+the gRPC floor on hyper's HTTP/2 alone, then on h2 without hyper, each answering a fixed census
+prediction. The whole set runs `--rounds` times, each round on fresh servers, and the report
+gives each figure's median: on a shared VM one run can differ from the next by half, so a single
+pass of the scenarios in a row compares moments as much as servers. Ratios are also taken within each round (the servers a
 few minutes apart rather than the length of the benchmark) and reported with their range.
 
 One connection is measured three ways: on both cores, with server and client on one core, and
@@ -25,6 +24,7 @@ Writes loadtest/results/standard-clients.md and standard-clients.json.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -169,23 +169,17 @@ POLLING = "-cpus-polling"
 CPU_LATENCY = "/dev/cpu_dma_latency"
 
 
-class CpusPolling:
+@contextlib.contextmanager
+def cpus_polling():
     """Holds Linux's PM QoS bound of 0 µs while open: idle CPUs poll instead of sleeping, so a
     request finds its core awake (what `mlengine serve --cpu-latency-us 0` asks for, here held
-    by the benchmark so the floor and the client get it too). `held` is False without root."""
-
-    def __enter__(self):
-        try:
-            self.fd = os.open(CPU_LATENCY, os.O_WRONLY)
-            os.write(self.fd, (0).to_bytes(4, sys.byteorder, signed=True))
-        except OSError:
-            self.fd = None
-        self.held = self.fd is not None
-        return self
-
-    def __exit__(self, *_):
-        if self.fd is not None:
-            os.close(self.fd)
+    by the benchmark so the floor and the client get it too). Only where `can_poll()`."""
+    fd = os.open(CPU_LATENCY, os.O_WRONLY)
+    try:
+        os.write(fd, (0).to_bytes(4, sys.byteorder, signed=True))
+        yield
+    finally:
+        os.close(fd)
 
 
 def can_poll():
@@ -219,7 +213,7 @@ def run_all(a, server, scenarios, bodies, metrics):
             out.append(measure(server, name, "h2load", run, a.seconds, a.warmup, metrics))
         elif name.endswith(POLLING):
             run = lambda s: wrk(url, bodies[body], connections, threads, s)  # noqa: E731
-            with CpusPolling():
+            with cpus_polling():
                 out.append(measure_one_connection(server, name, run, a, metrics))
         elif name.endswith(ONE_CORE):
             # Server and client on core 0: no idle virtual CPU to wake between them, which on a
@@ -281,7 +275,7 @@ def main():
                                   ("after_idle_polling", after_idle, [])):
             if key.endswith("polling") and not can_poll():
                 continue
-            with CpusPolling() if key.endswith("polling") else open(os.devnull):
+            with cpus_polling() if key.endswith("polling") else contextlib.nullcontext():
                 out = subprocess.run([*prefix, *argv], capture_output=True, text=True,
                                      check=True).stdout
             raw_runs[key].append(json.loads(out))
@@ -335,7 +329,7 @@ def run_round(a, bodies):
         ml.stop()
 
     # The floors: HTTP (axum) with the gRPC floor on tonic beside it, then the gRPC floor on
-    # hyper's HTTP/2 alone.
+    # hyper's HTTP/2 alone, then on h2 without hyper.
     for label, stack in (("floor", "tonic"), ("floor-hyper", "hyper"), ("floor-h2", "h2")):
         port, gport = free_port(), free_port()
         floor = Server(label, [a.floor, "--port", str(port), "--threads", "1",

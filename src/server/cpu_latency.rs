@@ -5,9 +5,9 @@
 //! guest halt polling (CI's kind: `haltpoll.guest_halt_poll_ns=0`) every sleep is a VM exit, and
 //! the wake-up and the run after it cost more than the server's own work: one connection's p50
 //! went from 195-213 µs to 82 µs with idle CPUs polling, the do-nothing floor's from 79-89 to
-//! 18 µs, and one ONNX Runtime run after a 100 µs pause from 72-75 to 44-51 µs (README,
-//! "One connection and idle CPUs"). It is the request tuned's latency profiles and cyclictest make, and it
-//! is opt-in: polling CPUs burn power (or the host's time) while idle, machine-wide.
+//! 18 µs, and one ONNX Runtime run after a 100 µs pause from 72-75 to 44-51 µs (README, "One
+//! connection and idle CPUs"). It is the request tuned's latency profiles and cyclictest make,
+//! and it is opt-in: polling CPUs burn power (or the host's time) while idle, machine-wide.
 //!
 //! The kernel drops the request when its file closes, so no setting outlives the process,
 //! whatever ends it (SIGKILL included).

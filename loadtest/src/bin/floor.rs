@@ -219,17 +219,22 @@ mod grpc_floor {
         Ok(())
     }
 
-    /// hyper's HTTP/2 server with nothing above it: every POST body is read whole and answered
-    /// with the same framed message and `grpc-status: 0`.
-    pub async fn hyper(listener: tokio::net::TcpListener) -> Result<()> {
-        use http_body_util::BodyExt;
+    /// The answer as a gRPC message on the wire: its 5-byte prefix, then the encoded message.
+    fn framed_answer() -> Result<Bytes> {
         use prost::Message;
         let message = answer().encode_to_vec();
         let mut framed = Vec::with_capacity(5 + message.len());
         framed.push(0);
         framed.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
         framed.extend_from_slice(&message);
-        let framed = Bytes::from(framed);
+        Ok(Bytes::from(framed))
+    }
+
+    /// hyper's HTTP/2 server with nothing above it: every POST body is read whole and answered
+    /// with the same framed message and `grpc-status: 0`.
+    pub async fn hyper(listener: tokio::net::TcpListener) -> Result<()> {
+        use http_body_util::BodyExt;
+        let framed = framed_answer()?;
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
@@ -264,13 +269,7 @@ mod grpc_floor {
     /// (no task per stream), every POST body read whole and answered as `hyper` does.
     pub async fn h2(listener: tokio::net::TcpListener) -> Result<()> {
         use futures::StreamExt;
-        use prost::Message;
-        let message = answer().encode_to_vec();
-        let mut framed = Vec::with_capacity(5 + message.len());
-        framed.push(0);
-        framed.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
-        framed.extend_from_slice(&message);
-        let framed = Bytes::from(framed);
+        let framed = framed_answer()?;
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
