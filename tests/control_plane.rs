@@ -405,6 +405,10 @@ fn state_survives_sigkill_during_a_version_create_and_a_job() {
         "models/census/versions",
         json!({"name": "v1", "deploymentUri": work.join("export1")}),
     );
+    let v1_op = op["name"]
+        .as_str()
+        .unwrap()
+        .replace("projects/p/", "projects/_/");
     let op_path = op["name"].as_str().unwrap().replace("projects/p/", "");
     wait_state(&server, &op_path, |o| o["done"] == true);
     let job_dir = work.join("long_job");
@@ -516,6 +520,31 @@ fn state_survives_sigkill_during_a_version_create_and_a_job() {
         json!({"jobId": "long", "trainingInput": {}}),
     );
     assert_eq!(status, 409);
+
+    // Killed between a version's last write and its operation's (as if): the restart finishes
+    // the operation from the version's state instead of leaving it open for gcloud to poll.
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    {
+        use mlengine::control::store::{Kind, Store};
+        let store = Store::open(&tmp.path().join("state").join("state.db")).unwrap();
+        let mut op = store.get(Kind::Operation, &v1_op).unwrap().unwrap();
+        let o = op.as_object_mut().unwrap();
+        o.remove("done");
+        o.remove("response");
+        store
+            .transaction(|tx| tx.put(Kind::Operation, &v1_op, "_", &op))
+            .unwrap();
+    }
+    let server = managed_server(tmp.path(), &[]);
+    let path = v1_op.replace("projects/_/", "");
+    let op = wait_state(&server, &path, |o| o["done"] == true);
+    assert_eq!(op["response"]["state"], "READY", "{op}");
+    assert_eq!(
+        op["response"]["name"],
+        "projects/p/models/census/versions/v1"
+    );
 }
 
 /// A wheel of a user's trainer package (`trainer.task`, as the walkthrough's), built with
@@ -837,4 +866,141 @@ fn a_tuning_job_runs_its_trials_through_the_tuner() {
         let dir = job_dir.join(t["trialId"].as_str().unwrap());
         assert_eq!(exported_versions(&dir).len(), 1);
     }
+}
+
+/// A management call's raw answer, for paths `call` cannot build.
+fn raw_call(server: &Server, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let (status, text) =
+        http(&server.addr, method, path, &[], body.to_string().as_bytes()).unwrap();
+    let answer = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, answer)
+}
+
+#[test]
+fn odd_requests_are_refused_before_anything_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = managed_server(tmp.path(), &[]);
+    let outside = tempfile::tempdir().unwrap();
+    let inside = |name: &str| tmp.path().join(name);
+    assert_eq!(
+        call(&server, "POST", "models", json!({"name": "m1"})).0,
+        200
+    );
+    let refused = |(status, e): (u16, Value), field: &str| {
+        assert_eq!(status, 400, "{e}");
+        assert_eq!(e["error"]["status"], "INVALID_ARGUMENT", "{e}");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{message:?} lacks {field:?}");
+    };
+
+    // A Version field of the wrong JSON type is refused at once (a later patch walks into it).
+    refused(
+        call(
+            &server,
+            "POST",
+            "models/m1/versions",
+            json!({"name": "v1", "deploymentUri": inside("x"), "manualScaling": 3}),
+        ),
+        "version.manual_scaling",
+    );
+    // A patch with one bad mask field changes nothing, the good fields included.
+    refused(
+        call(
+            &server,
+            "PATCH",
+            "models/m1?updateMask=description,bogus",
+            json!({"description": "new"}),
+        ),
+        "bogus",
+    );
+    let (_, model) = call(&server, "GET", "models/m1", Value::Null);
+    assert!(model.get("description").is_none(), "{model}");
+
+    // Every value of a many-valued trainer flag is held to the roots, not only the first.
+    let args = json!([
+        "--train-files",
+        inside("train.csv"),
+        outside.path().join("secret.csv"),
+        "--eval-files",
+        inside("eval.csv")
+    ]);
+    refused(
+        call(
+            &server,
+            "POST",
+            "jobs",
+            json!({"jobId": "escape", "trainingInput": {"jobDir": inside("jd"), "args": args}}),
+        ),
+        "outside the allowed storage roots",
+    );
+    // A comma would split one input path into two for batch prediction.
+    let sneaky = format!(
+        "{},{}",
+        inside("in.json").display(),
+        outside.path().join("secret.json").display()
+    );
+    refused(
+        call(
+            &server,
+            "POST",
+            "jobs",
+            json!({"jobId": "comma", "predictionInput": {"dataFormat": "JSON",
+                "modelName": "projects/p/models/m1", "inputPaths": [sneaky],
+                "outputPath": inside("out")}}),
+        ),
+        "holds a comma",
+    );
+    // A job patch needs a mask, as the model and version patches do.
+    let (status, job) = call(
+        &server,
+        "POST",
+        "jobs",
+        json!({"jobId": "p1", "trainingInput": {"jobDir": inside("jd1"),
+            "args": ["--train-files", inside("none.csv"), "--eval-files", inside("none.csv")]}}),
+    );
+    assert_eq!(status, 200, "{job}");
+    refused(
+        call(&server, "PATCH", "jobs/p1", json!({"labels": {"a": "b"}})),
+        "update_mask",
+    );
+
+    // A project id that is no id is refused, in Google's envelope, not echoed into the JSON.
+    let (status, e) = raw_call(&server, "GET", "/v1/projects/a\"b/models", Value::Null);
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["status"], "INVALID_ARGUMENT", "{e}");
+    // Names come back under the project asked for.
+    let (_, model) = raw_call(
+        &server,
+        "GET",
+        "/v1/projects/my-proj.x:y/models/m1",
+        Value::Null,
+    );
+    assert_eq!(model["name"], "projects/my-proj.x:y/models/m1", "{model}");
+
+    // operations.cancel: a done operation answers {}; an unknown one 404.
+    let (status, op) = call(
+        &server,
+        "PATCH",
+        "models/m1?updateMask=description",
+        json!({"description": "d"}),
+    );
+    assert_eq!((status, &op["done"]), (200, &json!(true)), "{op}");
+    let id = op["name"].as_str().unwrap().rsplit('/').next().unwrap();
+    let (status, answer) = call(
+        &server,
+        "POST",
+        &format!("operations/{id}:cancel"),
+        json!({}),
+    );
+    assert_eq!((status, answer), (200, json!({})));
+    let (status, e) = call(&server, "POST", "operations/nosuch:cancel", json!({}));
+    assert_eq!(
+        (status, &e["error"]["status"]),
+        (404, &json!("NOT_FOUND")),
+        "{e}"
+    );
+    // A management path this server lacks answers in the same envelope.
+    let (status, e) = call(&server, "POST", "models/m1:frobnicate", json!({}));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["status"], "INVALID_ARGUMENT", "{e}");
 }

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use common::slow::{busy_value, slow_model};
 use common::*;
 use mlengine::api::grpc::proto::inference::{
-    grpc_inference_service_client::GrpcInferenceServiceClient,
-    model_infer_request::InferInputTensor, InferTensorContents, ModelInferRequest,
+    grpc_inference_service_client::GrpcInferenceServiceClient, infer_parameter::ParameterChoice,
+    model_infer_request::InferInputTensor, InferParameter, InferTensorContents, ModelInferRequest,
 };
 use serde_json::{json, Value};
 
@@ -190,6 +190,20 @@ fn requests_past_their_deadline_are_answered_and_never_run() {
     });
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     assert!(status.message().contains("deadline"), "{status:?}");
+    // gRPC: Triton's `timeout` request parameter (tritonclient.grpc's `infer(timeout=...)`),
+    // in microseconds, as KServe v2 JSON takes it.
+    let status = rt().block_on(async {
+        let mut client = GrpcInferenceServiceClient::new(channel(&slow).await);
+        let mut request = slow_request(6.0);
+        request.parameters.insert(
+            "timeout".into(),
+            InferParameter {
+                parameter_choice: Some(ParameterChoice::Int64Param(100_000)),
+            },
+        );
+        client.model_infer(request).await.unwrap_err()
+    });
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
     let (code, text) = rest.join().unwrap();
     assert_eq!(code, 504, "{text}");
     assert!(text.contains("deadline"), "{text}");
@@ -212,7 +226,7 @@ fn requests_past_their_deadline_are_answered_and_never_run() {
     wait_metric(
         &slow,
         r#"mlengine_requests_dropped_total{model="slow",reason="deadline"}"#,
-        3.0,
+        4.0,
     );
     wait_metric(&slow, INFLIGHT, 0.0);
     assert_eq!(
@@ -220,17 +234,31 @@ fn requests_past_their_deadline_are_answered_and_never_run() {
         runs_before + 1.0,
         "only the busy request ran"
     );
-    // A request with time to spare runs.
+    // Timeouts that mean "none": Triton's 0, and more milliseconds than the clock counts.
+    let body = json!({"parameters": {"timeout": 0},
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [3.0]}]});
     let (status, text) = http(
         &slow.addr,
         "POST",
-        SLOW_PREDICT,
-        &[("X-Request-Timeout-Ms", "60000")],
-        br#"{"instances": [5.0]}"#,
+        "/v2/models/slow/infer",
+        &[],
+        body.to_string().as_bytes(),
     )
     .unwrap();
     assert_eq!(status, 200, "{text}");
-    assert_eq!(metric(&slow, RUNS), runs_before + 2.0);
+    // ... and a request with time to spare runs.
+    for timeout in ["1e22", "60000"] {
+        let (status, text) = http(
+            &slow.addr,
+            "POST",
+            SLOW_PREDICT,
+            &[("X-Request-Timeout-Ms", timeout)],
+            br#"{"instances": [2.0]}"#,
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{timeout}: {text}");
+    }
+    assert_eq!(metric(&slow, RUNS), runs_before + 4.0);
 }
 
 #[test]

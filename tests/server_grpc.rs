@@ -464,6 +464,15 @@ fn grpc_errors_use_the_shared_table() {
             tonic::Code::NotFound,
             "has no version label 'prod'",
         ));
+        cases.push((
+            PredictRequest {
+                model_spec: spec(Some(VersionChoice::Version(-5))),
+                inputs: tf_inputs(&instances),
+                ..Default::default()
+            },
+            tonic::Code::InvalidArgument,
+            "model_spec.version -5 is negative",
+        ));
         for (req, code, needle) in cases {
             let e = tf.predict(req).await.unwrap_err();
             assert_eq!(e.code(), code, "{}", e.message());

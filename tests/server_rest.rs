@@ -240,6 +240,9 @@ fn bad_requests_get_4xx_naming_the_problem() {
     let cases: Vec<(&str, String, u16, &str)> = vec![
         (predict, "{\"instances\": [".into(), 400, "malformed JSON in request body: EOF while parsing a list at line 1 column 15"),
         (predict, json!({"signature_name": "x"}).to_string(), 400, "Serving signature name: \"x\" not found in signature def"),
+        (predict, json!({"signature_name": 7, "instances": [good]}).to_string(), 400, "'signature_name' must be a string, got 7"),
+        (predict, json!({"instances": [with("workclass", json!("NAN_TOKEN"))]}).to_string().replace("\"NAN_TOKEN\"", "NaN"), 400, "instance 0: input 'workclass': expected a string, got NaN"),
+        (predict, json!({"instances": [with("age", json!("NAN_TOKEN"))]}).to_string().replace("\"NAN_TOKEN\"", "Infinity"), 400, "instance 0: input 'age': expected an integer (int64), got Infinity"),
         (predict, json!({"signature_name": "serving_default"}).to_string(), 400, "missing 'instances'"),
         (predict, json!({"instances": [good], "inputs": {}}).to_string(), 400, "only one of 'inputs' or 'instances'"),
         (predict, json!({"instances": []}).to_string(), 400, "'instances' is empty"),
@@ -269,6 +272,20 @@ fn bad_requests_get_4xx_naming_the_problem() {
         assert_eq!(status, want_status, "{path} {needle}: {message}");
         assert!(message.contains(needle), "{message:?} lacks {needle:?}");
     }
+    // A compressed body is named as such, not parsed as JSON.
+    let (status, text) = http(
+        &server.addr,
+        "POST",
+        predict,
+        &[("Content-Encoding", "gzip")],
+        b"\x1f\x8b\x08\x00",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(
+        text.contains("Content-Encoding \\\"gzip\\\" is not supported"),
+        "{text}"
+    );
     // None of them stopped the server.
     let (status, _) = server.post_json(predict, &json!({"instances": [good]}));
     assert_eq!(status, 200);

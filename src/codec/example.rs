@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use prost::Message;
 use serde_json::{Map, Value};
 
-use super::json::{is_b64, shape_of};
+use super::json::{is_b64, non_finite_value, shape_of};
 use crate::proto::tensorflow::{feature::Kind, Example, Feature};
 use crate::status::{Error, Result};
 use crate::tensor::{element, Signature, Tensor, TensorData};
@@ -80,6 +80,7 @@ pub fn from_json(example: &Map<String, Value>) -> std::result::Result<Features, 
         }
         let bytes = |v: &Value| -> Option<Vec<u8>> {
             match v {
+                Value::String(_) if non_finite_value(v).is_some() => None,
                 Value::String(s) => Some(s.as_bytes().to_vec()),
                 Value::Object(o) if is_b64(o) => {
                     use base64::Engine;
@@ -100,11 +101,14 @@ pub fn from_json(example: &Map<String, Value>) -> std::result::Result<Features, 
                     })
                     .collect::<std::result::Result<_, _>>()?,
             )
-        } else if items.iter().all(|v| v.is_number()) {
+        } else if items
+            .iter()
+            .all(|v| v.is_number() || non_finite_value(v).is_some())
+        {
             Values::Floats(
                 items
                     .iter()
-                    .filter_map(|v| v.as_f64())
+                    .filter_map(|v| v.as_f64().or_else(|| non_finite_value(v)))
                     .map(|f| f as f32)
                     .collect(),
             )

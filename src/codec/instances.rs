@@ -34,7 +34,7 @@ pub fn decode_predict_body(signature: &Signature, body: &[u8]) -> Result<(Vec<Te
         ));
     };
     if let Some(name) = obj.get("signature_name") {
-        check_signature_name(name.as_str().unwrap_or_default())?;
+        check_json_signature_name(name)?;
     }
     match (obj.get("instances"), obj.get("inputs")) {
         (Some(_), Some(_)) => Err(Error::invalid(
@@ -52,6 +52,17 @@ pub fn decode_predict_body(signature: &Signature, body: &[u8]) -> Result<(Vec<Te
 /// The one signature a model has. TF Serving refuses an unknown name rather than answering
 /// with another signature; so does this server.
 pub const SIGNATURE_NAME: &str = "serving_default";
+
+/// Checks a JSON request's `signature_name`, which must be a string.
+pub fn check_json_signature_name(name: &Value) -> Result<()> {
+    match name.as_str() {
+        Some(name) => check_signature_name(name),
+        None => Err(Error::invalid(format!(
+            "'signature_name' must be a string, got {}",
+            super::json::describe(name)
+        ))),
+    }
+}
 
 pub fn check_signature_name(name: &str) -> Result<()> {
     if name.is_empty() || name == SIGNATURE_NAME {
@@ -194,7 +205,13 @@ fn decode_rows(
         let from_example;
         let instance = match instance {
             Value::Object(obj) if !single && is_b64(obj) => {
-                from_example = serialized_example(obj).map_err(fault)?;
+                // Features the model does not take (the label, say) are left out, as TF's
+                // example parsing and this server's other example paths do.
+                let mut example = serialized_example(obj).map_err(fault)?;
+                if let Some(features) = example.as_object_mut() {
+                    features.retain(|name, _| signature.input(name).is_some());
+                }
+                from_example = example;
                 &from_example
             }
             other => other,

@@ -33,6 +33,9 @@ pub fn shape_of(value: &Value, shape: &mut Vec<usize>) -> Result<(), String> {
 }
 
 pub fn describe(value: &Value) -> String {
+    if let Some(token) = value.as_str().and_then(non_finite) {
+        return token.to_string();
+    }
     let text = value.to_string();
     if text.len() > 40 {
         format!("{}...", &text[..text.floor_char_boundary(40)])
@@ -75,6 +78,9 @@ pub fn append(value: &Value, data: &mut TensorData) -> Result<(), String> {
         TensorData::F64(v) => v.push(float(value, dtype)?),
         TensorData::String(v) => {
             let s = match value {
+                Value::String(s) if non_finite(s).is_some() => {
+                    return Err(format!("expected a string, got {}", describe(value)))
+                }
                 Value::String(s) => s.clone(),
                 Value::Object(obj) if is_b64(obj) => decode_b64(&obj["b64"])?,
                 other => return Err(format!("expected a string, got {}", describe(other))),
@@ -110,10 +116,17 @@ fn integer(value: &Value, dtype: DType) -> Result<i128, String> {
 fn float(value: &Value, dtype: DType) -> Result<f64, String> {
     match value {
         Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number")),
-        // The bare tokens NaN, Infinity and -Infinity arrive as these strings (see `parse_body`).
-        Value::String(s) if s == "NaN" => Ok(f64::NAN),
-        Value::String(s) if s == "Infinity" => Ok(f64::INFINITY),
-        Value::String(s) if s == "-Infinity" => Ok(f64::NEG_INFINITY),
+        // The bare tokens NaN, Infinity and -Infinity arrive marked (see `parse_body`); the
+        // same words as JSON strings have always been taken too.
+        Value::String(s) => match non_finite(s).unwrap_or(s) {
+            "NaN" => Ok(f64::NAN),
+            "Infinity" => Ok(f64::INFINITY),
+            "-Infinity" => Ok(f64::NEG_INFINITY),
+            _ => Err(format!(
+                "expected a number ({dtype}), got {}",
+                describe(value)
+            )),
+        },
         other => Err(format!(
             "expected a number ({dtype}), got {}",
             describe(other)
@@ -149,7 +162,27 @@ pub fn parse_body(body: &[u8]) -> status::Result<Value> {
     }
 }
 
-/// Quotes bare `NaN`, `Infinity` and `-Infinity` outside strings; `None` when there are none.
+/// What a bare non-finite token becomes: a string no client sends (it starts with NUL), so
+/// that only number inputs take it and a string input refuses it instead of reading the word.
+const NON_FINITE_MARK: char = '\0';
+
+/// The bare token a marked string stands for.
+fn non_finite(s: &str) -> Option<&str> {
+    s.strip_prefix(NON_FINITE_MARK)
+        .filter(|t| matches!(*t, "NaN" | "Infinity" | "-Infinity"))
+}
+
+/// The number a bare `NaN`, `Infinity` or `-Infinity` token of the body stood for.
+pub fn non_finite_value(value: &Value) -> Option<f64> {
+    match value.as_str().and_then(non_finite)? {
+        "NaN" => Some(f64::NAN),
+        "Infinity" => Some(f64::INFINITY),
+        _ => Some(f64::NEG_INFINITY),
+    }
+}
+
+/// Quotes bare `NaN`, `Infinity` and `-Infinity` outside strings, marked (see
+/// `NON_FINITE_MARK`); `None` when there are none.
 fn quote_non_finite(body: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(body.len() + 16);
     let (mut in_string, mut escaped, mut changed) = (false, false, false);
@@ -173,7 +206,7 @@ fn quote_non_finite(body: &[u8]) -> Option<Vec<u8>> {
             .find(|t| body[i..].starts_with(t));
         match token {
             Some(t) => {
-                out.push(b'"');
+                out.extend_from_slice(b"\"\\u0000");
                 out.extend_from_slice(t);
                 out.push(b'"');
                 i += t.len();

@@ -194,11 +194,14 @@ pub fn decode_rest(
         )));
     }
     let inputs = decode_inputs(signature, inputs)?;
+    // Microseconds; 0 is none, as Triton reads it.
     let timeout = match request.pointer("/parameters/timeout") {
         None => None,
-        Some(t) => Some(Duration::from_micros(t.as_u64().ok_or_else(|| {
+        Some(t) => Some(t.as_u64().ok_or_else(|| {
             Error::invalid("parameters.timeout must be a whole number of microseconds")
-        })?)),
+        })?)
+        .filter(|&micros| micros > 0)
+        .map(Duration::from_micros),
     };
     let wanted = match request.get("outputs").and_then(Value::as_array) {
         None => vec![],

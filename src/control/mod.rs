@@ -193,6 +193,7 @@ impl ControlPlane {
     }
 
     fn recover(self: &Arc<Self>) -> anyhow::Result<()> {
+        let mut interrupted = Vec::new();
         for model in self.store.all_models()? {
             let name = names::basename(model["name"].as_str().unwrap_or_default()).to_string();
             std::fs::create_dir_all(self.models_dir.join(&name))?;
@@ -200,33 +201,86 @@ impl ControlPlane {
             if let Err(e) = self.manager.add_model(config) {
                 anyhow::bail!("managed model '{name}': {}", e.message);
             }
-            // Versions a restart interrupted: creations are finished, deletions too.
             for (number, version) in self.store.versions(&name)? {
-                match version.get("state").and_then(Value::as_str) {
-                    Some("CREATING") => self.spawn_deploy(&name, number, version.clone()),
-                    Some("DELETING") => self.spawn_delete(&name, number, version.clone()),
-                    _ => {}
+                if matches!(
+                    version.get("state").and_then(Value::as_str),
+                    Some("CREATING" | "DELETING")
+                ) {
+                    interrupted.push((name.clone(), number, version));
                 }
             }
         }
-        // Operations of other kinds never outlive their call; jobs are the runner's.
         let (ops, _) = self.store.unfinished(&[])?;
         for op in ops {
-            let kind = op
+            let name = op["name"].as_str().unwrap_or_default().to_string();
+            let result = match op
                 .pointer("/metadata/operationType")
-                .and_then(Value::as_str);
-            if !matches!(kind, Some("CREATE_VERSION") | Some("DELETE_VERSION")) {
-                let name = op["name"].as_str().unwrap_or_default().to_string();
-                self.finish_operation(
-                    &name,
-                    Err(Error::unavailable(
-                        "the server restarted before the operation finished",
-                    )),
-                )
+                .and_then(Value::as_str)
+            {
+                Some(kind @ ("CREATE_VERSION" | "DELETE_VERSION")) => {
+                    match self.version_outcome(&op, kind)? {
+                        Some(result) => result,
+                        // Still CREATING or DELETING: finished by the work resumed below.
+                        None => continue,
+                    }
+                }
+                // Operations of other kinds never outlive their call; jobs are the runner's.
+                _ => Err(Error::unavailable(
+                    "the server restarted before the operation finished",
+                )),
+            };
+            self.finish_operation(&name, result)
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        }
+        // Versions a restart interrupted: creations are finished, deletions too.
+        for (model, number, version) in interrupted {
+            match version.get("state").and_then(Value::as_str) {
+                Some("CREATING") => self.spawn_deploy(&model, number, version),
+                _ => self.spawn_delete(&model, number, version),
             }
         }
         Ok(())
+    }
+
+    /// The result of a version's creation or deletion whose operation a restart left open
+    /// (killed between the version's last write and the operation's); `None` while the version
+    /// is still on its way.
+    fn version_outcome(&self, op: &Value, kind: &str) -> anyhow::Result<Option<Result<Value>>> {
+        let full = op
+            .pointer("/metadata/version/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some((_, model, Some(id))) = names::parse_version_name(full) else {
+            return Ok(Some(Err(Error::internal(format!(
+                "the operation names no version ({full:?})"
+            )))));
+        };
+        let version = self.store.version(model, id)?.map(|(_, v)| v);
+        let state = version
+            .as_ref()
+            .and_then(|v| v.get("state"))
+            .and_then(Value::as_str);
+        Ok(match (kind, state) {
+            (_, Some("CREATING" | "DELETING")) => None,
+            ("CREATE_VERSION", Some("READY")) => {
+                let mut v = self.marked(model, version.unwrap_or_default())?;
+                v["@type"] = json!(operations::VERSION_TYPE);
+                Some(Ok(v))
+            }
+            ("CREATE_VERSION", Some("FAILED")) => {
+                let message = version
+                    .as_ref()
+                    .and_then(|v| v.get("errorMessage"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("the version did not load")
+                    .to_string();
+                Some(Err(Error::failed_precondition(message)))
+            }
+            ("DELETE_VERSION", None) => Some(Ok(json!({"@type": operations::EMPTY_TYPE}))),
+            _ => Some(Err(Error::unavailable(
+                "the server restarted before the operation finished",
+            ))),
+        })
     }
 
     /// `projects.getConfig`.

@@ -26,9 +26,43 @@ pub(super) fn not_found(model: &str) -> Error {
     Error::not_found(format!("The model resource: \"{model}\" was not found.")).on_field("name")
 }
 
+/// The JSON types of the fields a model request sets (stored as sent, read back by clients).
+fn check_types(body: &Value) -> Result<()> {
+    let bad = |field: &str, expected: &str, value: &Value| {
+        Err(Error::invalid(format!("Invalid value {value}: expected {expected}.")).on_field(field))
+    };
+    if let Some(d) = body.get("description").filter(|d| !d.is_string()) {
+        return bad("model.description", "a string", d);
+    }
+    if let Some(l) = body.get("labels").filter(|l| {
+        !l.as_object()
+            .is_some_and(|o| o.values().all(Value::is_string))
+    }) {
+        return bad("model.labels", "an object of strings", l);
+    }
+    if let Some(r) = body
+        .get("regions")
+        .filter(|r| !r.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+    {
+        return bad("model.regions", "an array of strings", r);
+    }
+    for key in ["onlinePredictionLogging", "onlinePredictionConsoleLogging"] {
+        if let Some(v) = body.get(key).filter(|v| !v.is_boolean()) {
+            let field = if key == "onlinePredictionLogging" {
+                "model.online_prediction_logging"
+            } else {
+                "model.online_prediction_console_logging"
+            };
+            return bad(field, "a boolean", v);
+        }
+    }
+    Ok(())
+}
+
 impl ControlPlane {
     pub fn create_model(&self, project: &str, body: &Value) -> Result<Value> {
         check_fields(body, MODEL_FIELDS, "model")?;
+        check_types(body)?;
         let id = body
             .get("name")
             .and_then(Value::as_str)
@@ -135,6 +169,9 @@ impl ControlPlane {
                 Error::invalid("updateMask names no field to update").on_field("update_mask")
             );
         }
+        // Every field of the mask is checked before anything changes: a refused patch leaves
+        // the model as it was.
+        let mut default = None;
         for field in mask {
             match field.as_str() {
                 "description" | "labels" => {}
@@ -146,7 +183,7 @@ impl ControlPlane {
                             Error::invalid("defaultVersion.name is missing from the body")
                                 .on_field("model.default_version.name")
                         })?;
-                    self.set_default(project, id, names::basename(name))?;
+                    default = Some(names::basename(name));
                 }
                 other => {
                     return Err(Error::invalid(format!(
@@ -155,6 +192,10 @@ impl ControlPlane {
                     .on_field("update_mask"))
                 }
             }
+        }
+        check_types(body)?;
+        if let Some(version) = default {
+            self.set_default(project, id, version)?;
         }
         let mut op = operations::new(project, "update", "UPDATE_MODEL", id, None);
         let updated = self

@@ -12,7 +12,7 @@ pub fn check_id(id: &str, field: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "A name should start with a letter and contain only letters, numbers and \\
+            "A name should start with a letter and contain only letters, numbers and \
              underscores, at most 128 characters; got {id:?}."
         ))
         .on_field(field))
@@ -68,11 +68,12 @@ mod tests {
             &"a".repeat(129),
         ] {
             let e = check_id(bad, "model.name").unwrap_err();
-            assert!(
-                e.message
-                    .starts_with("Field: model.name Error: A name should start"),
-                "{}",
-                e.message
+            assert_eq!(
+                e.message,
+                format!(
+                    "Field: model.name Error: A name should start with a letter and contain \
+                     only letters, numbers and underscores, at most 128 characters; got {bad:?}."
+                )
             );
         }
         assert_eq!(

@@ -90,6 +90,23 @@ impl ControlPlane {
             })
     }
 
+    /// `operations.cancel`: an operation that is done answers `{}` (as Google's does); a
+    /// version's creation or deletion runs to its end once started, so one still running is
+    /// refused rather than reported cancelled.
+    pub fn cancel_operation(&self, project: &str, id: &str) -> Result<Value> {
+        let op = self.get_operation(project, id)?;
+        if op.get("done").and_then(Value::as_bool) == Some(true) {
+            return Ok(json!({}));
+        }
+        let kind = op
+            .pointer("/metadata/operationType")
+            .and_then(Value::as_str)
+            .unwrap_or("the operation");
+        Err(Error::failed_precondition(format!(
+            "{kind} cannot be cancelled once started; poll the operation until it is done"
+        )))
+    }
+
     /// Newest first.
     pub fn list_operations(&self, project: &str, query: &ListQuery) -> Result<Value> {
         let mut all = self

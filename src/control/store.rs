@@ -36,6 +36,14 @@ const MIGRATIONS: &[&str] = &[
         state TEXT NOT NULL,
         body TEXT NOT NULL
     );",
+    // 2: the highest directory number each model has handed out, so that a deleted version's
+    // number is never served again by another version (a client pinned to it gets a 404).
+    "CREATE TABLE version_numbers (
+        model TEXT PRIMARY KEY,
+        last INTEGER NOT NULL
+    );
+    INSERT INTO version_numbers (model, last)
+        SELECT model, MAX(number) FROM versions GROUP BY model;",
 ];
 
 /// A kind of resource and the table that holds it.
@@ -88,10 +96,13 @@ impl Store {
 
     /// Runs `f` in one transaction: all of its writes land, or none.
     pub fn transaction<T>(&self, f: impl FnOnce(&Tx) -> Result<T>) -> Result<T> {
+        // A panic inside a transaction rolled it back as it unwound (the transaction's drop),
+        // so the connection a poisoned lock guards is consistent: one failed call must not
+        // turn the whole management API off.
         let mut conn = self
             .conn
             .lock()
-            .map_err(|_| anyhow::anyhow!("the state database is unusable"))?;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let tx = conn.transaction()?;
         let out = f(&Tx { tx: &tx })?;
         tx.commit()?;
@@ -275,14 +286,27 @@ impl Tx<'_> {
         row.map(|(n, body)| Ok((n, json(body)?))).transpose()
     }
 
-    /// The next free directory number of a model's versions (numbers are never reused).
+    /// The next free directory number of a model's versions, taken: numbers are never reused,
+    /// not even those of deleted versions or of a deleted model of the same name.
     pub fn next_number(&self, model: &str) -> Result<i64> {
-        let max: Option<i64> = self.tx.query_row(
-            "SELECT MAX(number) FROM versions WHERE model = ?1",
-            params![model],
-            |r| r.get(0),
+        let last: Option<i64> = self
+            .tx
+            .query_row(
+                "SELECT MAX(n) FROM (
+                    SELECT last AS n FROM version_numbers WHERE model = ?1
+                    UNION ALL SELECT MAX(number) FROM versions WHERE model = ?1)",
+                params![model],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        let next = last.unwrap_or(0) + 1;
+        self.tx.execute(
+            "INSERT INTO version_numbers (model, last) VALUES (?1, ?2)
+             ON CONFLICT(model) DO UPDATE SET last = excluded.last",
+            params![model, next],
         )?;
-        Ok(max.unwrap_or(0) + 1)
+        Ok(next)
     }
 
     pub fn put_version(&self, model: &str, name: &str, number: i64, body: &Value) -> Result<()> {
@@ -338,5 +362,52 @@ mod tests {
         assert!(store.get(Kind::Job, "j1").unwrap().is_none());
         assert_eq!(store.list(Kind::Model, "p").unwrap().len(), 1);
         assert_eq!(store.list(Kind::Model, "other").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_deleted_versions_number_is_never_handed_out_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let take = |store: &Store, name: &str| {
+            store
+                .transaction(|tx| {
+                    let n = tx.next_number("census")?;
+                    tx.put_version("census", name, n, &json!({}))?;
+                    Ok(n)
+                })
+                .unwrap()
+        };
+        {
+            let store = Store::open(&path).unwrap();
+            assert_eq!(take(&store, "v1"), 1);
+            assert_eq!(take(&store, "v2"), 2);
+            store
+                .transaction(|tx| tx.delete_version("census", "v2"))
+                .unwrap();
+            assert_eq!(take(&store, "v3"), 3);
+            store
+                .transaction(|tx| tx.delete_version("census", "v3"))
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(take(&store, "v4"), 4);
+    }
+
+    #[test]
+    fn a_panic_inside_a_transaction_rolls_it_back_and_leaves_the_store_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _: Result<()> = store.transaction(|tx| {
+                tx.put(Kind::Job, "j1", "p", &json!({}))?;
+                panic!("a handler's bug");
+            });
+        }));
+        assert!(panicked.is_err());
+        assert!(store.get(Kind::Job, "j1").unwrap().is_none());
+        store
+            .transaction(|tx| tx.put(Kind::Job, "j2", "p", &json!({})))
+            .unwrap();
+        assert!(store.get(Kind::Job, "j2").unwrap().is_some());
     }
 }

@@ -53,6 +53,106 @@ const PATCHABLE: &[&str] = &[
     "packageUris",
 ];
 
+/// Checks the JSON type of each Version field a request sets, as Google's JSON parser does
+/// before anything is stored: a patch walks into the objects named by its mask, and a later
+/// reader trusts them.
+fn check_types(body: &Value) -> Result<()> {
+    let Some(obj) = body.as_object() else {
+        return Ok(());
+    };
+    for (key, value) in obj {
+        let (ok, expected) = match key.as_str() {
+            "isDefault" => (value.is_boolean(), "a boolean"),
+            "labels" => (
+                value
+                    .as_object()
+                    .is_some_and(|o| o.values().all(Value::is_string)),
+                "an object of strings",
+            ),
+            "packageUris" => (
+                value
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(Value::is_string)),
+                "an array of strings",
+            ),
+            "autoScaling" => (
+                nodes_object(value, &["minNodes", "maxNodes"]),
+                "an object with int32 minNodes and maxNodes",
+            ),
+            "manualScaling" => (
+                nodes_object(value, &["nodes"]),
+                "an object with an int32 nodes",
+            ),
+            "acceleratorConfig"
+            | "requestLoggingConfig"
+            | "explanationConfig"
+            | "container"
+            | "routes" => (value.is_object(), "an object"),
+            _ => (value.is_string(), "a string"),
+        };
+        if !ok {
+            let field = format!("version.{}", snake_case(key));
+            return Err(
+                Error::invalid(format!("Invalid value {value}: expected {expected}."))
+                    .on_field(&field),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// An object whose node counts are int32s, which proto3's JSON gives as a number or a string.
+fn nodes_object(value: &Value, counts: &[&str]) -> bool {
+    value.as_object().is_some_and(|o| {
+        counts.iter().all(|k| match o.get(*k) {
+            None => true,
+            Some(Value::Number(n)) => n.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+            Some(Value::String(s)) => s.parse::<i32>().is_ok(),
+            Some(_) => false,
+        })
+    })
+}
+
+/// Sets (or with `None` removes) the field at `path` inside `v`, making the objects on the way.
+/// A version stored before its fields' types were checked may hold a non-object where the path
+/// walks: it is replaced, never indexed into.
+fn set_path(v: &mut Value, path: &[&str], value: Option<Value>) {
+    if !v.is_object() {
+        *v = json!({});
+    }
+    let Some(o) = v.as_object_mut() else {
+        return;
+    };
+    match path {
+        [] => {}
+        [last] => match value {
+            Some(value) => {
+                o.insert(last.to_string(), value);
+            }
+            None => {
+                o.remove(*last);
+            }
+        },
+        [first, rest @ ..] => {
+            let child = o.entry(first.to_string()).or_insert_with(|| json!({}));
+            set_path(child, rest, value);
+        }
+    }
+}
+
+fn snake_case(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 4);
+    for c in camel.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn not_found(version: &str) -> Error {
     Error::not_found(format!(
         "The version resource: \"{version}\" was not found."
@@ -77,7 +177,7 @@ impl ControlPlane {
             }))
     }
 
-    fn marked(&self, model: &str, mut v: Value) -> Result<Value> {
+    pub(super) fn marked(&self, model: &str, mut v: Value) -> Result<Value> {
         let default = self.model_default(model)?;
         let name = names::basename(v["name"].as_str().unwrap_or_default()).to_string();
         v["isDefault"] = json!(default.as_deref() == Some(name.as_str()));
@@ -103,6 +203,7 @@ impl ControlPlane {
         trusted: bool,
     ) -> Result<Value> {
         check_fields(body, VERSION_FIELDS, "version")?;
+        check_types(body)?;
         self.get_model(project, model)?;
         let id = body
             .get("name")
@@ -336,6 +437,7 @@ impl ControlPlane {
         mask: &[String],
     ) -> Result<Value> {
         check_fields(body, VERSION_FIELDS, "version")?;
+        check_types(body)?;
         let current = self.get_version(project, model, id)?;
         if matches!(state(&current), "CREATING" | "DELETING" | "UPDATING") {
             return Err(Error::failed_precondition(format!(
@@ -367,22 +469,7 @@ impl ControlPlane {
                     let path: Vec<&str> = field.split('.').collect();
                     let pointer = format!("/{}", path.join("/"));
                     let value = body.pointer(&pointer).cloned();
-                    let mut target = &mut v;
-                    for key in &path[..path.len() - 1] {
-                        if target.get(*key).is_none() {
-                            target[*key] = json!({});
-                        }
-                        target = &mut target[*key];
-                    }
-                    let last = path[path.len() - 1];
-                    match value {
-                        Some(value) => target[last] = value,
-                        None => {
-                            if let Some(o) = target.as_object_mut() {
-                                o.remove(last);
-                            }
-                        }
-                    }
+                    set_path(&mut v, &path, value);
                 }
                 v["etag"] = json!(etag());
                 tx.put_version(model, id, number, &v)?;

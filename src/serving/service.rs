@@ -41,9 +41,12 @@ impl InferenceService {
         }
     }
 
-    /// A request's deadline: its own timeout, else the server's default, counted from `start`.
+    /// A request's deadline: its own timeout, else the server's default, counted from `start`;
+    /// none when it lies beyond what the clock can count (a client's "never").
     pub fn deadline(&self, start: Instant, requested: Option<Duration>) -> Option<Instant> {
-        requested.or(self.default_timeout).map(|t| start + t)
+        requested
+            .or(self.default_timeout)
+            .and_then(|t| start.checked_add(t))
     }
 
     /// The version a selector names, for status and metadata.

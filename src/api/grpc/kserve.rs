@@ -142,8 +142,14 @@ impl KServe {
         let signature = version.signature();
         // The decoded inputs are not kept while the model runs (the request's bytes are, at
         // most the message size limit).
+        let mut timeout = timeout;
         let (tensors, wanted, model_name, id) = match req {
             Received::Decoded(mut r) => {
+                // Triton's request parameter counts when no `grpc-timeout` set one (requests
+                // with parameters never take the wire path).
+                if timeout.is_none() {
+                    timeout = parameter_timeout(&r.parameters)?;
+                }
                 let tensors = decode_request(signature, &mut r)?;
                 let wanted = signature.output_indices(r.outputs.iter().map(|o| o.name.as_str()))?;
                 (tensors, wanted, r.model_name, r.id)
@@ -274,4 +280,24 @@ impl GrpcInferenceService for KServe {
         .map(|i| Response::new(response(i.model_name, i.model_version, i.id, i.outputs)))
         .map_err(|e| status(&e))
     }
+}
+
+/// Triton's `timeout` request parameter: microseconds, 0 for none.
+fn parameter_timeout(
+    parameters: &std::collections::HashMap<String, super::proto::inference::InferParameter>,
+) -> Result<Option<std::time::Duration>> {
+    use super::proto::inference::infer_parameter::ParameterChoice;
+    let micros = match parameters
+        .get("timeout")
+        .and_then(|p| p.parameter_choice.as_ref())
+    {
+        None => return Ok(None),
+        Some(ParameterChoice::Int64Param(n)) => u64::try_from(*n).ok(),
+        Some(ParameterChoice::Uint64Param(n)) => Some(*n),
+        Some(_) => None,
+    };
+    let micros = micros.ok_or_else(|| {
+        Error::invalid("parameters.timeout must be a whole number of microseconds")
+    })?;
+    Ok((micros > 0).then(|| std::time::Duration::from_micros(micros)))
 }

@@ -31,14 +31,18 @@ pub struct TfServing {
     pub service: Arc<InferenceService>,
 }
 
-fn selector(spec: &ModelSpec) -> VersionSelector {
-    match &spec.version_choice {
+fn selector(spec: &ModelSpec) -> Result<VersionSelector> {
+    Ok(match &spec.version_choice {
         None => VersionSelector::Default,
         Some(VersionChoice::Version(v)) => {
-            u64::try_from(*v).map_or(VersionSelector::Number(u64::MAX), VersionSelector::Number)
+            VersionSelector::Number(u64::try_from(*v).map_err(|_| {
+                Error::invalid(format!(
+                    "model_spec.version {v} is negative; versions are numbered from 0"
+                ))
+            })?)
         }
         Some(VersionChoice::VersionLabel(l)) => VersionSelector::Label(l.clone()),
-    }
+    })
 }
 
 fn model_spec(req: Option<&ModelSpec>) -> Result<&ModelSpec> {
@@ -123,7 +127,7 @@ impl TfServing {
             Received::Wire(r) => r.model_spec.take(),
         };
         let spec = model_spec(spec.as_ref())?;
-        let version = call.resolve(&spec.name, &selector(spec))?;
+        let version = call.resolve(&spec.name, &selector(spec)?)?;
         crate::codec::instances::check_signature_name(&spec.signature_name)?;
         let signature = version.signature();
         let (wanted, inputs) = match req {
@@ -209,7 +213,7 @@ impl TfServing {
         timeout: Option<std::time::Duration>,
     ) -> Result<ClassificationResponse> {
         let spec = model_spec(req.model_spec.as_ref())?;
-        let version = call.resolve(&spec.name, &selector(spec))?;
+        let version = call.resolve(&spec.name, &selector(spec)?)?;
         crate::codec::instances::check_signature_name(&spec.signature_name)?;
         let (examples, context) = examples(req.input.as_ref())?;
         let results = call
@@ -243,7 +247,7 @@ impl TfServing {
         timeout: Option<std::time::Duration>,
     ) -> Result<RegressionResponse> {
         let spec = model_spec(req.model_spec.as_ref())?;
-        let version = call.resolve(&spec.name, &selector(spec))?;
+        let version = call.resolve(&spec.name, &selector(spec)?)?;
         crate::codec::instances::check_signature_name(&spec.signature_name)?;
         let (examples, context) = examples(req.input.as_ref())?;
         let values = call
@@ -331,7 +335,7 @@ impl PredictionService for TfServing {
             {
                 return Err(Error::invalid("metadata_field must be [\"signature_def\"]"));
             }
-            let meta = self.service.metadata(&spec.name, &selector(spec))?;
+            let meta = self.service.metadata(&spec.name, &selector(spec)?)?;
             let sig = meta.version.signature();
             let def = SignatureDef {
                 inputs: sig
@@ -373,7 +377,7 @@ impl ModelService for TfServing {
             let spec = model_spec(req.model_spec.as_ref())?;
             let list: Vec<ModelVersionStatus> = self
                 .service
-                .version_status(&spec.name, &selector(spec))?
+                .version_status(&spec.name, &selector(spec)?)?
                 .into_iter()
                 .map(|s| ModelVersionStatus {
                     version: s.version as i64,

@@ -11,7 +11,6 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{json_response, read_body, Shared};
-use crate::codec::json::parse_body;
 use crate::control::list::ListQuery;
 use crate::control::ControlPlane;
 use crate::status::{Error, Result};
@@ -39,6 +38,7 @@ pub enum Manage {
     JobLog(String),
     ListOperations,
     GetOperation(String),
+    CancelOperation(String),
 }
 
 /// The management call of `segs` (after `/v1/`) and `verb`, with its project; `None` when the
@@ -76,6 +76,7 @@ pub fn parse(method: &Method, segs: &[&str], verb: Option<&str>) -> Option<(Stri
         (["projects", _, "jobs", j, "logs"], None, Method::GET) => JobLog(s(j)),
         (["projects", _, "operations"], None, Method::GET) => ListOperations,
         (["projects", _, "operations", o], None, Method::GET) => GetOperation(s(o)),
+        (["projects", _, "operations", o], Some("cancel"), Method::POST) => CancelOperation(s(o)),
         _ => return None,
     };
     Some((segs[1].to_string(), call))
@@ -85,12 +86,46 @@ pub fn parse(method: &Method, segs: &[&str], verb: Option<&str>) -> Option<(Stri
 /// under this placeholder and answered under the project the request named.
 const PROJECT: &str = "_";
 
-fn localized(v: &Value, project: &str) -> Response {
-    let text = v.to_string().replace(
-        &format!("\"projects/{PROJECT}/"),
-        &format!("\"projects/{project}/"),
+/// The resource with its names under the request's project: every string that starts with
+/// the stored placeholder's `projects/_/` (resource names and the names resources hold).
+fn localized(mut v: Value, project: &str) -> Response {
+    fn walk(v: &mut Value, stored: &str, answered: &str) {
+        match v {
+            Value::String(s) => {
+                if let Some(rest) = s.strip_prefix(stored) {
+                    *s = format!("{answered}{rest}");
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|v| walk(v, stored, answered)),
+            Value::Object(o) => o.values_mut().for_each(|v| walk(v, stored, answered)),
+            _ => {}
+        }
+    }
+    walk(
+        &mut v,
+        &format!("projects/{PROJECT}/"),
+        &format!("projects/{project}/"),
     );
-    super::json_bytes_response(StatusCode::OK, text.into_bytes())
+    json_response(StatusCode::OK, &v)
+}
+
+/// A project id as Google's resource names take it: letters, digits, hyphens, and the dots
+/// and colon of domain-scoped ids (`example.com:my-project`), at most 100 characters. Anything
+/// else would be echoed into every name the answer holds.
+fn check_project(project: &str) -> Result<()> {
+    let ok = !project.is_empty()
+        && project.len() <= 100
+        && project
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "project id {project:?} is not valid: letters, digits, '-', '.', ':' and '_', at most 100 characters"
+        ))
+        .on_field("name"))
+    }
 }
 
 /// Google's error envelope: `{"error": {"code", "message", "status", "details"}}`.
@@ -155,14 +190,18 @@ pub async fn handle(state: &Shared, project: String, call: Manage, req: Request)
         ));
     };
     let result = async {
+        check_project(&project)?;
         let (list, mask, offset) = query(&req)?;
         let bytes = read_body(state, req).await?;
         // setDefault and cancel may come with an empty body and no content type.
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {
             json!({})
         } else {
-            parse_body(&bytes).map_err(|e| {
-                Error::invalid(format!("Invalid JSON payload received. {}", e.message))
+            // Strict JSON, as Google's API reads it (no NaN or Infinity tokens).
+            serde_json::from_slice(&bytes).map_err(|e| {
+                Error::invalid(format!(
+                    "Invalid JSON payload received. malformed JSON in request body: {e}"
+                ))
             })?
         };
         // Store writes and file work are long next to a prediction: off the serving threads.
@@ -174,7 +213,7 @@ pub async fn handle(state: &Shared, project: String, call: Manage, req: Request)
     }
     .await;
     match result {
-        Ok(v) => localized(&v, &project),
+        Ok(v) => localized(v, &project),
         Err(e) => error_response(&e),
     }
 }
@@ -210,6 +249,7 @@ fn run(
         JobLog(j) => c.job_log(project, &j, offset),
         ListOperations => c.list_operations(project, list),
         GetOperation(o) => c.get_operation(project, &o),
+        CancelOperation(o) => c.cancel_operation(project, &o),
     }
 }
 

@@ -103,6 +103,11 @@ async fn v1(State(state): State<Shared>, req: Request) -> Response {
         Ok(routes::Route::Regress { model, version }) => {
             tfserving::classify_or_regress(&state, &model, &version, false, req).await
         }
+        // A `projects/...` path that is no prediction is a management call this server does
+        // not have: answered in the management API's envelope, which its clients parse.
+        Err(e) if segs.first() == Some(&"projects") && verb != Some("predict") => {
+            ml_v1::error_response(&e)
+        }
         Err(e) => error_response(&e),
     }
 }
@@ -155,6 +160,17 @@ pub fn json_result(result: crate::status::Result<serde_json::Value>) -> Response
 
 /// The request body, refused with 413 past the limit.
 pub async fn read_body(state: &RestState, req: Request) -> Result<Bytes, Error> {
+    // Compressed bodies are not decoded: say so rather than report the bytes as bad JSON.
+    if let Some(encoding) = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .filter(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(Error::invalid(format!(
+            "Content-Encoding {:?} is not supported; send the request body uncompressed",
+            String::from_utf8_lossy(encoding.as_bytes())
+        )));
+    }
     let limit = state.max_body_bytes;
     axum::body::to_bytes(req.into_body(), limit)
         .await

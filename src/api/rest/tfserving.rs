@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{json_result, read_body, requested_timeout, Shared};
 use crate::codec::example::{self, Features};
-use crate::codec::instances::check_signature_name;
+use crate::codec::instances::check_json_signature_name;
 use crate::codec::json::parse_body;
 use crate::repository::VersionSelector;
 use crate::serving::InferenceService;
@@ -36,7 +36,7 @@ pub async fn classify_or_regress(
         let deadline = call.deadline(requested_timeout(req.headers())?);
         let body = parse_body(&read_body(state, req).await?)?;
         if let Some(name) = body.get("signature_name") {
-            check_signature_name(name.as_str().unwrap_or_default())?;
+            check_json_signature_name(name)?;
         }
         let features = |v: &Value, what: &str| -> Result<Features> {
             let obj = v

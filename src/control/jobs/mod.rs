@@ -135,7 +135,7 @@ impl ControlPlane {
         }
         let args = strings(t.get("args"));
         for flag in ["--train-files", "--eval-files"] {
-            for value in flag_values(&args, flag) {
+            for value in flag_values(&args, flag, true) {
                 for uri in value.split(',') {
                     self.roots
                         .check(uri, "job.training_input.args", Access::Read)?;
@@ -143,7 +143,7 @@ impl ControlPlane {
             }
         }
         for flag in ["--job-dir"] {
-            for value in flag_values(&args, flag) {
+            for value in flag_values(&args, flag, false) {
                 self.roots
                     .check(&value, "job.training_input.args", Access::Write)?;
             }
@@ -168,6 +168,13 @@ impl ControlPlane {
                 .on_field("job.prediction_input.input_paths"));
         }
         for uri in &inputs {
+            // The paths reach batch prediction as one comma-separated flag.
+            if uri.contains(',') {
+                return Err(Error::invalid(format!(
+                    "input path {uri:?} holds a comma; give each path as its own inputPaths entry"
+                ))
+                .on_field("job.prediction_input.input_paths"));
+            }
             self.roots
                 .check(uri, "job.prediction_input.input_paths", Access::Read)?;
         }
@@ -301,15 +308,11 @@ impl ControlPlane {
         mask: &[String],
     ) -> Result<Value> {
         check_fields(body, JOB_FIELDS, "job")?;
-        let job = self.get_job(project, id)?;
-        if let Some(tag) = body.get("etag").and_then(Value::as_str) {
-            if job["etag"].as_str() != Some(tag) {
-                return Err(Error::new(
-                    Code::Aborted,
-                    "The etag does not match the job's: it changed since it was read.",
-                )
-                .on_field("job.etag"));
-            }
+        self.get_job(project, id)?;
+        if mask.is_empty() {
+            return Err(
+                Error::invalid("updateMask names no field to update").on_field("update_mask")
+            );
         }
         for field in mask {
             if field != "labels" && field != "etag" {
@@ -319,18 +322,42 @@ impl ControlPlane {
                 .on_field("update_mask"));
             }
         }
-        self.store
+        if body.get("labels").is_some_and(|l| {
+            !l.as_object()
+                .is_some_and(|o| o.values().all(Value::is_string))
+        }) {
+            return Err(
+                Error::invalid("Invalid value: labels must be an object of strings.")
+                    .on_field("job.labels"),
+            );
+        }
+        let stale = || {
+            Error::new(
+                Code::Aborted,
+                "The etag does not match the job's: it changed since it was read.",
+            )
+            .on_field("job.etag")
+        };
+        // The etag is compared in the transaction that writes: two patches that read the same
+        // etag cannot both land.
+        let patched = self
+            .store
             .transaction(|tx| {
                 let mut job = tx.get(Kind::Job, id)?.unwrap_or_default();
+                if let Some(tag) = body.get("etag").and_then(Value::as_str) {
+                    if job["etag"].as_str() != Some(tag) {
+                        return Ok(None);
+                    }
+                }
                 if mask.iter().any(|m| m == "labels") {
                     job["labels"] = body.get("labels").cloned().unwrap_or(json!({}));
                 }
                 job["etag"] = json!(etag());
                 tx.put(Kind::Job, id, project, &job)?;
-                Ok(job)
+                Ok(Some(job))
             })
-            .map_err(internal)
-            .map(|j| self.job_view(j))
+            .map_err(internal)?;
+        patched.ok_or_else(stale).map(|j| self.job_view(j))
     }
 
     /// Bytes of a job's log from `offset`, and whether the job has finished (its log is then
@@ -462,15 +489,22 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 /// The values a flag takes in an argument list (`--flag value` and `--flag=value`).
-fn flag_values(args: &[String], flag: &str) -> Vec<String> {
+fn flag_values(args: &[String], flag: &str, many: bool) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < args.len() {
         if args[i] == flag {
-            if let Some(v) = args.get(i + 1) {
-                out.push(v.clone());
+            // As the trainer's parser reads them: a flag that takes several values takes every
+            // argument up to the next one that starts with '-'.
+            let mut j = i + 1;
+            while j < args.len() && !args[j].starts_with('-') {
+                out.push(args[j].clone());
+                j += 1;
+                if !many {
+                    break;
+                }
             }
-            i += 2;
+            i = j.max(i + 1);
             continue;
         }
         if let Some(v) = args[i].strip_prefix(&format!("{flag}=")) {
