@@ -25,6 +25,8 @@ pub enum Code {
     Aborted,
     /// Request body over the limit: HTTP 413, RESOURCE_EXHAUSTED.
     PayloadTooLarge,
+    /// A request body in an encoding the server does not decode: HTTP 415, INVALID_ARGUMENT.
+    UnsupportedMediaType,
     /// Queue full: HTTP 429, RESOURCE_EXHAUSTED.
     ResourceExhausted,
     /// Deadline passed before the request ran: HTTP 504, DEADLINE_EXCEEDED.
@@ -46,6 +48,7 @@ impl Code {
             Code::NotFound => 404,
             Code::AlreadyExists | Code::Aborted => 409,
             Code::PayloadTooLarge => 413,
+            Code::UnsupportedMediaType => 415,
             Code::ResourceExhausted => 429,
             Code::Internal => 500,
             Code::Unimplemented => 501,
@@ -57,7 +60,7 @@ impl Code {
     /// The gRPC status code number (`google.rpc.Code`).
     pub fn grpc_code(self) -> i32 {
         match self {
-            Code::InvalidArgument => 3,
+            Code::InvalidArgument | Code::UnsupportedMediaType => 3,
             Code::DeadlineExceeded => 4,
             Code::NotFound => 5,
             Code::AlreadyExists => 6,
@@ -75,7 +78,7 @@ impl Code {
     /// Google's status name, as the `status` field of an error envelope carries it.
     pub fn name(self) -> &'static str {
         match self {
-            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::InvalidArgument | Code::UnsupportedMediaType => "INVALID_ARGUMENT",
             Code::FailedPrecondition => "FAILED_PRECONDITION",
             Code::Unauthenticated => "UNAUTHENTICATED",
             Code::PermissionDenied => "PERMISSION_DENIED",

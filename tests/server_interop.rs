@@ -172,13 +172,22 @@ fn tritonclient_http_with_binary_data_on_and_off() {
         &json!({"instances": body}),
     );
     let expected = columns(expected["predictions"].as_array().unwrap());
-    for mode in ["--binary", "--json"] {
-        let out = run(Command::new(&python)
-            .arg(root().join("tests/python/triton_http_infer.py"))
+    // Plain, and with the request body compressed as tritonclient compresses it.
+    for (mode, compression) in [
+        ("--binary", None),
+        ("--json", None),
+        ("--binary", Some("gzip")),
+        ("--json", Some("deflate")),
+    ] {
+        let mut cmd = Command::new(&python);
+        cmd.arg(root().join("tests/python/triton_http_infer.py"))
             .arg(&server.addr)
             .arg("census")
             .arg(&instances)
-            .arg(mode));
+            .arg(mode)
+            .args(compression);
+        let out = run(&mut cmd);
+        let mode = format!("{mode} {compression:?}");
         assert!(out.status.success(), "{mode}: {}", stderr(&out));
         let answer: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
         assert_eq!(
@@ -318,14 +327,26 @@ fn tritonclient_grpc_infer_metadata_and_readiness() {
         &json!({"instances": body}),
     );
     let expected = columns(expected["predictions"].as_array().unwrap());
-    let out = run(Command::new(&python)
-        .arg(root().join("tests/python/triton_grpc_infer.py"))
-        .arg(&server.grpc_addr)
-        .arg("census")
-        .arg(&instances));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let answer: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-    assert_eq!(output_columns(&answer["outputs"]), expected);
+    // Compressed as tritonclient's `compression_algorithm` sends it, then plain.
+    let grpc_infer = |compression: Option<&str>| {
+        let out = run(Command::new(&python)
+            .arg(root().join("tests/python/triton_grpc_infer.py"))
+            .arg(&server.grpc_addr)
+            .arg("census")
+            .arg(&instances)
+            .args(compression));
+        assert!(out.status.success(), "{compression:?}: {}", stderr(&out));
+        let answer: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(
+            output_columns(&answer["outputs"]),
+            expected,
+            "{compression:?}"
+        );
+        (out, answer)
+    };
+    grpc_infer(Some("gzip"));
+    grpc_infer(Some("deflate"));
+    let (out, answer) = grpc_infer(None);
     assert_eq!(answer["id"], "req-7");
     assert_eq!(
         answer["model_version"],

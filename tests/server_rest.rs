@@ -272,20 +272,66 @@ fn bad_requests_get_4xx_naming_the_problem() {
         assert_eq!(status, want_status, "{path} {needle}: {message}");
         assert!(message.contains(needle), "{message:?} lacks {needle:?}");
     }
-    // A compressed body is named as such, not parsed as JSON.
-    let (status, text) = http(
-        &server.addr,
-        "POST",
-        predict,
-        &[("Content-Encoding", "gzip")],
-        b"\x1f\x8b\x08\x00",
-    )
-    .unwrap();
-    assert_eq!(status, 400, "{text}");
-    assert!(
-        text.contains("Content-Encoding \\\"gzip\\\" is not supported"),
-        "{text}"
-    );
+    // Compressed bodies are decoded (gzip, zlib and raw deflate); the body limit holds for the
+    // decoded bytes; an encoding the server lacks, or bytes that do not decode, are named.
+    use std::io::Write;
+    let body = json!({"instances": [good]}).to_string();
+    let (_, plain) = server.post(predict, &body);
+    let compress = |encoder: &mut dyn std::io::Write| encoder.write_all(body.as_bytes()).unwrap();
+    let gzip = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        compress(&mut e);
+        e.finish().unwrap()
+    };
+    let zlib = {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        compress(&mut e);
+        e.finish().unwrap()
+    };
+    let raw = {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        compress(&mut e);
+        e.finish().unwrap()
+    };
+    let bomb = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![b' '; 1 << 20]).unwrap();
+        e.finish().unwrap()
+    };
+    assert!(bomb.len() < 20000, "the bomb fits the limit compressed");
+    let cases: Vec<(&str, &[u8], u16, &str)> = vec![
+        ("gzip", &gzip, 200, "predictions"),
+        ("deflate", &zlib, 200, "predictions"),
+        ("deflate", &raw, 200, "predictions"),
+        (
+            "gzip",
+            b"\x1f\x8b\x08\x00not gzip",
+            400,
+            "not valid gzip data",
+        ),
+        ("gzip", &bomb, 413, "larger than the limit of 20000 bytes"),
+        (
+            "br",
+            b"{}",
+            415,
+            "Content-Encoding \\\"br\\\" is not supported",
+        ),
+    ];
+    for (encoding, bytes, want, needle) in cases {
+        let (status, text) = http(
+            &server.addr,
+            "POST",
+            predict,
+            &[("Content-Encoding", encoding)],
+            bytes,
+        )
+        .unwrap();
+        assert_eq!(status, want, "{encoding}: {text}");
+        assert!(text.contains(needle), "{encoding}: {text}");
+        if want == 200 {
+            assert_eq!(text, plain, "{encoding}");
+        }
+    }
     // None of them stopped the server.
     let (status, _) = server.post_json(predict, &json!({"instances": [good]}));
     assert_eq!(status, 200);

@@ -1,6 +1,6 @@
 """Call an mlengine server with the Triton / KServe v2 gRPC client (tritonclient[grpc]).
 
-    triton_grpc_infer.py HOST:PORT MODEL INSTANCES.jsonl
+    triton_grpc_infer.py HOST:PORT MODEL INSTANCES.jsonl [gzip|deflate]
 
 Checks server live/ready and model ready, prints the model metadata on stderr, builds one
 InferInput per model input from the JSON instances (one object per line; BYTES -> np.object_
@@ -50,10 +50,12 @@ def to_jsonable(value):
 
 def main() -> int:
     args = sys.argv[1:]
-    if len(args) != 3:
+    if len(args) not in (3, 4):
         print(__doc__, file=sys.stderr)
         return 2
-    url, model, instances_path = args
+    url, model, instances_path = args[:3]
+    # An optional compression algorithm for the request ("gzip" or "deflate").
+    compression = args[3] if len(args) == 4 else None
 
     with open(instances_path) as f:
         instances = [json.loads(line) for line in f if line.strip()]
@@ -95,7 +97,13 @@ def main() -> int:
 
         output_names = [spec["name"] for spec in metadata.get("outputs", [])]
         outputs = [grpcclient.InferRequestedOutput(name) for name in output_names]
-        result = client.infer(model, inputs, outputs=outputs, request_id=REQUEST_ID)
+        result = client.infer(
+            model,
+            inputs,
+            outputs=outputs,
+            request_id=REQUEST_ID,
+            compression_algorithm=compression,
+        )
         response = result.get_response()
         out = {}
         for name in output_names:

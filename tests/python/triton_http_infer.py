@@ -1,6 +1,6 @@
 """Call an mlengine server with the Triton / KServe v2 HTTP client (tritonclient[http]).
 
-    triton_http_infer.py HOST:PORT MODEL INSTANCES.jsonl --binary|--json
+    triton_http_infer.py HOST:PORT MODEL INSTANCES.jsonl --binary|--json [gzip|deflate]
 
 Checks server live/ready and model ready, prints the model metadata on stderr, builds one
 InferInput per model input from the JSON instances (one object per line; BYTES -> np.object_
@@ -48,10 +48,12 @@ def to_jsonable(value):
 
 def main() -> int:
     args = sys.argv[1:]
-    if len(args) != 4 or args[3] not in ("--binary", "--json"):
+    if len(args) not in (4, 5) or args[3] not in ("--binary", "--json"):
         print(__doc__, file=sys.stderr)
         return 2
-    url, model, instances_path, mode = args
+    url, model, instances_path, mode = args[:4]
+    # An optional compression algorithm for the request body ("gzip" or "deflate").
+    compression = args[4] if len(args) == 5 else None
     binary = mode == "--binary"
 
     with open(instances_path) as f:
@@ -94,7 +96,9 @@ def main() -> int:
             httpclient.InferRequestedOutput(spec["name"], binary_data=binary)
             for spec in metadata["outputs"]
         ]
-        result = client.infer(model, inputs, outputs=outputs)
+        result = client.infer(
+            model, inputs, outputs=outputs, request_compression_algorithm=compression
+        )
         response = result.get_response()
         out = {}
         for spec in metadata["outputs"]:

@@ -20,6 +20,7 @@ mod unary;
 mod wire;
 
 use std::sync::Arc;
+use tonic::codec::CompressionEncoding;
 
 use crate::serving::InferenceService;
 use crate::status::Error;
@@ -130,18 +131,24 @@ pub fn services(
         .add_service(reflection_v1alpha)
         .add_service(tonic::service::interceptor::InterceptedService::new(
             PredictionServiceServer::new(tf.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Deflate)
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
             gate.clone(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             ModelServiceServer::new(tf.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Deflate)
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
             gate.clone(),
         ))
         .add_service(tonic::service::interceptor::InterceptedService::new(
             GrpcInferenceServiceServer::new(kserve)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Deflate)
                 .max_decoding_message_size(max_message_bytes)
                 .max_encoding_message_size(max_message_bytes),
             gate,
