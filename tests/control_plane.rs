@@ -301,22 +301,28 @@ fn the_walkthrough_with_mlengine_s_cli() {
     assert!(described.contains("state: SUCCEEDED"), "{described}");
     assert!(described.contains("predictionCount: '7'"), "{described}");
 
-    // A training job with --stream-logs: its log to the end, exit 0 on SUCCEEDED.
+    // A training job with --stream-logs: its log to the end, exit 0 on SUCCEEDED. Its
+    // arguments and region come from --config (flags not given leave them as they are).
+    let config = work.join("job.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "trainingInput:\n  region: europe-west1\n  args: [--train-files, {}, --eval-files, {}, --train-steps, '5']\n",
+            work.join("train.csv").display(),
+            work.join("eval.csv").display()
+        ),
+    )
+    .unwrap();
     let out = cli(&[
         "jobs",
         "submit",
         "training",
         "census_train",
+        "--config",
+        config.to_str().unwrap(),
         "--job-dir",
         work.join("cli_job").to_str().unwrap(),
         "--stream-logs",
-        "--",
-        "--train-files",
-        work.join("train.csv").to_str().unwrap(),
-        "--eval-files",
-        work.join("eval.csv").to_str().unwrap(),
-        "--train-steps",
-        "5",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -324,6 +330,8 @@ fn the_walkthrough_with_mlengine_s_cli() {
         "{}",
         stdout(&out)
     );
+    let described = ok(&["jobs", "describe", "census_train"]);
+    assert!(described.contains("region: europe-west1"), "{described}");
     // A failing one: exit non-zero, its error in the job.
     let out = cli(&[
         "jobs",

@@ -185,6 +185,18 @@ fn bad_input_is_one_line_and_leaves_no_export() {
     let job = tmp.path().join("job");
     let job_s = job.to_str().unwrap();
     let unwritable = blocker.join("job");
+    let with_data = |extra: &[&'static str]| -> Vec<&str> {
+        let mut args = vec![
+            "--train-files",
+            train_s,
+            "--eval-files",
+            eval_s,
+            "--job-dir",
+            job_s,
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec![
@@ -318,6 +330,40 @@ fn bad_input_is_one_line_and_leaves_no_export() {
             ],
             "cannot create --job-dir",
         ),
+        (
+            with_data(&["--num-epochs", "1", "--scale-factor", "1e300"]),
+            "give hidden layer 2",
+        ),
+        (
+            with_data(&["--num-epochs", "1", "--num-layers", "1000000000"]),
+            "--num-layers must be at most 1000",
+        ),
+        (
+            with_data(&[
+                "--num-epochs",
+                "1",
+                "--first-layer-size",
+                "20000",
+                "--num-layers",
+                "3",
+                "--scale-factor",
+                "1",
+            ]),
+            "the hidden layers would hold",
+        ),
+        (
+            vec![
+                "--train-files",
+                train_s,
+                "--eval-files",
+                eval_s,
+                "--job-dir",
+                "gcs://bucket/census",
+                "--train-steps",
+                "5",
+            ],
+            "unsupported storage scheme gcs://",
+        ),
     ];
     for (args, needle) in cases {
         let out = run(bin().arg("train").args(&args));
@@ -327,6 +373,25 @@ fn bad_input_is_one_line_and_leaves_no_export() {
             "export left behind by {args:?}"
         );
     }
+    // A diverged model stops the run after its progress lines, its error the last line, and is
+    // never exported (an evaluation of NaN scores used to spin forever).
+    let out = run(bin().arg("train").args(with_data(&[
+        "--train-steps",
+        "50",
+        "--optimizer",
+        "sgd",
+        "--learning-rate",
+        "1e38",
+    ])));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: the loss is")
+            && last.ends_with("training diverged; lower --learning-rate"),
+        "{err}"
+    );
+    assert!(exported_versions(&job).is_empty());
 }
 
 #[test]
@@ -361,6 +426,18 @@ fn usage_errors_show_clap_s_whole_message() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_flag_given_twice_takes_its_last_value_as_task_py_s_argparse_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("job");
+    train_fixture(
+        &job,
+        tmp.path(),
+        &["--train-steps", "1", "--train-steps", "3"],
+    );
+    assert_eq!(latest_checkpoint(&job), "model.ckpt-3.safetensors");
 }
 
 /// `checkpoint.json`'s latest checkpoint name.

@@ -402,6 +402,67 @@ fn a_killed_job_resumes_and_reruns_the_trial_it_was_running() {
 }
 
 #[test]
+fn run_again_in_its_own_job_dir_each_interrupted_trial_keeps_its_id_and_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (trainer, _) = python_trainer(tmp.path());
+    let config = write_config(
+        tmp.path(),
+        "again.yaml",
+        "hyperparameters:
+  hyperparameterMetricTag: objective
+  algorithm: GRID_SEARCH
+  maxTrials: 3
+  maxParallelTrials: 2
+  params:
+    - {parameterName: n, type: INTEGER, minValue: 1, maxValue: 3}
+",
+    );
+    let job = tmp.path().join("job");
+    let args = |mode: &str| {
+        vec![
+            "--trainer".to_string(),
+            trainer.to_str().unwrap().to_string(),
+            "--".to_string(),
+            format!("--mode={mode}"),
+        ]
+    };
+    let hang = args("hang-all");
+    let hang: Vec<&str> = hang.iter().map(String::as_str).collect();
+    let mut child = tune(&config, &job, &hang)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed with trials 1 and 2 running, each in its own folder.
+    wait_until("trials 1 and 2 to have started", || {
+        ["1", "2"]
+            .iter()
+            .all(|id| job.join(id).join("trial.json").is_file())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let quadratic = args("quadratic");
+    let quadratic: Vec<&str> = quadratic.iter().map(String::as_str).collect();
+    ok(&run(&mut tune(&config, &job, &quadratic)));
+    // Each trial ran again under its own id, in its own folder, with its own values.
+    let trials = trials_by_id(&job);
+    let n: Vec<(&str, &str)> = trials
+        .iter()
+        .map(|(id, h)| (id.as_str(), h["n"].as_str().unwrap()))
+        .collect();
+    assert_eq!(n, [("1", "1"), ("2", "2"), ("3", "3")]);
+    for (id, h) in &trials {
+        let got: Value =
+            serde_json::from_slice(&std::fs::read(job.join(id).join("trial.json")).unwrap())
+                .unwrap();
+        let flag = format!("--n={}", h["n"].as_str().unwrap());
+        assert!(
+            got["argv"].as_array().unwrap().iter().any(|a| a == &flag),
+            "trial {id}: {got}"
+        );
+    }
+}
+
+#[test]
 fn an_invalid_config_is_one_line_before_any_trial() {
     let tmp = tempfile::tempdir().unwrap();
     let config = write_config(
@@ -420,6 +481,43 @@ fn an_invalid_config_is_one_line_before_any_trial() {
         &out,
         "trainingInput.hyperparameters.params[0].minValue: 0: log scales need a strictly positive range",
     );
+    assert!(!job.exists());
+
+    // A study to resume that is not there is an error, not a fresh start.
+    let good = write_config(
+        tmp.path(),
+        "good.yaml",
+        "hyperparameters:
+  maxTrials: 2
+  params:
+    - {parameterName: n, type: INTEGER, minValue: 1, maxValue: 3}
+",
+    );
+    let missing = tmp.path().join("no-such-job");
+    let out = run(&mut tune(
+        &good,
+        &job,
+        &[
+            "--resume-from",
+            missing.to_str().unwrap(),
+            "--",
+            "--train-steps=10",
+        ],
+    ));
+    assert_one_line_error(&out, "holds no hyperparameter_tuning.json");
+    // resumePreviousJobId names a managed job; here the job-dir is what to give.
+    let by_id = write_config(
+        tmp.path(),
+        "by_id.yaml",
+        "hyperparameters:
+  maxTrials: 2
+  resumePreviousJobId: earlier_job
+  params:
+    - {parameterName: n, type: INTEGER, minValue: 1, maxValue: 3}
+",
+    );
+    let out = run(&mut tune(&by_id, &job, &["--", "--train-steps=10"]));
+    assert_one_line_error(&out, "give that job's job-dir as --resume-from");
     assert!(!job.exists());
 }
 

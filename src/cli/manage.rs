@@ -152,8 +152,9 @@ pub enum SubmitCommand {
         job_dir: Option<String>,
         #[arg(long)]
         scale_tier: Option<String>,
-        #[arg(long, default_value = "us-central1")]
-        region: String,
+        /// Default: the config's, else us-central1.
+        #[arg(long)]
+        region: Option<String>,
         /// A user's Python trainer: its package (the server needs --allow-custom-code).
         #[arg(long, value_delimiter = ',')]
         packages: Vec<String>,

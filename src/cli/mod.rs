@@ -40,6 +40,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train the census Wide & Deep model and export it to <job-dir>/export/Servo/<timestamp>.
+    // A flag given twice takes its last value, as task.py's argparse does: a tuner appends the
+    // trial's values after the user's own arguments.
+    #[command(args_override_self = true)]
     Train(TrainArgs),
     /// Tune hyperparameters from an hptuning_config.yaml: trials of `mlengine train` (or any
     /// trainer) chosen by Bayesian optimization, grid or random search, as Cloud ML Engine's

@@ -517,9 +517,19 @@ pub fn jobs(args: &JobsArgs) -> Result<ExitCode> {
                     if body.get("trainingInput").is_none() {
                         body["trainingInput"] = json!({});
                     }
+                    if !body["trainingInput"].is_object() {
+                        bail!("trainingInput in --config must be a mapping of the job's fields");
+                    }
                     let t = &mut body["trainingInput"];
-                    t["region"] = json!(region);
-                    t["args"] = json!(args);
+                    // Flags override the config's fields; those not given leave them as they are.
+                    match region {
+                        Some(r) => t["region"] = json!(r),
+                        None if t.get("region").is_none() => t["region"] = json!("us-central1"),
+                        None => {}
+                    }
+                    if !args.is_empty() {
+                        t["args"] = json!(args);
+                    }
                     if t.get("scaleTier").is_none() {
                         t["scaleTier"] = json!("BASIC");
                     }

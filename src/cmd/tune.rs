@@ -16,6 +16,23 @@ pub fn run(args: &TuneArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot read --config {}", args.config.display()))?;
     let spec = tune::config::parse_file(&text)
         .map_err(|e| anyhow::anyhow!("--config {}: {e}", args.config.display()))?;
+    // A resumed study that silently started afresh would waste every trial: the source must
+    // hold an earlier job's trials.
+    if let Some(from) = &args.resume_from {
+        if !from.join(tune::OUTPUT_FILE).is_file() {
+            anyhow::bail!(
+                "--resume-from {} holds no {}: name the job-dir of an earlier tuning job",
+                from.display(),
+                tune::OUTPUT_FILE
+            );
+        }
+    } else if let Some(id) = &spec.resume_previous_job_id {
+        anyhow::bail!(
+            "--config {}: resumePreviousJobId {id:?} names a job of the management API; here, \
+             give that job's job-dir as --resume-from",
+            args.config.display()
+        );
+    }
     let job_dir = tune::local_job_dir(&args.job_dir)?;
     let trainer = match &args.trainer {
         Some(program) => Trainer::Program(program.clone()),

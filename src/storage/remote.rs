@@ -33,11 +33,22 @@ pub struct Object {
     pub size: u64,
 }
 
-/// Whether `s` is a URI this layer handles remotely (anything else is a local path).
+/// The scheme of a string that reads as a URI (`scheme:/...`, the scheme two characters or
+/// more), lowercased as URI schemes compare.
+fn scheme(s: &str) -> Option<String> {
+    let (scheme, rest) = s.split_once(':')?;
+    let ok = scheme.len() >= 2
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'));
+    (ok && rest.starts_with('/')).then(|| scheme.to_ascii_lowercase())
+}
+
+/// Whether `s` is a URI rather than a local path: any `scheme:/...` but `file:`. A URI this
+/// layer cannot reach (`gcs://`, `s3a://`) is refused by `open`, never taken as a folder name.
 pub fn is_remote(s: &str) -> bool {
-    ["s3://", "gs://", "http://", "https://"]
-        .iter()
-        .any(|p| s.starts_with(p))
+    scheme(s).is_some_and(|scheme| scheme != "file")
 }
 
 /// Opens `uri`. Local paths are made absolute; `file://` URIs are local paths.
@@ -50,6 +61,15 @@ pub fn open(uri: &str) -> Result<Location> {
         return open_local(uri, uri);
     }
     let url = url::Url::parse(uri).map_err(|e| bad(&e))?;
+    if !matches!(url.scheme(), "s3" | "gs" | "http" | "https") {
+        bail!(
+            "unsupported storage scheme {}:// in {uri}: use gs://, s3://, http(s):// or a local path",
+            url.scheme()
+        );
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        bail!("invalid storage URI {uri}: it names no bucket or host (gs://BUCKET/PATH)");
+    }
     let path = ObjectPath::from_url_path(url.path()).map_err(|e| bad(&e))?;
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "s3" => Arc::new(
@@ -371,6 +391,35 @@ pub fn matches(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anything_that_reads_as_a_uri_is_never_a_local_folder() {
+        for uri in [
+            "gs://b/x",
+            "GS://b/x",
+            "s3://b",
+            "https://h/x",
+            "gcs://b/x",
+            "s3a://b",
+            "gs:/b",
+        ] {
+            assert!(is_remote(uri), "{uri}");
+        }
+        for path in [
+            "/tmp/x",
+            "rel/x",
+            "file:///tmp/x",
+            "./a:/b",
+            "c:/x",
+            "name:x",
+        ] {
+            assert!(!is_remote(path), "{path}");
+        }
+        let refused = |uri: &str| open(uri).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused("gcs://b/x").contains("unsupported storage scheme gcs://"));
+        assert!(refused("s3a://b/x").contains("unsupported storage scheme s3a://"));
+        assert!(refused("gs:/b/x").contains("names no bucket"));
+    }
 
     #[test]
     fn wildcards_stay_within_a_directory() {

@@ -77,6 +77,14 @@ pub struct TrainConfig {
     pub log_step_count_steps: u64,
 }
 
+/// Most hidden layers, nodes in one layer (or embedding dimensions), and weights in the hidden
+/// layers together: far above any census network worth training (the sample's has 4 layers of
+/// at most 100 nodes and about 18,000 weights), far below what would exhaust a machine's memory
+/// (the optimizer keeps two more copies of every weight).
+const MAX_LAYERS: usize = 1_000;
+const MAX_LAYER_SIZE: usize = 1_000_000;
+const MAX_WEIGHTS: f64 = 100_000_000.0;
+
 impl TrainConfig {
     /// Checks the values, before anything is written.
     pub fn validate(&self) -> Result<()> {
@@ -119,6 +127,48 @@ impl TrainConfig {
         }
         if !(self.l2.is_finite() && self.l2 >= 0.0) {
             bail!("--l2 must be zero or positive, got {}", self.l2);
+        }
+        self.check_network_size()
+    }
+
+    /// Refuses a network too large to build (a tuning range's corner, say) with the flags to
+    /// change, before anything is allocated.
+    fn check_network_size(&self) -> Result<()> {
+        use crate::census::schema::{CATEGORICAL, NUMERIC};
+        if self.num_layers > MAX_LAYERS {
+            bail!(
+                "--num-layers must be at most {MAX_LAYERS}, got {}",
+                self.num_layers
+            );
+        }
+        if self.embedding_size > MAX_LAYER_SIZE {
+            bail!(
+                "--embedding-size must be at most {MAX_LAYER_SIZE}, got {}",
+                self.embedding_size
+            );
+        }
+        let mut inputs = (CATEGORICAL.len() * self.embedding_size + NUMERIC.len()) as f64;
+        let mut weights = 0.0;
+        for i in 0..self.num_layers {
+            let size = self.first_layer_size as f64 * self.scale_factor.powi(i as i32);
+            if size > MAX_LAYER_SIZE as f64 {
+                bail!(
+                    "--first-layer-size {} and --scale-factor {} give hidden layer {} {size:.0} \
+                     nodes; at most {MAX_LAYER_SIZE}",
+                    self.first_layer_size,
+                    self.scale_factor,
+                    i + 1
+                );
+            }
+            let size = size.max(2.0);
+            weights += inputs * size;
+            inputs = size;
+        }
+        if weights > MAX_WEIGHTS {
+            bail!(
+                "the hidden layers would hold {weights:.0} weights, at most {MAX_WEIGHTS:.0}: \
+                 lower --first-layer-size, --num-layers, --scale-factor or --embedding-size"
+            );
         }
         Ok(())
     }

@@ -102,8 +102,10 @@ fn aucs(scores: &[f32], labels: &[f32]) -> (f64, f64) {
     let (mut prev_tpr, mut prev_fpr, mut prev_recall, mut prev_precision) = (0.0, 0.0, 0.0, 1.0);
     let mut i = 0;
     while i < order.len() {
+        // Ties by total order (bit pattern), so a NaN score groups with itself and the scan
+        // always advances.
         let score = scores[order[i]];
-        while i < order.len() && scores[order[i]] == score {
+        while i < order.len() && scores[order[i]].total_cmp(&score).is_eq() {
             if labels[order[i]] > 0.5 {
                 tp += 1.0;
             } else {
@@ -124,6 +126,13 @@ fn aucs(scores: &[f32], labels: &[f32]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_scores_end_the_scan() {
+        let labels = [0.0, 1.0, 0.0, 1.0];
+        let (roc, pr) = aucs(&[f32::NAN, f32::NAN, 0.2, f32::INFINITY], &labels);
+        assert!(roc.is_finite() && pr.is_finite(), "{roc} {pr}");
+    }
 
     #[test]
     fn perfect_and_inverted_rankings() {

@@ -161,6 +161,15 @@ impl Loop<'_> {
                 share.len(),
                 rows.len(),
             )?;
+            // As an Estimator's NanTensorHook: a diverged model stops the run (every process
+            // sees the same combined loss) before its weights reach a checkpoint.
+            if !combined.loss.is_finite() {
+                anyhow::bail!(
+                    "the loss is {} at step {}: training diverged; lower --learning-rate",
+                    combined.loss,
+                    self.state.global_step + 1
+                );
+            }
             self.optimizer.step(&vars, &grads)?;
             self.state.global_step += 1;
             self.state.batch_in_epoch += 1;

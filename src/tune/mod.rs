@@ -91,7 +91,9 @@ pub fn run(
     // it stopped: finished trials are history, trials that were running are run again. Only this
     // job's own finished trials count against its maxTrials.
     let mut history: Vec<TrialRecord> = Vec::new();
-    let mut rerun: Vec<Vec<Value>> = Vec::new();
+    // Trials to run again, in their order: this job's own keep their id (their job-dir holds
+    // their checkpoints and their metric file), an earlier job's take a new one.
+    let mut rerun: std::collections::VecDeque<(Option<u32>, Vec<Value>)> = Default::default();
     let mut launched = 0u32;
     let mut failed = 0u32;
     for (dir, own) in [
@@ -104,9 +106,10 @@ pub fn run(
                 continue;
             }
             match t.state {
-                TrialState::Running => {
-                    rerun.push(t.values.iter().map(|(_, v)| v.clone()).collect())
-                }
+                TrialState::Running => rerun.push_back((
+                    own.then_some(t.id),
+                    t.values.iter().map(|(_, v)| v.clone()).collect(),
+                )),
                 state => {
                     if own {
                         launched += 1;
@@ -117,7 +120,13 @@ pub fn run(
             }
         }
     }
-    let mut next_id = history.iter().map(|t| t.id).max().unwrap_or(0) + 1;
+    let mut next_id = history
+        .iter()
+        .map(|t| t.id)
+        .chain(rerun.iter().filter_map(|(id, _)| *id))
+        .max()
+        .unwrap_or(0)
+        + 1;
     let mut trials: Vec<TrialRecord> = history.clone();
     let mut running: Vec<Running> = Vec::new();
     let total = spec.max_trials as usize;
@@ -157,14 +166,14 @@ pub fn run(
                 .chain(running.iter().map(|r| &r.record))
                 .map(|t| t.values.iter().map(|(_, v)| v.clone()).collect())
                 .collect();
-            let values = match rerun.pop() {
-                Some(v) => v,
+            let (own_id, values) = match rerun.pop_front() {
+                Some(again) => again,
                 None => {
                     let done: Vec<Observation> = trials.iter().filter_map(observation).collect();
                     let points: Vec<Vec<f64>> = running.iter().map(|r| r.point.clone()).collect();
                     let n = trials.len() + running.len();
                     match search.suggest(n, &done, &points, &taken) {
-                        Some(v) => v,
+                        Some(v) => (None, v),
                         None => {
                             exhausted = true;
                             break;
@@ -172,8 +181,10 @@ pub fn run(
                     }
                 }
             };
-            let id = next_id;
-            next_id += 1;
+            let id = own_id.unwrap_or_else(|| {
+                next_id += 1;
+                next_id - 1
+            });
             let named: Vec<(String, Value)> = spec
                 .params
                 .iter()

@@ -138,11 +138,15 @@ impl Param {
         units.windows(2).all(|w| (w[1] - w[0]).abs() <= max_gap)
     }
 
-    /// Every value, for grid search (`None` for DOUBLE).
+    /// Every value, for grid search (`None` for DOUBLE), in order; an INTEGER range only as far
+    /// as a grid can reach (a job runs at most `MAX_TRIALS` of it), whatever its bounds.
     pub fn grid(&self) -> Option<Vec<Value>> {
+        let reach = super::config::MAX_TRIALS as usize * 10;
         match &self.kind {
             Kind::Double { .. } => None,
-            Kind::Integer { min, max, .. } => Some((*min..=*max).map(Value::Integer).collect()),
+            Kind::Integer { min, max, .. } => {
+                Some((*min..=*max).take(reach).map(Value::Integer).collect())
+            }
             Kind::Discrete { values, .. } => {
                 Some(values.iter().map(|v| Value::Discrete(*v)).collect())
             }
@@ -199,6 +203,18 @@ mod tests {
         let median = from_unit(0.5, 0.1, 1.0, Scale::ReverseLog);
         assert!((median - (1.1 - 0.1f64.sqrt())).abs() < 1e-12);
         assert!((from_unit(0.5, 0.1, 1.0, Scale::Log) - 0.1f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_grid_over_a_vast_integer_range_stops_where_trials_could_reach() {
+        let p = param(Kind::Integer {
+            min: 0,
+            max: 1 << 53,
+            scale: Scale::Linear,
+        });
+        let grid = p.grid().unwrap();
+        assert_eq!(grid.len(), super::super::config::MAX_TRIALS as usize * 10);
+        assert_eq!(grid[0], Value::Integer(0));
     }
 
     #[test]

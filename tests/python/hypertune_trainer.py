@@ -7,6 +7,7 @@ through the real cloudml-hypertune package.
                        poor value at step 100, then waits (until the tuner stops it)
     --mode fail        exits 3 with a message when n is odd, else as quadratic
     --mode hang        as quadratic, but n == 2 waits forever after reporting nothing
+    --mode hang-all    every trial waits forever after writing trial.json
 """
 import argparse
 import json
@@ -55,7 +56,7 @@ def main() -> int:
     if args.mode == "fail" and args.n % 2 == 1:
         print(f"cannot train with n={args.n}: odd sizes are not supported", file=sys.stderr)
         return 3
-    if args.mode == "hang" and args.n == 2:
+    if args.mode == "hang-all" or (args.mode == "hang" and args.n == 2):
         while True:
             time.sleep(1)
     if args.mode == "curve":
