@@ -245,8 +245,10 @@ fn sharded_runs_union_to_the_single_run() {
     assert!(o.status.success(), "{}", stderr(&o));
     let expected = results(&single);
     assert_eq!(expected.len(), 477);
+    // Each split is run into the single run's output: a re-run replaces the output, the files
+    // of a split into another number of shards included.
     for count in [2usize, 3] {
-        let out = tmp.path().join(format!("sharded-{count}"));
+        let out = single.clone();
         let mut errors = 0;
         for index in 0..count {
             // The worker index comes from the variable a Kubernetes Indexed Job sets.
@@ -280,13 +282,18 @@ fn sharded_runs_union_to_the_single_run() {
         }
         assert_same_predictions(&results(&out), &expected, &format!("{count} workers"));
         assert_eq!(errors, 2, "{count} workers");
-        assert_eq!(
-            files(&out)
-                .iter()
-                .filter(|n| n.starts_with("prediction.results-"))
-                .count(),
-            count
-        );
+        for base in [
+            "prediction.results-",
+            "prediction.errors_stats-",
+            "prediction.summary-",
+        ] {
+            assert_eq!(
+                files(&out).iter().filter(|n| n.starts_with(base)).count(),
+                count,
+                "{base}: {:?}",
+                files(&out)
+            );
+        }
     }
 }
 

@@ -133,6 +133,16 @@ fn a_csv_model_answers_as_the_json_model_everywhere() {
     let results = std::fs::read_to_string(out.join("prediction.results-00000-of-00001")).unwrap();
     assert_eq!(results, from_json);
 
+    // Local predict names a malformed row by its file and line (the 6th line), in chunks or not.
+    for batch_size in ["64", "2"] {
+        let o = run(bin()
+            .args(["predict", "--batch-size", batch_size, "--model-dir"])
+            .arg(&csv_model)
+            .arg("--text-instances")
+            .arg(&input));
+        assert_one_line_error(&o, &format!("{}:6: input 'csv_row':", input.display()));
+    }
+
     // The JSON model given a CSV row says what it takes.
     let o = run(bin()
         .args(["predict", "--model-dir"])

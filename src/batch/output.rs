@@ -32,6 +32,18 @@ pub fn shard_name(base: &str, index: usize, count: usize) -> String {
     format!("{base}-{index:05}-of-{count:05}")
 }
 
+/// The shard count in the name of one of batch prediction's output files
+/// (`prediction.results-00001-of-00004`, `prediction.summary-00000-of-00001.json`).
+fn shard_count(name: &str) -> Option<usize> {
+    let rest = [RESULTS, ERRORS, SUMMARY]
+        .iter()
+        .find_map(|base| name.strip_prefix(base)?.strip_prefix('-'))?;
+    let rest = rest.strip_suffix(".json").unwrap_or(rest);
+    let (index, count) = rest.split_once("-of-")?;
+    let digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(index) && digits(count)).then(|| count.parse().ok())?
+}
+
 pub struct ShardWriter {
     output: Location,
     temp: Location,
@@ -159,6 +171,14 @@ impl ShardWriter {
                 .rename_to(&self.output.join(name))
                 .await?;
         }
+        // A run split into another number of shards left files this run's names never meet;
+        // they would be read as part of this run's output.
+        for o in self.output.list().await? {
+            let name = o.location.uri.rsplit('/').next().unwrap_or_default();
+            if shard_count(name).is_some_and(|n| n != self.count) {
+                o.location.delete().await?;
+            }
+        }
         self.remove_local_temp_dirs();
         Ok(())
     }
@@ -220,6 +240,27 @@ pub fn python_str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shard_counts_are_read_from_output_names_only() {
+        assert_eq!(shard_count("prediction.results-00001-of-00004"), Some(4));
+        assert_eq!(
+            shard_count("prediction.errors_stats-00000-of-00001"),
+            Some(1)
+        );
+        assert_eq!(
+            shard_count("prediction.summary-00002-of-00003.json"),
+            Some(3)
+        );
+        for other in [
+            "prediction.results-1-of-4",
+            "prediction.results-00001-of-00004.bak",
+            "notes.txt",
+            "prediction.resultsx-00001-of-00004",
+        ] {
+            assert_eq!(shard_count(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn python_repr_of_strings() {

@@ -88,6 +88,12 @@ fn local(
             bail!("{name}:{}: {message}", chunk[*index].0);
         }
         if let Some(tensors) = decoded.tensors {
+            // Rows the model itself refuses (a CSV model's malformed rows), named by their line
+            // as a decoding error is, not by their place in the chunk.
+            if let Some((row, input, e)) = session.bad_rows(&tensors).into_iter().next() {
+                let line = chunk.get(row).map_or(0, |(line, _)| *line);
+                bail!("{name}:{line}: input '{input}': {e}");
+            }
             batches.push(tensors);
         }
     }
