@@ -911,6 +911,15 @@ fn odd_requests_are_refused_before_anything_changes() {
         ),
         "version.manual_scaling",
     );
+    // null is any field's default, as proto3's JSON reads it (the version fails to load: its
+    // folder does not exist).
+    let (status, op) = call(
+        &server,
+        "POST",
+        "models/m1/versions",
+        json!({"name": "v0", "deploymentUri": inside("x"), "manualScaling": null, "labels": null}),
+    );
+    assert_eq!(status, 200, "{op}");
     // A patch with one bad mask field changes nothing, the good fields included.
     refused(
         call(

@@ -28,6 +28,16 @@ pub(super) fn not_found(model: &str) -> Error {
 
 /// The JSON types of the fields a model request sets (stored as sent, read back by clients).
 fn check_types(body: &Value) -> Result<()> {
+    // proto3's JSON takes null for any field as its default.
+    let body = &match body.as_object() {
+        Some(o) => Value::Object(
+            o.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        None => body.clone(),
+    };
     let bad = |field: &str, expected: &str, value: &Value| {
         Err(Error::invalid(format!("Invalid value {value}: expected {expected}.")).on_field(field))
     };

@@ -60,7 +60,8 @@ fn check_types(body: &Value) -> Result<()> {
     let Some(obj) = body.as_object() else {
         return Ok(());
     };
-    for (key, value) in obj {
+    // proto3's JSON takes null for any field as its default.
+    for (key, value) in obj.iter().filter(|(_, v)| !v.is_null()) {
         let (ok, expected) = match key.as_str() {
             "isDefault" => (value.is_boolean(), "a boolean"),
             "labels" => (
