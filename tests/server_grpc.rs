@@ -515,6 +515,28 @@ fn grpc_errors_use_the_shared_table() {
             e.message()
         );
 
+        // Triton's classification extension (tritonclient's class_count) is refused.
+        let mut classify = kserve_request(&instances);
+        classify.outputs = vec![InferRequestedOutputTensor {
+            name: "probabilities".into(),
+            parameters: [(
+                "classification".to_string(),
+                mlengine::api::grpc::proto::inference::InferParameter {
+                    parameter_choice: Some(
+                        mlengine::api::grpc::proto::inference::infer_parameter::ParameterChoice::Int64Param(2),
+                    ),
+                },
+            )]
+            .into(),
+        }];
+        let e = kv.model_infer(classify).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(
+            e.message().contains("outputs[0].parameters.classification"),
+            "{}",
+            e.message()
+        );
+
         // Over the message size limit.
         let big = kserve_request(&vec![census_instance(); 40]);
         let e = kv.model_infer(big).await.unwrap_err();

@@ -171,6 +171,19 @@ fn kserve_v2_json_and_binary_tensors() {
         outputs[0],
         json!({"name": "classes", "datatype": "INT64", "shape": [2], "data": [0, 0]})
     );
+    // Triton's classification extension (tritonclient's class_count) is refused, not answered
+    // with raw tensors the client would misread.
+    let classify = json!({"inputs": kserve_inputs(&instances),
+        "outputs": [{"name": "probabilities", "parameters": {"classification": 2}}]});
+    let (status, e) = server.post_json("/v2/models/census/infer", &classify);
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("outputs[0].parameters.classification"),
+        "{e}"
+    );
 
     // The same request in Triton's binary tensor extension: a JSON header, then raw tensors.
     let mut inputs = kserve_inputs(&instances);

@@ -97,6 +97,16 @@ pub fn decode_inputs(signature: &Signature, inputs: Vec<Input>) -> Result<Vec<Te
     signature.ordered_inputs(tensors)
 }
 
+/// Triton's classification extension (`outputs[i].parameters.classification`, tritonclient's
+/// `class_count`) is not offered: refused, so that a client never reads raw tensors as the
+/// "score:index:label" strings it asked for.
+pub fn classification_refused(output: usize) -> Error {
+    Error::invalid(format!(
+        "outputs[{output}].parameters.classification: the classification extension is not \
+         supported; ask for the output's tensor (probabilities, classes)"
+    ))
+}
+
 /// A REST infer request, decoded.
 pub struct RestRequest {
     pub inputs: Vec<Tensor>,
@@ -205,10 +215,18 @@ pub fn decode_rest(
     };
     let wanted = match request.get("outputs").and_then(Value::as_array) {
         None => vec![],
-        Some(list) => signature.output_indices(
-            list.iter()
-                .map(|o| o.get("name").and_then(Value::as_str).unwrap_or_default()),
-        )?,
+        Some(list) => {
+            if let Some(i) = list
+                .iter()
+                .position(|o| o.pointer("/parameters/classification").is_some())
+            {
+                return Err(classification_refused(i));
+            }
+            signature.output_indices(
+                list.iter()
+                    .map(|o| o.get("name").and_then(Value::as_str).unwrap_or_default()),
+            )?
+        }
     };
     Ok(RestRequest {
         inputs,

@@ -150,6 +150,13 @@ impl KServe {
                 if timeout.is_none() {
                     timeout = parameter_timeout(&r.parameters)?;
                 }
+                if let Some(i) = r
+                    .outputs
+                    .iter()
+                    .position(|o| o.parameters.contains_key("classification"))
+                {
+                    return Err(crate::codec::kserve::classification_refused(i));
+                }
                 let tensors = decode_request(signature, &mut r)?;
                 let wanted = signature.output_indices(r.outputs.iter().map(|o| o.name.as_str()))?;
                 (tensors, wanted, r.model_name, r.id)
