@@ -118,15 +118,8 @@ fn float(value: &Value, dtype: DType) -> Result<f64, String> {
         Value::Number(n) => n.as_f64().ok_or_else(|| format!("{n} is not a number")),
         // The bare tokens NaN, Infinity and -Infinity arrive marked (see `parse_body`); the
         // same words as JSON strings have always been taken too.
-        Value::String(s) => match non_finite(s).unwrap_or(s) {
-            "NaN" => Ok(f64::NAN),
-            "Infinity" => Ok(f64::INFINITY),
-            "-Infinity" => Ok(f64::NEG_INFINITY),
-            _ => Err(format!(
-                "expected a number ({dtype}), got {}",
-                describe(value)
-            )),
-        },
+        Value::String(s) => token_value(non_finite(s).unwrap_or(s))
+            .ok_or_else(|| format!("expected a number ({dtype}), got {}", describe(value))),
         other => Err(format!(
             "expected a number ({dtype}), got {}",
             describe(other)
@@ -169,15 +162,20 @@ const NON_FINITE_MARK: char = '\0';
 /// The bare token a marked string stands for.
 fn non_finite(s: &str) -> Option<&str> {
     s.strip_prefix(NON_FINITE_MARK)
-        .filter(|t| matches!(*t, "NaN" | "Infinity" | "-Infinity"))
+        .filter(|t| token_value(t).is_some())
 }
 
 /// The number a bare `NaN`, `Infinity` or `-Infinity` token of the body stood for.
 pub fn non_finite_value(value: &Value) -> Option<f64> {
-    match value.as_str().and_then(non_finite)? {
+    token_value(value.as_str().and_then(non_finite)?)
+}
+
+fn token_value(token: &str) -> Option<f64> {
+    match token {
         "NaN" => Some(f64::NAN),
         "Infinity" => Some(f64::INFINITY),
-        _ => Some(f64::NEG_INFINITY),
+        "-Infinity" => Some(f64::NEG_INFINITY),
+        _ => None,
     }
 }
 

@@ -107,6 +107,15 @@ pub fn classification_refused(output: usize) -> Error {
     ))
 }
 
+/// Triton's `timeout` request parameter, given (`None`: not a whole number of microseconds):
+/// 0 is no timeout, as Triton reads it.
+pub fn timeout_parameter(micros: Option<u64>) -> Result<Option<Duration>> {
+    let micros = micros.ok_or_else(|| {
+        Error::invalid("parameters.timeout must be a whole number of microseconds")
+    })?;
+    Ok((micros > 0).then(|| Duration::from_micros(micros)))
+}
+
 /// A REST infer request, decoded.
 pub struct RestRequest {
     pub inputs: Vec<Tensor>,
@@ -204,14 +213,9 @@ pub fn decode_rest(
         )));
     }
     let inputs = decode_inputs(signature, inputs)?;
-    // Microseconds; 0 is none, as Triton reads it.
     let timeout = match request.pointer("/parameters/timeout") {
         None => None,
-        Some(t) => Some(t.as_u64().ok_or_else(|| {
-            Error::invalid("parameters.timeout must be a whole number of microseconds")
-        })?)
-        .filter(|&micros| micros > 0)
-        .map(Duration::from_micros),
+        Some(t) => timeout_parameter(t.as_u64())?,
     };
     let wanted = match request.get("outputs").and_then(Value::as_array) {
         None => vec![],

@@ -74,6 +74,90 @@ fn internal(e: anyhow::Error) -> Error {
     Error::internal(format!("state database: {e:#}"))
 }
 
+/// The JSON type a resource's field must have, as Google's JSON parser checks it before anything
+/// is stored (a later patch walks into the objects, and clients read the values back).
+#[derive(Debug, Clone, Copy)]
+enum FieldType {
+    Any,
+    String,
+    Bool,
+    Object,
+    /// An object of strings.
+    Labels,
+    /// An array of strings.
+    Strings,
+    /// An object whose named members are int32s (proto3's JSON gives them as numbers or strings).
+    Int32s(&'static [&'static str]),
+}
+
+impl FieldType {
+    fn holds(self, v: &Value) -> bool {
+        match self {
+            FieldType::Any => true,
+            FieldType::String => v.is_string(),
+            FieldType::Bool => v.is_boolean(),
+            FieldType::Object => v.is_object(),
+            FieldType::Labels => v
+                .as_object()
+                .is_some_and(|o| o.values().all(Value::is_string)),
+            FieldType::Strings => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            FieldType::Int32s(members) => v.as_object().is_some_and(|o| {
+                members.iter().all(|k| match o.get(*k) {
+                    None => true,
+                    Some(Value::Number(n)) => n.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+                    Some(Value::String(s)) => s.parse::<i32>().is_ok(),
+                    Some(_) => false,
+                })
+            }),
+        }
+    }
+
+    fn expected(self) -> String {
+        match self {
+            FieldType::Any => "anything".into(),
+            FieldType::String => "a string".into(),
+            FieldType::Bool => "a boolean".into(),
+            FieldType::Object => "an object".into(),
+            FieldType::Labels => "an object of strings".into(),
+            FieldType::Strings => "an array of strings".into(),
+            FieldType::Int32s(members) => format!("an object with int32 {}", members.join(", ")),
+        }
+    }
+}
+
+/// Checks the type of every field `body` sets, named `{what}.{snake_case}` when wrong; null is
+/// any field's default, as proto3's JSON reads it.
+fn check_types(body: &Value, what: &str, type_of: impl Fn(&str) -> FieldType) -> Result<()> {
+    let Some(obj) = body.as_object() else {
+        return Ok(());
+    };
+    for (key, value) in obj.iter().filter(|(_, v)| !v.is_null()) {
+        let ty = type_of(key);
+        if !ty.holds(value) {
+            return Err(Error::invalid(format!(
+                "Invalid value {value}: expected {}.",
+                ty.expected()
+            ))
+            .on_field(&format!("{what}.{}", snake_case(key))));
+        }
+    }
+    Ok(())
+}
+
+/// A JSON field name as Google's field violations name it (`manualScaling` -> `manual_scaling`).
+fn snake_case(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 4);
+    for c in camel.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The fields of a request body, refusing any the resource does not have (as Google's APIs do).
 fn check_fields(body: &Value, allowed: &[&str], what: &str) -> Result<()> {
     let Some(obj) = body.as_object() else {

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::list::{page, ListQuery};
 use super::operations::{self, listed, EMPTY_TYPE, MODEL_TYPE};
 use super::store::Kind;
-use super::{check_fields, etag, internal, names, now, ControlPlane};
+use super::{check_fields, check_types, etag, internal, names, now, ControlPlane, FieldType};
 use crate::repository::policy::VersionPolicy;
 use crate::repository::ModelConfig;
 use crate::status::{Code, Error, Result};
@@ -26,53 +26,22 @@ pub(super) fn not_found(model: &str) -> Error {
     Error::not_found(format!("The model resource: \"{model}\" was not found.")).on_field("name")
 }
 
-/// The JSON types of the fields a model request sets (stored as sent, read back by clients).
-fn check_types(body: &Value) -> Result<()> {
-    // proto3's JSON takes null for any field as its default.
-    let body = &match body.as_object() {
-        Some(o) => Value::Object(
-            o.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        None => body.clone(),
-    };
-    let bad = |field: &str, expected: &str, value: &Value| {
-        Err(Error::invalid(format!("Invalid value {value}: expected {expected}.")).on_field(field))
-    };
-    if let Some(d) = body.get("description").filter(|d| !d.is_string()) {
-        return bad("model.description", "a string", d);
+/// The type of each Model field.
+fn model_field(key: &str) -> FieldType {
+    match key {
+        "name" | "description" | "etag" => FieldType::String,
+        "labels" => FieldType::Labels,
+        "regions" => FieldType::Strings,
+        "defaultVersion" => FieldType::Object,
+        "onlinePredictionLogging" | "onlinePredictionConsoleLogging" => FieldType::Bool,
+        _ => FieldType::Any,
     }
-    if let Some(l) = body.get("labels").filter(|l| {
-        !l.as_object()
-            .is_some_and(|o| o.values().all(Value::is_string))
-    }) {
-        return bad("model.labels", "an object of strings", l);
-    }
-    if let Some(r) = body
-        .get("regions")
-        .filter(|r| !r.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
-    {
-        return bad("model.regions", "an array of strings", r);
-    }
-    for key in ["onlinePredictionLogging", "onlinePredictionConsoleLogging"] {
-        if let Some(v) = body.get(key).filter(|v| !v.is_boolean()) {
-            let field = if key == "onlinePredictionLogging" {
-                "model.online_prediction_logging"
-            } else {
-                "model.online_prediction_console_logging"
-            };
-            return bad(field, "a boolean", v);
-        }
-    }
-    Ok(())
 }
 
 impl ControlPlane {
     pub fn create_model(&self, project: &str, body: &Value) -> Result<Value> {
         check_fields(body, MODEL_FIELDS, "model")?;
-        check_types(body)?;
+        check_types(body, "model", model_field)?;
         let id = body
             .get("name")
             .and_then(Value::as_str)
@@ -203,7 +172,7 @@ impl ControlPlane {
                 }
             }
         }
-        check_types(body)?;
+        check_types(body, "model", model_field)?;
         if let Some(version) = default {
             self.set_default(project, id, version)?;
         }

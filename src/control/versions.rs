@@ -10,7 +10,7 @@ use super::list::{page, ListQuery};
 use super::operations::{self, listed, EMPTY_TYPE, VERSION_TYPE};
 use super::roots::Access;
 use super::store::Kind;
-use super::{check_fields, etag, internal, names, now, ControlPlane};
+use super::{check_fields, check_types, etag, internal, names, now, ControlPlane, FieldType};
 use crate::repository::VersionState;
 use crate::status::{Error, Result};
 
@@ -53,65 +53,21 @@ const PATCHABLE: &[&str] = &[
     "packageUris",
 ];
 
-/// Checks the JSON type of each Version field a request sets, as Google's JSON parser does
-/// before anything is stored: a patch walks into the objects named by its mask, and a later
-/// reader trusts them.
-fn check_types(body: &Value) -> Result<()> {
-    let Some(obj) = body.as_object() else {
-        return Ok(());
-    };
-    // proto3's JSON takes null for any field as its default.
-    for (key, value) in obj.iter().filter(|(_, v)| !v.is_null()) {
-        let (ok, expected) = match key.as_str() {
-            "isDefault" => (value.is_boolean(), "a boolean"),
-            "labels" => (
-                value
-                    .as_object()
-                    .is_some_and(|o| o.values().all(Value::is_string)),
-                "an object of strings",
-            ),
-            "packageUris" => (
-                value
-                    .as_array()
-                    .is_some_and(|a| a.iter().all(Value::is_string)),
-                "an array of strings",
-            ),
-            "autoScaling" => (
-                nodes_object(value, &["minNodes", "maxNodes"]),
-                "an object with int32 minNodes and maxNodes",
-            ),
-            "manualScaling" => (
-                nodes_object(value, &["nodes"]),
-                "an object with an int32 nodes",
-            ),
-            "acceleratorConfig"
-            | "requestLoggingConfig"
-            | "explanationConfig"
-            | "container"
-            | "routes" => (value.is_object(), "an object"),
-            _ => (value.is_string(), "a string"),
-        };
-        if !ok {
-            let field = format!("version.{}", snake_case(key));
-            return Err(
-                Error::invalid(format!("Invalid value {value}: expected {expected}."))
-                    .on_field(&field),
-            );
-        }
+/// The type of each Version field (strings unless named here).
+fn version_field(key: &str) -> FieldType {
+    match key {
+        "isDefault" => FieldType::Bool,
+        "labels" => FieldType::Labels,
+        "packageUris" => FieldType::Strings,
+        "autoScaling" => FieldType::Int32s(&["minNodes", "maxNodes"]),
+        "manualScaling" => FieldType::Int32s(&["nodes"]),
+        "acceleratorConfig"
+        | "requestLoggingConfig"
+        | "explanationConfig"
+        | "container"
+        | "routes" => FieldType::Object,
+        _ => FieldType::String,
     }
-    Ok(())
-}
-
-/// An object whose node counts are int32s, which proto3's JSON gives as a number or a string.
-fn nodes_object(value: &Value, counts: &[&str]) -> bool {
-    value.as_object().is_some_and(|o| {
-        counts.iter().all(|k| match o.get(*k) {
-            None => true,
-            Some(Value::Number(n)) => n.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
-            Some(Value::String(s)) => s.parse::<i32>().is_ok(),
-            Some(_) => false,
-        })
-    })
 }
 
 /// Sets (or with `None` removes) the field at `path` inside `v`, making the objects on the way.
@@ -139,19 +95,6 @@ fn set_path(v: &mut Value, path: &[&str], value: Option<Value>) {
             set_path(child, rest, value);
         }
     }
-}
-
-fn snake_case(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 4);
-    for c in camel.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn not_found(version: &str) -> Error {
@@ -204,7 +147,7 @@ impl ControlPlane {
         trusted: bool,
     ) -> Result<Value> {
         check_fields(body, VERSION_FIELDS, "version")?;
-        check_types(body)?;
+        check_types(body, "version", version_field)?;
         self.get_model(project, model)?;
         let id = body
             .get("name")
@@ -438,7 +381,7 @@ impl ControlPlane {
         mask: &[String],
     ) -> Result<Value> {
         check_fields(body, VERSION_FIELDS, "version")?;
-        check_types(body)?;
+        check_types(body, "version", version_field)?;
         let current = self.get_version(project, model, id)?;
         if matches!(state(&current), "CREATING" | "DELETING" | "UPDATING") {
             return Err(Error::failed_precondition(format!(

@@ -287,7 +287,7 @@ fn grid_points(params: &[Param]) -> Vec<Vec<Value>> {
                     next
                 })
             })
-            .take(super::config::MAX_TRIALS as usize * 10)
+            .take(super::space::GRID_REACH)
             .collect();
     }
     points

@@ -5,6 +5,10 @@
 
 use super::config::{Kind, Param, Scale};
 
+/// How many points of a grid search's grid are ever enumerated: ten times the most trials a job
+/// may run, so a grid over a vast range is walked from its start without being built whole.
+pub const GRID_REACH: usize = super::config::MAX_TRIALS as usize * 10;
+
 /// One parameter's value in a trial.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -141,11 +145,10 @@ impl Param {
     /// Every value, for grid search (`None` for DOUBLE), in order; an INTEGER range only as far
     /// as a grid can reach (a job runs at most `MAX_TRIALS` of it), whatever its bounds.
     pub fn grid(&self) -> Option<Vec<Value>> {
-        let reach = super::config::MAX_TRIALS as usize * 10;
         match &self.kind {
             Kind::Double { .. } => None,
             Kind::Integer { min, max, .. } => {
-                Some((*min..=*max).take(reach).map(Value::Integer).collect())
+                Some((*min..=*max).take(GRID_REACH).map(Value::Integer).collect())
             }
             Kind::Discrete { values, .. } => {
                 Some(values.iter().map(|v| Value::Discrete(*v)).collect())
@@ -213,7 +216,7 @@ mod tests {
             scale: Scale::Linear,
         });
         let grid = p.grid().unwrap();
-        assert_eq!(grid.len(), super::super::config::MAX_TRIALS as usize * 10);
+        assert_eq!(grid.len(), GRID_REACH);
         assert_eq!(grid[0], Value::Integer(0));
     }
 

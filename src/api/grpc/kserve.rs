@@ -289,7 +289,7 @@ impl GrpcInferenceService for KServe {
     }
 }
 
-/// Triton's `timeout` request parameter: microseconds, 0 for none.
+/// Triton's `timeout` request parameter, when given.
 fn parameter_timeout(
     parameters: &std::collections::HashMap<String, super::proto::inference::InferParameter>,
 ) -> Result<Option<std::time::Duration>> {
@@ -303,8 +303,5 @@ fn parameter_timeout(
         Some(ParameterChoice::Uint64Param(n)) => Some(*n),
         Some(_) => None,
     };
-    let micros = micros.ok_or_else(|| {
-        Error::invalid("parameters.timeout must be a whole number of microseconds")
-    })?;
-    Ok((micros > 0).then(|| std::time::Duration::from_micros(micros)))
+    crate::codec::kserve::timeout_parameter(micros)
 }

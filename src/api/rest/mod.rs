@@ -167,31 +167,29 @@ pub async fn read_body(state: &RestState, req: Request) -> Result<Bytes, Error> 
             format!("request body is larger than the limit of {limit} bytes (--max-body-bytes)"),
         )
     };
-    let encoding = match req.headers().get(header::CONTENT_ENCODING) {
+    let compression = match req.headers().get(header::CONTENT_ENCODING) {
         None => None,
-        Some(e) => Some(BodyEncoding::of(e.as_bytes())?),
+        Some(e) => Compression::of(e.as_bytes())?,
     };
     let bytes = axum::body::to_bytes(req.into_body(), limit)
         .await
         .map_err(|_| too_large())?;
-    match encoding {
-        None | Some(BodyEncoding::Identity) => Ok(bytes),
-        // Decoded off the serving thread's hot path only for bodies that ask for it; the limit
-        // holds for the decoded bytes too, so a small bomb cannot grow past it.
-        Some(encoding) => encoding.decode(&bytes, limit).map_err(|e| match e {
+    match compression {
+        None => Ok(bytes),
+        // The limit holds for the decoded bytes too, so a small bomb cannot grow past it.
+        Some(compression) => compression.decode(&bytes, limit).map_err(|e| match e {
             Inflate::TooLarge => too_large(),
             Inflate::Corrupt(why) => Error::invalid(format!(
                 "the request body is not valid {} data: {why}",
-                encoding.name()
+                compression.name()
             )),
         }),
     }
 }
 
-/// A request body's `Content-Encoding`.
+/// A compressed request body's `Content-Encoding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyEncoding {
-    Identity,
+enum Compression {
     Gzip,
     /// HTTP's `deflate` is zlib-wrapped; raw deflate, which some clients send, is taken too.
     Deflate,
@@ -202,13 +200,14 @@ enum Inflate {
     Corrupt(String),
 }
 
-impl BodyEncoding {
-    fn of(value: &[u8]) -> Result<BodyEncoding, Error> {
+impl Compression {
+    /// `None` for `identity`.
+    fn of(value: &[u8]) -> Result<Option<Compression>, Error> {
         let name = String::from_utf8_lossy(value);
         match name.trim().to_ascii_lowercase().as_str() {
-            "identity" => Ok(BodyEncoding::Identity),
-            "gzip" | "x-gzip" => Ok(BodyEncoding::Gzip),
-            "deflate" => Ok(BodyEncoding::Deflate),
+            "identity" => Ok(None),
+            "gzip" | "x-gzip" => Ok(Some(Compression::Gzip)),
+            "deflate" => Ok(Some(Compression::Deflate)),
             _ => Err(Error::new(
                 Code::UnsupportedMediaType,
                 format!(
@@ -221,9 +220,8 @@ impl BodyEncoding {
 
     fn name(self) -> &'static str {
         match self {
-            BodyEncoding::Identity => "identity",
-            BodyEncoding::Gzip => "gzip",
-            BodyEncoding::Deflate => "deflate",
+            Compression::Gzip => "gzip",
+            Compression::Deflate => "deflate",
         }
     }
 
@@ -241,9 +239,8 @@ impl BodyEncoding {
             Ok(Bytes::from(out))
         }
         match self {
-            BodyEncoding::Identity => Ok(Bytes::copy_from_slice(bytes)),
-            BodyEncoding::Gzip => inflate(flate2::read::MultiGzDecoder::new(bytes), limit),
-            BodyEncoding::Deflate => match inflate(flate2::read::ZlibDecoder::new(bytes), limit) {
+            Compression::Gzip => inflate(flate2::read::MultiGzDecoder::new(bytes), limit),
+            Compression::Deflate => match inflate(flate2::read::ZlibDecoder::new(bytes), limit) {
                 Err(Inflate::Corrupt(_)) => {
                     inflate(flate2::read::DeflateDecoder::new(bytes), limit)
                 }

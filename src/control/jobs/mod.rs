@@ -21,7 +21,7 @@ use super::list::{page, ListQuery};
 use super::operations::listed;
 use super::roots::Access;
 use super::store::Kind;
-use super::{check_fields, etag, internal, names, now, ControlPlane};
+use super::{check_fields, check_types, etag, internal, names, now, ControlPlane, FieldType};
 use crate::status::{Code, Error, Result};
 
 const JOB_FIELDS: &[&str] = &[
@@ -322,15 +322,10 @@ impl ControlPlane {
                 .on_field("update_mask"));
             }
         }
-        if body.get("labels").is_some_and(|l| {
-            !l.as_object()
-                .is_some_and(|o| o.values().all(Value::is_string))
-        }) {
-            return Err(
-                Error::invalid("Invalid value: labels must be an object of strings.")
-                    .on_field("job.labels"),
-            );
-        }
+        check_types(body, "job", |key| match key {
+            "labels" => FieldType::Labels,
+            _ => FieldType::Any,
+        })?;
         let stale = || {
             Error::new(
                 Code::Aborted,
