@@ -19,6 +19,9 @@ pub enum Code {
     PermissionDenied,
     /// Unknown model, version, label, job or operation: HTTP 404, NOT_FOUND.
     NotFound,
+    /// A known endpoint called with the wrong HTTP method: HTTP 405 (as Triton answers), and
+    /// UNIMPLEMENTED where gRPC has to name it.
+    MethodNotAllowed,
     /// A name that is taken: HTTP 409, ALREADY_EXISTS.
     AlreadyExists,
     /// A concurrent change won (an etag that no longer matches): HTTP 409, ABORTED.
@@ -46,6 +49,7 @@ impl Code {
             Code::Unauthenticated => 401,
             Code::PermissionDenied => 403,
             Code::NotFound => 404,
+            Code::MethodNotAllowed => 405,
             Code::AlreadyExists | Code::Aborted => 409,
             Code::PayloadTooLarge => 413,
             Code::UnsupportedMediaType => 415,
@@ -68,7 +72,7 @@ impl Code {
             Code::PayloadTooLarge | Code::ResourceExhausted => 8,
             Code::FailedPrecondition => 9,
             Code::Aborted => 10,
-            Code::Unimplemented => 12,
+            Code::Unimplemented | Code::MethodNotAllowed => 12,
             Code::Internal => 13,
             Code::Unavailable => 14,
             Code::Unauthenticated => 16,
@@ -88,7 +92,7 @@ impl Code {
             Code::PayloadTooLarge | Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
             Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Code::Unavailable => "UNAVAILABLE",
-            Code::Unimplemented => "UNIMPLEMENTED",
+            Code::Unimplemented | Code::MethodNotAllowed => "UNIMPLEMENTED",
             Code::Internal => "INTERNAL",
         }
     }

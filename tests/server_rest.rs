@@ -233,6 +233,39 @@ fn kserve_v2_json_and_binary_tensors() {
     .unwrap();
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("native_country"), "{text}");
+
+    // A known endpoint with the wrong method is 405 naming the one to use (as Triton answers);
+    // an unknown one stays 404.
+    for (method, path, want, allow) in [
+        ("GET", "/v2/models/census/infer", 405, Some("POST")),
+        (
+            "PUT",
+            "/v2/models/census/versions/1/infer",
+            405,
+            Some("POST"),
+        ),
+        ("POST", "/v2/models/census/ready", 405, Some("GET")),
+        ("DELETE", "/v2/models/census", 405, Some("GET")),
+        ("GET", "/v2/models/census/stats", 404, None),
+    ] {
+        let (status, head, body) = http_bytes(&server.addr, method, path, &[], b"").unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, want, "{method} {path}: {text}");
+        let error: Value = serde_json::from_str(&text).unwrap();
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(path), "{message}");
+        match allow {
+            Some(allow) => {
+                assert!(message.contains(&format!("use {allow}")), "{message}");
+                assert!(
+                    head.to_ascii_lowercase()
+                        .contains(&format!("allow: {}", allow.to_ascii_lowercase())),
+                    "{head}"
+                );
+            }
+            None => assert!(message.contains("no such endpoint"), "{message}"),
+        }
+    }
 }
 
 #[test]
@@ -348,6 +381,97 @@ fn bad_requests_get_4xx_naming_the_problem() {
     // None of them stopped the server.
     let (status, _) = server.post_json(predict, &json!({"instances": [good]}));
     assert_eq!(status, 200);
+}
+
+#[test]
+fn answers_are_compressed_for_clients_that_ask() {
+    let (server, _) = bundled_server(&[]);
+    let predict = "/v1/projects/p/models/census:predict";
+    let body = json!({"instances": vec![census_instance(); 40]}).to_string();
+    let (status, plain) = server.post(predict, &body);
+    assert_eq!(status, 200, "{plain}");
+    assert!(plain.len() > 1024, "a large answer: {} bytes", plain.len());
+    let decode = |coding: &str, bytes: &[u8]| -> String {
+        use std::io::Read;
+        let mut out = String::new();
+        match coding {
+            "gzip" => flate2::read::GzDecoder::new(bytes).read_to_string(&mut out),
+            _ => flate2::read::ZlibDecoder::new(bytes).read_to_string(&mut out),
+        }
+        .unwrap_or_else(|e| panic!("{coding}: {e}"));
+        out
+    };
+    // What each Accept-Encoding gets: tritonclient sends one coding, httplib2 (under
+    // google-api-python-client) "gzip, deflate", curl --compressed a list with more.
+    let cases = [
+        ("gzip", Some("gzip")),
+        ("gzip, deflate", Some("gzip")),
+        ("deflate, gzip, br, zstd", Some("gzip")),
+        ("deflate", Some("deflate")),
+        ("gzip;q=0.2, deflate", Some("deflate")),
+        ("gzip;q=0, deflate;q=0", None),
+        ("br", None),
+        ("identity", None),
+    ];
+    for (accept, want) in cases {
+        let (status, head, bytes) = http_bytes(
+            &server.addr,
+            "POST",
+            predict,
+            &[
+                ("Content-Type", "application/json"),
+                ("Accept-Encoding", accept),
+            ],
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{accept}: {head}");
+        let head = head.to_ascii_lowercase();
+        match want {
+            Some(coding) => {
+                assert!(
+                    head.contains(&format!("content-encoding: {coding}")),
+                    "{accept}: {head}"
+                );
+                assert!(head.contains("vary: accept-encoding"), "{accept}: {head}");
+                assert!(bytes.len() < plain.len() / 4, "{accept}: {}", bytes.len());
+                assert_eq!(decode(coding, &bytes), plain, "{accept}");
+            }
+            None => {
+                assert!(!head.contains("content-encoding"), "{accept}: {head}");
+                assert_eq!(String::from_utf8_lossy(&bytes), plain, "{accept}");
+            }
+        }
+    }
+    // A small answer goes out as it is; the metrics page (as Prometheus scrapes it) is compressed.
+    let one = json!({"instances": [census_instance()]}).to_string();
+    let (_, head, bytes) = http_bytes(
+        &server.addr,
+        "POST",
+        predict,
+        &[("Accept-Encoding", "gzip")],
+        one.as_bytes(),
+    )
+    .unwrap();
+    assert!(
+        !head.to_ascii_lowercase().contains("content-encoding"),
+        "{head}"
+    );
+    assert!(String::from_utf8_lossy(&bytes).contains("predictions"));
+    let (status, head, bytes) = http_bytes(
+        &server.addr,
+        "GET",
+        "/metrics",
+        &[("Accept-Encoding", "gzip")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "{head}"
+    );
+    assert!(decode("gzip", &bytes).contains("mlengine_requests_total"));
 }
 
 #[test]

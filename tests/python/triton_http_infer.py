@@ -52,7 +52,7 @@ def main() -> int:
         print(__doc__, file=sys.stderr)
         return 2
     url, model, instances_path, mode = args[:4]
-    # An optional compression algorithm for the request body ("gzip" or "deflate").
+    # An optional compression algorithm ("gzip" or "deflate") for the request body and the answer.
     compression = args[4] if len(args) == 5 else None
     binary = mode == "--binary"
 
@@ -97,7 +97,11 @@ def main() -> int:
             for spec in metadata["outputs"]
         ]
         result = client.infer(
-            model, inputs, outputs=outputs, request_compression_algorithm=compression
+            model,
+            inputs,
+            outputs=outputs,
+            request_compression_algorithm=compression,
+            response_compression_algorithm=compression,
         )
         response = result.get_response()
         out = {}

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
@@ -16,7 +16,7 @@ use crate::codec::kserve::write_infer_answer;
 use crate::codec::kserve_fast::decode_rest;
 use crate::repository::VersionSelector;
 use crate::serving::InferenceService;
-use crate::status::{Error, Result};
+use crate::status::{Code, Error, Result};
 use crate::tensor::TensorSpec;
 
 pub async fn server_metadata() -> Response {
@@ -80,10 +80,26 @@ pub async fn models(
                 Err(e) => error_response(&e),
             }
         }
-        _ => error_response(&Error::not_found(format!(
-            "no such endpoint: {} /v2/models/{rest}",
-            req.method()
-        ))),
+        (tail, method) => {
+            let allowed = match tail {
+                [] | ["ready"] => Some("GET"),
+                ["infer"] => Some("POST"),
+                _ => None,
+            };
+            let Some(allowed) = allowed else {
+                return error_response(&Error::not_found(format!(
+                    "no such endpoint: {method} /v2/models/{rest}"
+                )));
+            };
+            let mut response = error_response(&Error::new(
+                Code::MethodNotAllowed,
+                format!("{method} is not allowed on /v2/models/{rest}: use {allowed}"),
+            ));
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allowed));
+            response
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! REST on one port (axum): Cloud ML Engine / Vertex and TensorFlow Serving under `/v1`, KServe v2
 //! under `/v2`, Prometheus metrics. Adapters only: they decode, call the serving core, encode.
 
+mod encoding;
 mod kserve;
 pub mod ml_v1;
 mod predict;
@@ -20,6 +21,7 @@ use super::auth::Need;
 use super::deadline;
 use crate::serving::InferenceService;
 use crate::status::{Code, Error};
+use encoding::{Compression, Inflate};
 
 pub struct RestState {
     pub service: Arc<InferenceService>,
@@ -72,10 +74,15 @@ async fn gate(State(state): State<Shared>, req: Request, next: axum::middleware:
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    match state.auth.check(need, header, peer) {
+    let accepted = encoding::accepted(req.headers());
+    let response = match state.auth.check(need, header, peer) {
         Ok(()) => next.run(req).await,
         Err(e) if need == Need::Admin => ml_v1::error_response(&e),
         Err(e) => error_response(&e),
+    };
+    match accepted {
+        Some(compression) => encoding::compress(response, compression).await,
+        None => response,
     }
 }
 
@@ -184,69 +191,6 @@ pub async fn read_body(state: &RestState, req: Request) -> Result<Bytes, Error> 
                 compression.name()
             )),
         }),
-    }
-}
-
-/// A compressed request body's `Content-Encoding`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Compression {
-    Gzip,
-    /// HTTP's `deflate` is zlib-wrapped; raw deflate, which some clients send, is taken too.
-    Deflate,
-}
-
-enum Inflate {
-    TooLarge,
-    Corrupt(String),
-}
-
-impl Compression {
-    /// `None` for `identity`.
-    fn of(value: &[u8]) -> Result<Option<Compression>, Error> {
-        let name = String::from_utf8_lossy(value);
-        match name.trim().to_ascii_lowercase().as_str() {
-            "identity" => Ok(None),
-            "gzip" | "x-gzip" => Ok(Some(Compression::Gzip)),
-            "deflate" => Ok(Some(Compression::Deflate)),
-            _ => Err(Error::new(
-                Code::UnsupportedMediaType,
-                format!(
-                    "Content-Encoding {name:?} is not supported; send the body as gzip, deflate or \
-                     uncompressed"
-                ),
-            )),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Compression::Gzip => "gzip",
-            Compression::Deflate => "deflate",
-        }
-    }
-
-    fn decode(self, bytes: &[u8], limit: usize) -> Result<Bytes, Inflate> {
-        use std::io::Read;
-        fn inflate(reader: impl Read, limit: usize) -> Result<Bytes, Inflate> {
-            let mut out = Vec::new();
-            reader
-                .take(limit as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| Inflate::Corrupt(e.to_string()))?;
-            if out.len() > limit {
-                return Err(Inflate::TooLarge);
-            }
-            Ok(Bytes::from(out))
-        }
-        match self {
-            Compression::Gzip => inflate(flate2::read::MultiGzDecoder::new(bytes), limit),
-            Compression::Deflate => match inflate(flate2::read::ZlibDecoder::new(bytes), limit) {
-                Err(Inflate::Corrupt(_)) => {
-                    inflate(flate2::read::DeflateDecoder::new(bytes), limit)
-                }
-                other => other,
-            },
-        }
     }
 }
 
