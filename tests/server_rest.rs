@@ -210,7 +210,7 @@ fn kserve_v2_json_and_binary_tensors() {
     let mut body = header.clone().into_bytes();
     body.extend_from_slice(&blob);
     let len = header.len().to_string();
-    let (status, text) = http(
+    let (status, head, answer) = http_bytes(
         &server.addr,
         "POST",
         "/v2/models/census/infer",
@@ -218,9 +218,30 @@ fn kserve_v2_json_and_binary_tensors() {
         &body,
     )
     .unwrap();
-    assert_eq!(status, 200, "{text}");
-    let b: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(b["outputs"], a["outputs"]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    // The answer in the same extension: `classes` (asked for as binary) as raw INT64 after the
+    // JSON, `logistic` as JSON.
+    let head = head.to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/octet-stream"),
+        "{head}"
+    );
+    let json_len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("inference-header-content-length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Inference-Header-Content-Length in {head}"));
+    let b: Value = serde_json::from_slice(&answer[..json_len]).unwrap();
+    assert_eq!(
+        b["outputs"][0],
+        json!({"name": "classes", "datatype": "INT64", "shape": [2], "parameters": {"binary_data_size": 16}})
+    );
+    assert_eq!(b["outputs"][1], a["outputs"][1]);
+    let classes: Vec<Value> = answer[json_len..]
+        .chunks(8)
+        .map(|c| json!(i64::from_le_bytes(c.try_into().unwrap())))
+        .collect();
+    assert_eq!(json!(classes), a["outputs"][0]["data"]);
 
     // Truncated binary data and a BYTES length prefix past the end are 400s.
     let (status, text) = http(

@@ -125,6 +125,9 @@ pub struct RestRequest {
     pub timeout: Option<Duration>,
     /// The request's `id`, echoed in the answer.
     pub id: Option<Value>,
+    /// Which answered outputs go as binary data (Triton's extension), in the answer's order;
+    /// empty when all go as JSON.
+    pub binary: Vec<bool>,
 }
 
 /// A REST infer body: JSON, followed by Triton's binary tensor data when `header_len` (the
@@ -217,8 +220,26 @@ pub fn decode_rest(
         None => None,
         Some(t) => timeout_parameter(t.as_u64())?,
     };
-    let wanted = match request.get("outputs").and_then(Value::as_array) {
-        None => vec![],
+    let flag = |v: Option<&Value>, what: &str| match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_bool()
+            .map(Some)
+            .ok_or_else(|| Error::invalid(format!("{what} must be true or false"))),
+    };
+    // Triton's binary extension: `binary_data_output` for every output, each output's
+    // `binary_data` over it.
+    let binary_default = flag(
+        request.pointer("/parameters/binary_data_output"),
+        "parameters.binary_data_output",
+    )?
+    .unwrap_or(false);
+    let listed = request
+        .get("outputs")
+        .and_then(Value::as_array)
+        .filter(|l| !l.is_empty());
+    let (wanted, binary) = match listed {
+        None => (vec![], vec![binary_default; signature.outputs.len()]),
         Some(list) => {
             if let Some(i) = list
                 .iter()
@@ -226,10 +247,22 @@ pub fn decode_rest(
             {
                 return Err(classification_refused(i));
             }
-            signature.output_indices(
+            let wanted = signature.output_indices(
                 list.iter()
                     .map(|o| o.get("name").and_then(Value::as_str).unwrap_or_default()),
-            )?
+            )?;
+            let binary = list
+                .iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let own = flag(
+                        o.pointer("/parameters/binary_data"),
+                        &format!("outputs[{i}].parameters.binary_data"),
+                    )?;
+                    Ok(own.unwrap_or(binary_default))
+                })
+                .collect::<Result<Vec<bool>>>()?;
+            (wanted, binary)
         }
     };
     Ok(RestRequest {
@@ -237,6 +270,11 @@ pub fn decode_rest(
         wanted,
         timeout,
         id: request.get("id").cloned(),
+        binary: if binary.contains(&true) {
+            binary
+        } else {
+            vec![]
+        },
     })
 }
 
@@ -265,16 +303,26 @@ fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     }
 }
 
-/// An output as KServe's JSON tensor: `{"name", "datatype", "shape", "data"}`.
+/// A REST infer answer: its bytes, and where its JSON ends when binary tensor data follows
+/// (the `Inference-Header-Content-Length` to send).
+pub struct RestAnswer {
+    pub body: Vec<u8>,
+    pub header_len: Option<usize>,
+}
+
 /// The REST infer answer written straight to bytes, without JSON values (the test holds the
 /// value-built answer it must equal): `model_name`, `model_version`, `outputs`, and
-/// the request's `id` when it had one.
+/// the request's `id` when it had one. The outputs that `binary` marks (in output order; empty:
+/// none) carry `parameters.binary_data_size` instead of `data`, and their raw bytes follow the
+/// JSON in output order, as Triton's binary extension lays them out.
 pub fn write_infer_answer(
     model: &str,
     version: &str,
     outputs: &[(String, Tensor)],
     id: Option<&Value>,
-) -> Vec<u8> {
+    binary: &[bool],
+) -> RestAnswer {
+    let is_binary = |k: usize| binary.get(k).copied().unwrap_or(false);
     let elements: usize = outputs.iter().map(|(_, t)| t.data.len()).sum();
     let mut out = Vec::with_capacity(96 + 64 * outputs.len() + 24 * elements);
     let text = |out: &mut Vec<u8>, s: &str| {
@@ -295,6 +343,12 @@ pub fn write_infer_answer(
         text(&mut out, tensor.dtype().kserve_name());
         out.extend_from_slice(b",\"shape\":");
         let _ = serde_json::to_writer(&mut out, &tensor.shape);
+        if is_binary(k) {
+            out.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
+            let _ = serde_json::to_writer(&mut out, &raw::encoded_len(&tensor.data));
+            out.extend_from_slice(b"}}");
+            continue;
+        }
         out.extend_from_slice(b",\"data\":[");
         for i in 0..tensor.data.len() {
             if i > 0 {
@@ -310,7 +364,16 @@ pub fn write_infer_answer(
         let _ = serde_json::to_writer(&mut out, id);
     }
     out.push(b'}');
-    out
+    let header_len = (0..outputs.len()).any(is_binary).then_some(out.len());
+    for (k, (_, tensor)) in outputs.iter().enumerate() {
+        if is_binary(k) {
+            raw::encode(&tensor.data, &mut out);
+        }
+    }
+    RestAnswer {
+        body: out,
+        header_len,
+    }
 }
 
 #[cfg(test)]
@@ -358,9 +421,92 @@ mod tests {
             if let Some(id) = &id {
                 want["id"] = id.clone();
             }
-            let got = write_infer_answer("m\"", "7", &outputs, id.as_ref());
-            assert_eq!(String::from_utf8(got).unwrap(), want.to_string());
+            let got = write_infer_answer("m\"", "7", &outputs, id.as_ref(), &[]);
+            assert_eq!(got.header_len, None);
+            assert_eq!(String::from_utf8(got.body).unwrap(), want.to_string());
         }
+    }
+
+    #[test]
+    fn binary_outputs_follow_the_json_in_output_order() {
+        let outputs = vec![
+            (
+                "probabilities".to_string(),
+                Tensor::new(vec![1, 2], TensorData::F32(vec![0.25, 0.75])),
+            ),
+            (
+                "classes".to_string(),
+                Tensor::new(vec![1], TensorData::I64(vec![1])),
+            ),
+            (
+                "label".to_string(),
+                Tensor::new(vec![1], TensorData::String(vec!["a\"b".into()])),
+            ),
+        ];
+        let got = write_infer_answer("m", "7", &outputs, None, &[true, false, true]);
+        let n = got.header_len.unwrap();
+        let head: Value = serde_json::from_slice(&got.body[..n]).unwrap();
+        assert_eq!(
+            head["outputs"],
+            json!([
+                {"name": "probabilities", "datatype": "FP32", "shape": [1, 2], "parameters": {"binary_data_size": 8}},
+                {"name": "classes", "datatype": "INT64", "shape": [1], "data": [1]},
+                {"name": "label", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 7}},
+            ])
+        );
+        let mut want = Vec::new();
+        raw::encode(&outputs[0].1.data, &mut want);
+        raw::encode(&outputs[2].1.data, &mut want);
+        assert_eq!(&got.body[n..], &want[..]);
+    }
+
+    #[test]
+    fn binary_outputs_are_asked_for_per_output_or_for_all() {
+        let mut signature = test_signature();
+        let spec = |name: &str| TensorSpec {
+            name: name.into(),
+            dtype: DType::F32,
+            shape: vec![-1],
+        };
+        signature.outputs = vec![spec("p"), spec("q")];
+        let inputs = json!([
+            {"name": "age", "datatype": "INT64", "shape": [1], "data": [1]},
+            {"name": "job", "datatype": "BYTES", "shape": [1], "data": ["a"]},
+            {"name": "w", "datatype": "FP32", "shape": [1], "data": [1.0]},
+        ]);
+        let decode = |extra: Value| {
+            let mut body = json!({"inputs": inputs});
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            decode_rest(&signature, body.to_string().as_bytes(), None)
+        };
+        let binary = |extra: Value| decode(extra).unwrap().binary;
+        assert_eq!(binary(json!({})), Vec::<bool>::new());
+        assert_eq!(
+            binary(json!({"parameters": {"binary_data_output": true}})),
+            [true, true]
+        );
+        assert_eq!(
+            binary(
+                json!({"outputs": [{"name": "q", "parameters": {"binary_data": true}}, {"name": "p"}]})
+            ),
+            [true, false]
+        );
+        assert_eq!(
+            binary(
+                json!({"parameters": {"binary_data_output": true}, "outputs": [{"name": "q", "parameters": {"binary_data": false}}, {"name": "p"}]})
+            ),
+            [false, true]
+        );
+        let e = decode(json!({"outputs": [{"name": "p", "parameters": {"binary_data": "yes"}}]}))
+            .err()
+            .unwrap();
+        assert!(
+            e.message
+                .contains("outputs[0].parameters.binary_data must be true or false"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub fn decode(signature: &Signature, body: &[u8]) -> Option<RestRequest> {
         wanted: vec![],
         timeout: None,
         id,
+        binary: vec![],
     })
 }
 

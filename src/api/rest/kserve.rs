@@ -1,10 +1,11 @@
 //! KServe v2 / Open Inference Protocol over REST: JSON tensors and Triton's binary tensor
-//! extension (`Inference-Header-Content-Length`); answers are JSON.
+//! extension (`Inference-Header-Content-Length`), on inputs and on the outputs asked for so.
 
 use std::time::Instant;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use serde_json::{json, Value};
 
@@ -12,7 +13,7 @@ use super::{
     empty, error_response, json_bytes_response, json_response, json_result, read_body,
     requested_timeout, Shared,
 };
-use crate::codec::kserve::write_infer_answer;
+use crate::codec::kserve::{write_infer_answer, RestAnswer};
 use crate::codec::kserve_fast::decode_rest;
 use crate::repository::VersionSelector;
 use crate::serving::InferenceService;
@@ -37,6 +38,9 @@ fn readiness(ready: std::result::Result<(), Error>) -> Response {
         Err(e) => json_response(StatusCode::BAD_REQUEST, &json!({ "error": e.message })),
     }
 }
+
+/// Where the JSON of a body with Triton's binary tensor data ends (a request's or an answer's).
+const HEADER_LEN: &str = "inference-header-content-length";
 
 pub async fn ready(State(state): State<Shared>) -> Response {
     readiness(if state.service.ready() {
@@ -76,7 +80,24 @@ pub async fn models(
             let result = infer(&state, &mut call, model, &version, req).await;
             call.finish(&result);
             match result {
-                Ok(body) => json_bytes_response(StatusCode::OK, body),
+                Ok(RestAnswer {
+                    body,
+                    header_len: None,
+                }) => json_bytes_response(StatusCode::OK, body),
+                Ok(RestAnswer {
+                    body,
+                    header_len: Some(n),
+                }) => (
+                    [
+                        (
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/octet-stream"),
+                        ),
+                        (HeaderName::from_static(HEADER_LEN), HeaderValue::from(n)),
+                    ],
+                    body,
+                )
+                    .into_response(),
                 Err(e) => error_response(&e),
             }
         }
@@ -131,9 +152,9 @@ async fn infer(
     model: &str,
     selector: &VersionSelector,
     req: Request,
-) -> Result<Vec<u8>> {
+) -> Result<RestAnswer> {
     let version = call.resolve(model, selector)?;
-    let header_len = match req.headers().get("inference-header-content-length") {
+    let header_len = match req.headers().get(HEADER_LEN) {
         None => None,
         Some(v) => Some(
             v.to_str()
@@ -153,11 +174,11 @@ async fn infer(
     let outputs = call
         .run(&version, tensors, wanted, call.deadline(timeout))
         .await?;
-    // Plain JSON answers: tritonclient reads them even when it asked for binary outputs.
     Ok(write_infer_answer(
         model,
         &version.version_id,
         &outputs,
         request.id.as_ref(),
+        &request.binary,
     ))
 }
