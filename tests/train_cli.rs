@@ -287,6 +287,34 @@ fn bad_input_is_one_line_and_leaves_no_export() {
                 job_s,
                 "--num-epochs",
                 "1",
+                "--eval-steps",
+                "0",
+            ],
+            "--eval-steps must be at least 1",
+        ),
+        (
+            vec![
+                "--train-files",
+                train_s,
+                "--eval-files",
+                eval_s,
+                "--job-dir",
+                "",
+                "--num-epochs",
+                "1",
+            ],
+            "--job-dir must name a folder or a bucket path",
+        ),
+        (
+            vec![
+                "--train-files",
+                train_s,
+                "--eval-files",
+                eval_s,
+                "--job-dir",
+                job_s,
+                "--num-epochs",
+                "1",
                 "--scale-factor",
                 "nan",
             ],
@@ -438,6 +466,87 @@ fn a_flag_given_twice_takes_its_last_value_as_task_py_s_argparse_does() {
         &["--train-steps", "1", "--train-steps", "3"],
     );
     assert_eq!(latest_checkpoint(&job), "model.ckpt-3.safetensors");
+    // A list flag too: the second --train-files replaces the first (which does not exist).
+    let (train, eval, _) = fixture_files(tmp.path());
+    let out = run(train_command(
+        &tmp.path().join("missing.csv"),
+        &eval,
+        &tmp.path().join("job2"),
+    )
+    .args(["--train-steps", "2", "--train-files"])
+    .arg(&train));
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// What a job-dir's checkpoint index names becomes a path: anything but a checkpoint file of the
+/// folder is refused before it is read or removed.
+#[test]
+fn a_checkpoint_index_naming_other_files_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("job");
+    train_fixture(&job, tmp.path(), &["--train-steps", "2"]);
+    let victim = tmp.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    let index_path = job.join("checkpoint.json");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    for (field, name) in [("all", "../victim.txt"), ("latest", "/etc/passwd")] {
+        let mut bad = index.clone();
+        match field {
+            "all" => bad["all"].as_array_mut().unwrap().insert(0, name.into()),
+            _ => bad["latest"] = name.into(),
+        }
+        std::fs::write(&index_path, bad.to_string()).unwrap();
+        let out = run(train_command(&train, &eval, &job).args([
+            "--train-steps",
+            "6",
+            "--save-checkpoints-steps",
+            "1",
+            "--keep-checkpoint-max",
+            "1",
+        ]));
+        assert_one_line_error(
+            &out,
+            &format!("names {name:?}, which is not a checkpoint file"),
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    }
+}
+
+/// A checkpoint that a killed run wrote but never indexed, and temporary files it left, are
+/// removed by the next checkpoint; resuming with another optimizer is refused.
+#[test]
+fn leftovers_of_a_killed_run_are_swept_and_the_optimizer_must_match() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("job");
+    train_fixture(
+        &job,
+        tmp.path(),
+        &["--train-steps", "2", "--optimizer", "adam"],
+    );
+    let left = [
+        "model.ckpt-999.safetensors",
+        ".model.ckpt-3.safetensors.tmp-4000000",
+        ".checkpoint.json.tmp-4000000",
+        ".tmpAb12Cd",
+    ];
+    for name in left {
+        std::fs::write(job.join(name), "left by a killed run").unwrap();
+    }
+    let (train, eval, _) = fixture_files(tmp.path());
+    let out = run(train_command(&train, &eval, &job).args(["--train-steps", "4"]));
+    assert_one_line_error(
+        &out,
+        "holds a checkpoint trained with --optimizer adam, this run asks for adagrad",
+    );
+    let out =
+        run(train_command(&train, &eval, &job).args(["--train-steps", "4", "--optimizer", "adam"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in left {
+        assert!(!job.join(name).exists(), "{name} is still there");
+    }
+    assert!(job.join("model.ckpt-4.safetensors").exists());
 }
 
 /// `checkpoint.json`'s latest checkpoint name.
@@ -651,10 +760,15 @@ fn ctrl_c_checkpoints_the_last_step_and_says_how_to_resume() {
 }
 
 #[test]
-fn tf_config_parameter_servers_and_evaluators_have_nothing_to_do() {
+fn tf_config_parameter_servers_evaluators_and_workers_outside_mpi_have_nothing_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let (train, eval, _) = fixture_files(tmp.path());
-    for kind in ["ps", "evaluator"] {
+    // A worker that no MPI launcher started would train alone into the master's job-dir.
+    for (kind, why) in [
+        ("ps", "parameter"),
+        ("evaluator", "parameter"),
+        ("worker", "no MPI launcher started it"),
+    ] {
         let job = tmp.path().join(kind);
         let out = run(train_command(&train, &eval, &job)
             .args(["--train-steps", "10"])
@@ -663,7 +777,7 @@ fn tf_config_parameter_servers_and_evaluators_have_nothing_to_do() {
                 format!(r#"{{"cluster": {{}}, "task": {{"type": "{kind}", "index": 0}}}}"#),
             ));
         assert!(out.status.success(), "{}", stderr(&out));
-        assert!(stderr(&out).contains("parameter"), "{}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
         assert!(!job.exists(), "a {kind} task wrote its job-dir");
     }
 }
@@ -744,4 +858,21 @@ fn a_tuning_trial_is_named_by_tf_config_when_cloud_ml_trial_id_is_unset() {
     let report = std::fs::read_to_string(&metrics).unwrap();
     let last: serde_json::Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
     assert_eq!(last["trial"], "7", "{report}");
+}
+
+/// A metric file that cannot be written is named before any training, not after it.
+#[test]
+fn an_unwritable_hypertune_metric_file_is_refused_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let job = tmp.path().join("job");
+    let out = run(train_command(&train, &eval, &job)
+        .args(["--train-steps", "2"])
+        .env("CLOUD_ML_HP_METRIC_FILE", "/proc/no-such/metric")
+        .env("CLOUD_ML_HP_METRIC_TAG", "auc"));
+    assert_one_line_error(
+        &out,
+        "cannot create the folder of CLOUD_ML_HP_METRIC_FILE /proc/no-such/metric",
+    );
+    assert!(!job.join("checkpoint.json").exists());
 }

@@ -519,6 +519,24 @@ fn an_invalid_config_is_one_line_before_any_trial() {
     let out = run(&mut tune(&by_id, &job, &["--", "--train-steps=10"]));
     assert_one_line_error(&out, "give that job's job-dir as --resume-from");
     assert!(!job.exists());
+    // mlengine train reports its metrics by name: Cloud ML Engine's default tag, which it never
+    // reports, is refused before any trial rather than failing each one after its training.
+    let no_tag = write_config(
+        tmp.path(),
+        "no_tag.yaml",
+        "hyperparameters:
+  goal: MAXIMIZE
+  maxTrials: 2
+  params:
+    - {parameterName: first-layer-size, type: INTEGER, minValue: 4, maxValue: 8}
+",
+    );
+    let out = run(&mut tune(&no_tag, &job, &["--", "--train-steps=10"]));
+    assert_one_line_error(
+        &out,
+        "hyperparameterMetricTag \"training/hptuning/metric\" is not a metric that mlengine train reports; name one of: ",
+    );
+    assert!(!job.exists());
 }
 
 /// Katib's StdOut collector's default metric pattern (katib pkg/metricscollector/v1beta1/common),

@@ -10,11 +10,11 @@ use crate::trainer::TrainConfig;
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
     /// Training files (census CSV, UCI or Cloud ML form); one or more.
-    #[arg(long, required = true, num_args = 1.., value_delimiter = ',', env = "MLENGINE_TRAIN_FILES")]
+    #[arg(long, required = true, num_args = 1.., value_delimiter = ',', action = clap::ArgAction::Set, env = "MLENGINE_TRAIN_FILES")]
     pub train_files: Vec<String>,
 
     /// Evaluation files; one or more.
-    #[arg(long, required = true, num_args = 1.., value_delimiter = ',', env = "MLENGINE_EVAL_FILES")]
+    #[arg(long, required = true, num_args = 1.., value_delimiter = ',', action = clap::ArgAction::Set, env = "MLENGINE_EVAL_FILES")]
     pub eval_files: Vec<String>,
 
     /// Where checkpoints, evaluation results and the export go: a local folder, s3:// or gs://.

@@ -19,11 +19,8 @@ mod distributed;
 
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let task = distributed::cloud_task()?;
-    if let Some(kind) = task.as_ref().and_then(|t| t.idle_kind()) {
-        tracing::info!(
-            "TF_CONFIG names this task a {kind}: synchronous all-reduce training has no parameter \
-             servers or separate evaluators, so there is nothing for it to do"
-        );
+    if let Some(why) = task.as_ref().and_then(|t| t.idle()) {
+        tracing::warn!("{why}");
         return Ok(ExitCode::SUCCESS);
     }
     if args.distributed {

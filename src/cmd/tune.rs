@@ -68,6 +68,7 @@ pub fn run(args: &TuneArgs) -> Result<ExitCode> {
         total: config.spec.max_trials as usize,
         live: std::io::stderr().is_terminal().then(Table::default),
     };
+    tune::check_metric_tag(&config)?;
     eprintln!(
         "Tuning {} trial(s), {} at a time, {} ({} core(s) each); trials in {}",
         config.spec.max_trials,

@@ -15,7 +15,7 @@ const MAX_FILES: usize = 1000;
 pub async fn copy_version(uri: &str, dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     if !remote::is_remote(uri) {
-        let local = Path::new(uri.strip_prefix("file://").unwrap_or(uri));
+        let local = Path::new(crate::storage::remote::local_path(uri));
         let model = crate::repository::resolve_model_file(local)
             .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace("--model-dir ", "")))?;
         let dir = model.parent().context("a model file without a folder")?;

@@ -47,7 +47,7 @@ impl Roots {
         if is_remote(uri) {
             return refuse("is not a storage location this server takes");
         }
-        let path = Path::new(uri.strip_prefix("file://").unwrap_or(uri));
+        let path = Path::new(crate::storage::remote::local_path(uri));
         if !path.is_absolute() {
             return refuse("must be an absolute path or a bucket URI");
         }

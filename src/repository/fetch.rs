@@ -11,7 +11,7 @@ use crate::storage::remote::{self, Object};
 /// (a version directory with model.onnx, or a base whose latest numeric version is used).
 pub async fn model_file(dir: &str) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
     if !remote::is_remote(dir) {
-        let local = dir.strip_prefix("file://").unwrap_or(dir);
+        let local = crate::storage::remote::local_path(dir);
         return Ok((super::resolve_model_file(Path::new(local))?, None));
     }
     let base = remote::open(dir)?;

@@ -32,7 +32,7 @@ impl Storage {
     /// A whole file given as a local path, `file://` or a remote URI.
     pub fn read(&self, uri: &str) -> Result<Vec<u8>> {
         if !remote::is_remote(uri) {
-            let path = uri.strip_prefix("file://").unwrap_or(uri);
+            let path = remote::local_path(uri);
             return std::fs::read(path).with_context(|| format!("cannot read {uri}"));
         }
         self.block_on(async { Ok(remote::open(uri)?.read_all().await?.to_vec()) })

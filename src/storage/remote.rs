@@ -51,11 +51,24 @@ pub fn is_remote(s: &str) -> bool {
     scheme(s).is_some_and(|scheme| scheme != "file")
 }
 
+/// The local path a `file:` URI (any case: `FILE:///tmp/x`, `file:/tmp/x`) names, or `s` itself
+/// when it is no `file:` URI.
+pub fn local_path(s: &str) -> &str {
+    if scheme(s).as_deref() != Some("file") {
+        return s;
+    }
+    let rest = &s[s.find(':').map_or(0, |i| i + 1)..];
+    match rest.strip_prefix("//") {
+        Some(path) => path,
+        None => rest,
+    }
+}
+
 /// Opens `uri`. Local paths are made absolute; `file://` URIs are local paths.
 pub fn open(uri: &str) -> Result<Location> {
     let bad = |e: &dyn std::fmt::Display| anyhow::anyhow!("invalid storage URI {uri}: {e}");
-    if let Some(rest) = uri.strip_prefix("file://") {
-        return open_local(rest, uri);
+    if scheme(uri).as_deref() == Some("file") {
+        return open_local(local_path(uri), uri);
     }
     if !is_remote(uri) {
         return open_local(uri, uri);
@@ -326,7 +339,7 @@ pub async fn expand(uri: &str) -> Result<Vec<Object>> {
         None => (".", uri),
     };
     let dir = if dir.is_empty() { "/" } else { dir };
-    let local_dir = dir.strip_prefix("file://").unwrap_or(dir);
+    let local_dir = local_path(dir);
     if !is_remote(dir) && !pattern.contains('/') {
         // One directory's entries, not a walk of everything below it (a working directory may
         // hold a build tree).
@@ -419,6 +432,17 @@ mod tests {
         assert!(refused("gcs://b/x").contains("unsupported storage scheme gcs://"));
         assert!(refused("s3a://b/x").contains("unsupported storage scheme s3a://"));
         assert!(refused("gs:/b/x").contains("names no bucket"));
+        // A `file:` URI in any case is the local path it names.
+        for (uri, path) in [
+            ("file:///tmp/x", "/tmp/x"),
+            ("FILE:///tmp/x", "/tmp/x"),
+            ("File:/tmp/x", "/tmp/x"),
+            ("/tmp/file:x", "/tmp/file:x"),
+            ("rel/x", "rel/x"),
+        ] {
+            assert_eq!(local_path(uri), path, "{uri}");
+        }
+        assert_eq!(open("FILE:///tmp/x").unwrap().path.as_ref(), "tmp/x");
     }
 
     #[test]

@@ -85,6 +85,7 @@ pub fn save(
     for old in dropped {
         job_dir.remove(&old)?;
     }
+    sweep(job_dir, &index.all);
     Ok(())
 }
 
@@ -102,13 +103,60 @@ pub fn latest_name(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The step of a checkpoint file's name, when it is one.
+fn checkpoint_step(name: &str) -> Option<u64> {
+    let digits = name
+        .strip_prefix("model.ckpt-")?
+        .strip_suffix(".safetensors")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 fn read_index(path: &Path) -> Result<Option<Index>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-            format!("{} is not a valid checkpoint index", path.display())
-        })?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    let index: Index = match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a valid checkpoint index", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    // The names become paths (read, and removed past --keep-checkpoint-max): an index, perhaps
+    // from a bucket, that names anything but a checkpoint of this folder is refused.
+    if let Some(bad) = std::iter::once(&index.latest)
+        .chain(&index.all)
+        .find(|n| checkpoint_step(n).is_none())
+    {
+        anyhow::bail!(
+            "{} names {bad:?}, which is not a checkpoint file (model.ckpt-<step>.safetensors)",
+            path.display()
+        );
+    }
+    Ok(Some(index))
+}
+
+/// Removes what a run killed while checkpointing left behind: a checkpoint written but not yet
+/// in the index (or written again after the index dropped it), and unfinished temporary files.
+/// Only local files: a bucket job-dir's staging folder is new in each run.
+fn sweep(job_dir: &JobDir, kept: &[String]) {
+    let Ok(entries) = fs::read_dir(job_dir.path("")) else {
+        return;
+    };
+    let own = format!(".tmp-{}", std::process::id());
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let orphan = checkpoint_step(&name).is_some() && !kept.contains(&name);
+        let ours = (name.starts_with(".model.ckpt-") || name.starts_with(&format!(".{INDEX}")))
+            && name.contains(".tmp-")
+            && !name.ends_with(&own);
+        // The safetensors writer's own temporary sibling (tempfile's `.tmpXXXXXX`).
+        let writers = name.len() == 10
+            && name.starts_with(".tmp")
+            && name[4..].bytes().all(|b| b.is_ascii_alphanumeric());
+        let unfinished = (ours || writers) && entry.file_type().is_ok_and(|t| t.is_file());
+        if orphan || unfinished {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -97,6 +97,12 @@ impl TrainConfig {
         if self.num_epochs == Some(0) {
             bail!("--num-epochs must be at least 1");
         }
+        if self.eval_steps == Some(0) {
+            bail!("--eval-steps must be at least 1 (leave it out to evaluate on every eval batch)");
+        }
+        if self.job_dir.trim().is_empty() {
+            bail!("--job-dir must name a folder or a bucket path");
+        }
         for (name, value) in [
             ("--train-batch-size", self.train_batch_size),
             ("--eval-batch-size", self.eval_batch_size),

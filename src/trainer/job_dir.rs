@@ -38,7 +38,7 @@ impl JobDir {
         pull_also: impl Fn(&Path) -> Vec<String>,
     ) -> Result<JobDir> {
         if !remote::is_remote(uri) {
-            let local = PathBuf::from(uri.strip_prefix("file://").unwrap_or(uri));
+            let local = PathBuf::from(remote::local_path(uri));
             std::fs::create_dir_all(&local)
                 .with_context(|| format!("cannot create --job-dir {uri}"))?;
             write_atomic(&local.join(MARKER), b"mlengine train job-dir\n")
@@ -57,7 +57,7 @@ impl JobDir {
             );
         }
         let location = remote::open(uri)?;
-        let staging = tempfile::tempdir().context("cannot create a staging folder")?;
+        let staging = staging_dir()?;
         let job = JobDir {
             uri: uri.trim_end_matches('/').to_string(),
             local: staging.path().to_path_buf(),
@@ -147,7 +147,7 @@ impl JobDir {
             return Ok(dir.display().to_string());
         };
         let mut pick_name = pick_name;
-        let build = tempfile::tempdir().context("cannot create a staging folder")?;
+        let build = staging_dir()?;
         fill(build.path())?;
         let mut files: Vec<String> = std::fs::read_dir(build.path())?
             .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
@@ -239,4 +239,32 @@ impl JobDir {
             Ok(None)
         })
     }
+}
+
+/// The prefix of staging folders, followed by the owner's process id.
+const STAGING_PREFIX: &str = "mlengine-job-";
+
+/// A staging folder for a bucket job-dir's files. The folders that killed runs left behind
+/// (their process is gone) are removed first: a run killed at any moment leaves nothing for long.
+fn staging_dir() -> Result<tempfile::TempDir> {
+    let tmp = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix(STAGING_PREFIX)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
+        .tempdir()
+        .context("cannot create a staging folder")
 }

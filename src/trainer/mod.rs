@@ -58,6 +58,13 @@ pub struct Interrupted {
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.global_step == 0 {
+            return write!(
+                f,
+                "training interrupted before its first step; nothing is checkpointed in {}",
+                self.job_dir
+            );
+        }
         write!(
             f,
             "training interrupted; step {} is checkpointed in {}: run the same command again to resume",
@@ -117,6 +124,18 @@ pub fn run(
                     state.hidden_units,
                     config.embedding_size,
                     hidden_units
+                );
+            }
+            // Another optimizer's moments would be read as this one's (Adam's first moment as
+            // Adagrad's accumulator): refused, as TF refuses a checkpoint without the slots.
+            if state.optimizer != config.optimizer {
+                anyhow::bail!(
+                    "--job-dir {} holds a checkpoint trained with --optimizer {}, this run asks \
+                     for {}: give --optimizer {} to resume it, or use another job-dir",
+                    job_dir.uri(),
+                    state.optimizer,
+                    config.optimizer,
+                    state.optimizer
                 );
             }
             let network =
@@ -219,8 +238,16 @@ pub fn run(
         }
     }
     let weights = network.to_weights()?;
+    // The export records what trained it: a resumed run keeps its checkpoint's batch size and
+    // seed over the flags.
+    let used = TrainConfig {
+        train_batch_size: state.train_batch_size,
+        seed: state.seed,
+        optimizer: state.optimizer,
+        ..config.clone()
+    };
     let export =
-        export::export(&job_dir, &state.spec, &weights, config, &metrics).with_context(|| {
+        export::export(&job_dir, &state.spec, &weights, &used, &metrics).with_context(|| {
             format!(
                 "cannot export the model to {}",
                 job_dir.uri_of(job_dir::EXPORT_BASE)
@@ -242,7 +269,12 @@ pub fn evaluate(
     max_batches: Option<u64>,
     global_step: u64,
 ) -> Result<EvalMetrics> {
-    let limit = max_batches.map_or(eval.n, |b| (b as usize * batch_size).min(eval.n));
+    let limit = max_batches.map_or(eval.n, |b| {
+        usize::try_from(b)
+            .ok()
+            .and_then(|b| b.checked_mul(batch_size))
+            .map_or(eval.n, |rows| rows.min(eval.n))
+    });
     let logits = network.predict_first(eval, limit, batch_size)?;
     Ok(metrics::evaluate(
         &logits,

@@ -209,8 +209,18 @@ impl HypertuneReport {
                 names.join(", ")
             );
         }
+        // Where reports go is checked before training, not after it.
+        let path = std::path::PathBuf::from(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "cannot create the folder of CLOUD_ML_HP_METRIC_FILE {}",
+                    path.display()
+                )
+            })?;
+        }
         Ok(Some(HypertuneReport {
-            path: path.into(),
+            path,
             tag,
             trial: std::env::var("CLOUD_ML_TRIAL_ID")
                 .ok()
@@ -233,7 +243,7 @@ fn trial_of_tf_config() -> Option<String> {
 }
 
 /// The names an evaluation reports (`accuracy`, `auc`, `loss`, ...).
-fn metric_names() -> Vec<String> {
+pub fn metric_names() -> Vec<String> {
     super::metrics::evaluate(&[0.0], &[0.0], 0)
         .scalars()
         .iter()
@@ -263,8 +273,9 @@ impl Observer for HypertuneReport {
         if self.lines.len() > HYPERTUNE_MAX_REPORTS {
             self.lines.pop_front();
         }
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let text: String = self.lines.iter().map(|l| format!("{l}\n")).collect();
         write_atomic(&self.path, text.as_bytes())

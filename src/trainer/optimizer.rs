@@ -18,6 +18,16 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::Adagrad => "adagrad",
+            OptimizerKind::Sgd => "sgd",
+        })
+    }
+}
+
 impl std::str::FromStr for OptimizerKind {
     type Err = String;
 

@@ -34,7 +34,8 @@ fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 /// never before the step it starts from.
 pub(super) fn last_step(config: &TrainConfig, state: &CheckpointState, rows: usize) -> Option<u64> {
     let per_epoch = (rows / state.train_batch_size).max(1) as u64;
-    let by_epochs = config.num_epochs.map(|e| e * per_epoch);
+    // Epochs beyond what a step count can hold are as good as endless: saturate.
+    let by_epochs = config.num_epochs.map(|e| e.saturating_mul(per_epoch));
     let last = match (config.train_steps, by_epochs) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

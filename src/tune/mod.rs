@@ -69,11 +69,29 @@ struct Running {
 /// Runs the job; the result is its `trainingOutput`. A job whose failed trials exceed
 /// `maxFailedTrials` (or, when that is 0, whose every trial failed) is an error naming the last
 /// failure; the output file is written either way.
+/// `mlengine train` reports its evaluation's metrics by name: a tag that is none of them (Cloud
+/// ML Engine's default tag among them) would fail every trial after its training.
+pub fn check_metric_tag(config: &TuneConfig) -> Result<()> {
+    if let Trainer::Mlengine(_) = config.trainer {
+        let names = crate::trainer::observe::metric_names();
+        if !names.contains(&config.spec.metric_tag) {
+            bail!(
+                "hyperparameterMetricTag {:?} is not a metric that mlengine train reports; name \
+                 one of: {}",
+                config.spec.metric_tag,
+                names.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn run(
     config: &TuneConfig,
     cancel: &CancellationToken,
     observer: &mut dyn Observer,
 ) -> Result<output::TrainingOutput> {
+    check_metric_tag(config)?;
     let spec = &config.spec;
     let job_dir = &config.job_dir;
     let tuning_dir = job_dir.join(TUNING_DIR);

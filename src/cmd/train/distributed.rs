@@ -76,9 +76,24 @@ pub struct CloudTask {
 }
 
 impl CloudTask {
-    /// A task with no work in synchronous data-parallel training.
-    pub fn idle_kind(&self) -> Option<&str> {
-        matches!(self.kind.as_str(), "ps" | "evaluator").then_some(self.kind.as_str())
+    /// A task with no work in synchronous data-parallel training, and why: parameter servers
+    /// and evaluators always; a worker that no MPI launcher started (it would train alone into
+    /// the master's job-dir, both writing the same checkpoints).
+    pub fn idle(&self) -> Option<String> {
+        match self.kind.as_str() {
+            "ps" | "evaluator" => Some(format!(
+                "TF_CONFIG names this task a {}: synchronous all-reduce training has no parameter \
+                 servers or separate evaluators, so there is nothing for it to do",
+                self.kind
+            )),
+            "worker" if launched_size() <= 1 => Some(
+                "TF_CONFIG names this task a worker, but no MPI launcher started it: the master \
+                 trains alone and this task does nothing (data-parallel training runs its \
+                 processes under mpirun: README, distributed training)"
+                    .to_string(),
+            ),
+            _ => None,
+        }
     }
 }
 

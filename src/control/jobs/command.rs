@@ -130,7 +130,7 @@ impl ControlPlane {
         let mut local = Vec::new();
         for uri in packages {
             if !crate::storage::remote::is_remote(uri) {
-                local.push(PathBuf::from(uri.strip_prefix("file://").unwrap_or(uri)));
+                local.push(PathBuf::from(crate::storage::remote::local_path(uri)));
                 continue;
             }
             let name = uri
