@@ -246,7 +246,10 @@ fn sharded_runs_union_to_the_single_run() {
     let expected = results(&single);
     assert_eq!(expected.len(), 477);
     // Each split is run into the single run's output: a re-run replaces the output, the files
-    // of a split into another number of shards included.
+    // of a split into another number of shards included, but nothing below it (another job's).
+    let nested = single.join("nested/prediction.results-00000-of-00007");
+    std::fs::create_dir_all(nested.parent().unwrap()).unwrap();
+    std::fs::write(&nested, "another job's output\n").unwrap();
     for count in [2usize, 3] {
         let out = single.clone();
         let mut errors = 0;
@@ -295,6 +298,10 @@ fn sharded_runs_union_to_the_single_run() {
             );
         }
     }
+    assert_eq!(
+        std::fs::read_to_string(&nested).unwrap(),
+        "another job's output\n"
+    );
 }
 
 #[test]
@@ -352,6 +359,21 @@ fn fatal_errors_are_one_line_and_publish_nothing() {
         "2",
     ]);
     assert_one_line_error(&o, "--worker-index 2 must be below --worker-count 2");
+    // A session count past any machine is refused before a thread is started for it.
+    for count in ["0", "100000", "9223372036854775808"] {
+        let o = batch(&[
+            "--input-paths",
+            input.to_str().unwrap(),
+            "--output-path",
+            out.to_str().unwrap(),
+            "--max-worker-count",
+            count,
+        ]);
+        assert_one_line_error(
+            &o,
+            &format!("--max-worker-count must be between 1 and 256, got {count}"),
+        );
+    }
     let o = batch(&[
         "--input-paths",
         input.to_str().unwrap(),

@@ -291,6 +291,53 @@ fn failed_trials_beyond_max_failed_trials_fail_the_job() {
     );
 }
 
+/// A trial whose last report is NaN diverged: it fails, and an earlier, better report never
+/// makes it the best.
+#[test]
+fn a_trial_whose_last_report_is_nan_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (trainer, _) = python_trainer(tmp.path());
+    let config = write_config(
+        tmp.path(),
+        "diverge.yaml",
+        "hyperparameters:
+  hyperparameterMetricTag: objective
+  goal: MAXIMIZE
+  algorithm: GRID_SEARCH
+  maxTrials: 2
+  maxFailedTrials: 2
+  params:
+    - {parameterName: n, type: INTEGER, minValue: 1, maxValue: 2}
+",
+    );
+    let job = tmp.path().join("job");
+    let out = run(&mut tune(
+        &config,
+        &job,
+        &[
+            "--trainer",
+            trainer.to_str().unwrap(),
+            "--",
+            "--mode=diverge",
+        ],
+    ));
+    ok(&out);
+    let trials = trials(&job);
+    assert_eq!(trials.len(), 2, "{trials:?}");
+    assert_eq!(
+        trials[0]["hyperparameters"]["n"], "2",
+        "the best first: {trials:?}"
+    );
+    assert_eq!(trials[0]["state"], "SUCCEEDED");
+    assert_eq!(trials[1]["state"], "FAILED", "{trials:?}");
+    assert!(
+        stderr(&out)
+            .contains("its last report of objective was NaN (step 200): the trial diverged"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn the_median_rule_stops_a_trial_below_the_others() {
     let tmp = tempfile::tempdir().unwrap();
@@ -531,6 +578,25 @@ fn an_invalid_config_is_one_line_before_any_trial() {
     - {parameterName: first-layer-size, type: INTEGER, minValue: 4, maxValue: 8}
 ",
     );
+    // A job's own job-dir is not an earlier job's; an empty job-dir is none.
+    let own = tmp.path().join("own");
+    std::fs::create_dir_all(&own).unwrap();
+    let out = run(&mut tune(
+        &good,
+        &own,
+        &[
+            "--resume-from",
+            own.to_str().unwrap(),
+            "--",
+            "--train-steps=10",
+        ],
+    ));
+    assert_one_line_error(
+        &out,
+        "is this job's own --job-dir: run the job again without --resume-from",
+    );
+    let out = run(&mut tune(&good, Path::new(""), &["--", "--train-steps=10"]));
+    assert_one_line_error(&out, "--job-dir must name a folder");
     let out = run(&mut tune(&no_tag, &job, &["--", "--train-steps=10"]));
     assert_one_line_error(
         &out,

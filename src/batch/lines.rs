@@ -74,6 +74,9 @@ struct Reader<'a> {
     buffer: Vec<u8>,
     /// Start of the unread bytes in `buffer`.
     head: usize,
+    /// Unread bytes already searched for a newline: a long line is scanned once, not once per
+    /// chunk.
+    scanned: usize,
     /// File offset of `buffer[head]`.
     pos: u64,
     skipping: bool,
@@ -91,6 +94,7 @@ impl<'a> Reader<'a> {
             stream: None,
             buffer: Vec::new(),
             head: 0,
+            scanned: 0,
             pos: start,
             skipping: part.start > 0,
             done: false,
@@ -103,9 +107,15 @@ impl<'a> Reader<'a> {
             if self.done {
                 return Ok(None);
             }
-            if let Some(i) = self.buffer[self.head..].iter().position(|&b| b == b'\n') {
+            let from = self.head + self.scanned;
+            let newline = self.buffer[from..].iter().position(|&b| b == b'\n');
+            self.scanned = match newline {
+                Some(_) => 0,
+                None => self.buffer.len() - self.head,
+            };
+            if let Some(i) = newline.map(|i| i + from - self.head) {
                 let line_start = self.pos;
-                let line = self.buffer[self.head..self.head + i].to_vec();
+                let line = without_bom(&self.buffer[self.head..self.head + i], line_start);
                 self.head += i + 1;
                 self.pos += i as u64 + 1;
                 if let Some(n) = &mut self.line_no {
@@ -139,20 +149,12 @@ impl<'a> Reader<'a> {
                 Some(chunk) => {
                     self.buffer.drain(..self.head);
                     self.head = 0;
-                    let chunk = chunk?;
-                    // A UTF-8 byte order mark opening the file is not part of its first line.
-                    let bom = self.pos == 0 && self.buffer.is_empty() && chunk.starts_with(BOM);
-                    if bom {
-                        self.buffer.extend_from_slice(&chunk[BOM.len()..]);
-                        self.pos = BOM.len() as u64;
-                    } else {
-                        self.buffer.extend_from_slice(&chunk);
-                    }
+                    self.buffer.extend_from_slice(&chunk?);
                 }
                 None => {
                     // The last line, without a newline.
                     self.done = true;
-                    let line = self.buffer.split_off(self.head);
+                    let line = without_bom(&self.buffer[self.head..], self.pos);
                     if self.skipping || self.pos >= self.part.end {
                         return Ok(None);
                     }
@@ -165,6 +167,15 @@ impl<'a> Reader<'a> {
 }
 
 const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// A line's bytes without the UTF-8 byte order mark that may open the file: it is not part of
+/// the first line's text, though its bytes count in the offsets that split the file into parts.
+fn without_bom(line: &[u8], start: u64) -> Vec<u8> {
+    match line.strip_prefix(BOM) {
+        Some(rest) if start == 0 => rest.to_vec(),
+        _ => line.to_vec(),
+    }
+}
 
 /// The text of one input line: without its `\r`, `None` when blank, invalid UTF-8 replaced (the
 /// decoder then names the line).
@@ -200,11 +211,14 @@ mod tests {
     #[test]
     fn every_line_read_once_for_any_worker_count() {
         let dir = tempfile::tempdir().unwrap();
-        let text_a = "l1\nline-2\n\nl4 with spaces\n";
+        // A byte order mark opens two of the files: parts cut inside it or just after it.
+        let text_a = "\u{feff}l1\nline-2\n\nl4 with spaces\n";
         let text_b = "m1\nm2 no newline at end";
+        let text_c = "\u{feff}c";
         std::fs::write(dir.path().join("a"), text_a).unwrap();
         std::fs::write(dir.path().join("b"), text_b).unwrap();
-        let objects: Vec<Object> = ["a", "b"]
+        std::fs::write(dir.path().join("c"), text_c).unwrap();
+        let objects: Vec<Object> = ["a", "b", "c"]
             .iter()
             .map(|n| {
                 let p = dir.path().join(n);
@@ -219,7 +233,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        for count in 1..=7 {
+        for count in 1..=70 {
             let mut all = Vec::new();
             for index in 0..count {
                 for part in parts(&objects, index, count) {
@@ -237,7 +251,8 @@ mod tests {
                     "line-2",
                     "l4 with spaces",
                     "m1",
-                    "m2 no newline at end"
+                    "m2 no newline at end",
+                    "c"
                 ],
                 "{count} workers"
             );

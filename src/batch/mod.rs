@@ -97,6 +97,20 @@ impl Summary {
     }
 }
 
+/// Most sessions one job runs: each holds a model and a thread, and far fewer already keep every
+/// core of a large machine busy.
+pub const MAX_WORKER_COUNT: usize = 256;
+
+/// Refuses a session count that could not be run, before anything is started for it.
+pub fn check_worker_count(max_worker_count: usize) -> Result<()> {
+    if !(1..=MAX_WORKER_COUNT).contains(&max_worker_count) {
+        bail!(
+            "--max-worker-count must be between 1 and {MAX_WORKER_COUNT}, got {max_worker_count}"
+        );
+    }
+    Ok(())
+}
+
 /// Runs a job on the caller's runtime (ideally one thread per session: each scoring task
 /// decodes, runs and encodes a whole batch). A cancelled job publishes nothing.
 pub async fn run(
@@ -104,9 +118,10 @@ pub async fn run(
     cancel: &CancellationToken,
     progress: &dyn Progress,
 ) -> Result<Summary> {
-    if args.batch_size == 0 || args.max_worker_count == 0 {
-        bail!("--batch-size and --max-worker-count must be at least 1");
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
     }
+    check_worker_count(args.max_worker_count)?;
     if args.worker_count == 0 || args.worker_index >= args.worker_count {
         bail!(
             "--worker-index {} must be below --worker-count {}",

@@ -172,10 +172,19 @@ impl ShardWriter {
                 .await?;
         }
         // A run split into another number of shards left files this run's names never meet;
-        // they would be read as part of this run's output.
+        // they would be read as part of this run's output. Only files directly in the output
+        // folder: the listing also holds whatever lies below it (another job's output).
+        let base = self.output.uri.trim_end_matches('/').len();
         for o in self.output.list().await? {
-            let name = o.location.uri.rsplit('/').next().unwrap_or_default();
-            if shard_count(name).is_some_and(|n| n != self.count) {
+            let Some(name) = o
+                .location
+                .uri
+                .get(base..)
+                .map(|r| r.trim_start_matches('/'))
+            else {
+                continue;
+            };
+            if !name.contains('/') && shard_count(name).is_some_and(|n| n != self.count) {
                 o.location.delete().await?;
             }
         }

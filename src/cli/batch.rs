@@ -17,7 +17,9 @@ pub enum DataFormat {
 }
 
 fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(crate::batch::MAX_WORKER_COUNT)
 }
 
 #[derive(Debug, Clone, Args)]

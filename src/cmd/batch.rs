@@ -14,6 +14,7 @@ pub fn run(args: &BatchArgs, ort_library: Option<PathBuf>) -> Result<ExitCode> {
     if !(0.0..=1.0).contains(&args.max_error_rate) {
         anyhow::bail!("--max-error-rate must be between 0 and 1");
     }
+    batch::check_worker_count(args.max_worker_count)?;
     let config = args.config(ort_library);
     // One runtime thread per session: each decodes, runs and encodes whole batches.
     let runtime = super::runtime(config.max_worker_count)?;

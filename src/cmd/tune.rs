@@ -18,7 +18,23 @@ pub fn run(args: &TuneArgs) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("--config {}: {e}", args.config.display()))?;
     // A resumed study that silently started afresh would waste every trial: the source must
     // hold an earlier job's trials.
+    let job_dir = tune::local_job_dir(&args.job_dir)?;
     if let Some(from) = &args.resume_from {
+        // A job's own job-dir is resumed by running the job again; read as an earlier job's,
+        // its interrupted trials would run twice.
+        let same = |a: &std::path::Path, b: &std::path::Path| {
+            a.canonicalize()
+                .ok()
+                .zip(b.canonicalize().ok())
+                .is_some_and(|(a, b)| a == b)
+        };
+        if same(from, &job_dir) {
+            anyhow::bail!(
+                "--resume-from {} is this job's own --job-dir: run the job again without \
+                 --resume-from to resume it",
+                from.display()
+            );
+        }
         if !from.join(tune::OUTPUT_FILE).is_file() {
             anyhow::bail!(
                 "--resume-from {} holds no {}: name the job-dir of an earlier tuning job",
@@ -33,7 +49,6 @@ pub fn run(args: &TuneArgs) -> Result<ExitCode> {
             args.config.display()
         );
     }
-    let job_dir = tune::local_job_dir(&args.job_dir)?;
     let trainer = match &args.trainer {
         Some(program) => Trainer::Program(program.clone()),
         None => {

@@ -349,8 +349,15 @@ pub async fn expand(uri: &str) -> Result<Vec<Object>> {
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot list {dir}"))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let meta = entry.metadata()?;
-            if meta.is_file() && matches(pattern, &name) {
+            if !matches(pattern, &name) {
+                continue;
+            }
+            // Through a symbolic link to what it names, as a shell's wildcard does; a dangling
+            // link is skipped.
+            let Ok(meta) = std::fs::metadata(entry.path()) else {
+                continue;
+            };
+            if meta.is_file() {
                 let uri = if dir == "." {
                     name
                 } else {
@@ -461,6 +468,9 @@ mod tests {
         for name in ["b.json", "a.json", "c.txt"] {
             std::fs::write(dir.path().join(name), name).unwrap();
         }
+        // A link to a file is that file (as a shell's wildcard reads it); a dangling one is none.
+        std::os::unix::fs::symlink(dir.path().join("a.json"), dir.path().join("d.json")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("e.json")).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -471,8 +481,9 @@ mod tests {
             .iter()
             .map(|o| o.location.uri.rsplit('/').next().unwrap())
             .collect();
-        assert_eq!(names, ["a.json", "b.json"]);
+        assert_eq!(names, ["a.json", "b.json", "d.json"]);
         assert_eq!(found[0].size, 6);
+        assert_eq!(found[2].size, 6);
         let err = rt
             .block_on(expand(&format!("{}/*.csv", dir.path().display())))
             .unwrap_err();

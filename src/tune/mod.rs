@@ -241,10 +241,10 @@ pub fn run(
         // completed trials at its step is stopped, and counts as completed with its last report.
         if spec.early_stopping {
             for r in &mut running {
-                let reports = trial::read_reports(
+                let reports = trial::finite(trial::read_reports(
                     &trial::metric_path(&tuning_dir, r.record.id),
                     &spec.metric_tag,
-                );
+                ));
                 if stopping::should_stop(spec, &reports, &trials) {
                     stop(&mut r.child);
                     r.record.stopped_early = true;
@@ -273,10 +273,23 @@ pub fn run(
                     .map(|(step, value)| trial::Report { step, value })
                     .collect();
             }
+            // A trial whose last report is no number diverged: an earlier value is not its result.
+            let diverged = reports
+                .last()
+                .filter(|last| !last.value.is_finite())
+                .map(|last| (last.step, last.value));
+            let reports = trial::finite(reports);
             r.record.reports = reports.clone();
             r.record.end();
             let log = trial::log_path(&tuning_dir, r.record.id);
             match (r.record.stopped_early, status.success(), reports.last()) {
+                _ if let Some((step, value)) = diverged => {
+                    r.record.state = TrialState::Failed;
+                    r.record.error = Some(format!(
+                        "its last report of {} was {value} (step {step}): the trial diverged",
+                        spec.metric_tag
+                    ));
+                }
                 (true, _, Some(last)) | (false, true, Some(last)) => {
                     r.record.state = TrialState::Succeeded;
                     r.record.final_metric = Some((last.step, last.value));
@@ -354,5 +367,8 @@ pub fn local_job_dir(job_dir: &str) -> Result<PathBuf> {
              read from it); give a local folder"
         );
     }
-    Ok(Path::new(job_dir).to_path_buf())
+    if job_dir.trim().is_empty() {
+        bail!("--job-dir must name a folder");
+    }
+    Ok(Path::new(crate::storage::remote::local_path(job_dir)).to_path_buf())
 }

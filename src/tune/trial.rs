@@ -151,8 +151,16 @@ pub fn read_reports(path: &Path, tag: &str) -> Vec<Report> {
                 Some(Json::Number(n)) => n.as_f64().map_or(0, |x| x as u64),
                 _ => 0,
             };
-            value.is_finite().then_some(Report { step, value })
+            Some(Report { step, value })
         })
+        .collect()
+}
+
+/// The reports with a value to compare (a diverged trainer reports NaN).
+pub fn finite(reports: Vec<Report>) -> Vec<Report> {
+    reports
+        .into_iter()
+        .filter(|r| r.value.is_finite())
         .collect()
 }
 

@@ -6,6 +6,8 @@ through the real cloudml-hypertune package.
     --mode curve       --curve good1|good2|good3|bad: reports at steps 100..500; "bad" reports a
                        poor value at step 100, then waits (until the tuner stops it)
     --mode fail        exits 3 with a message when n is odd, else as quadratic
+    --mode diverge     when n is odd, a good value at step 100, then NaN at step 200 (exits 0);
+                       else as quadratic
     --mode hang        as quadratic, but n == 2 waits forever after reporting nothing
     --mode hang-all    every trial waits forever after writing trial.json
 """
@@ -56,6 +58,14 @@ def main() -> int:
     if args.mode == "fail" and args.n % 2 == 1:
         print(f"cannot train with n={args.n}: odd sizes are not supported", file=sys.stderr)
         return 3
+    if args.mode == "diverge" and args.n % 2 == 1:
+        hpt.report_hyperparameter_tuning_metric(
+            hyperparameter_metric_tag=tag, metric_value=10.0, global_step=100
+        )
+        hpt.report_hyperparameter_tuning_metric(
+            hyperparameter_metric_tag=tag, metric_value=float("nan"), global_step=200
+        )
+        return 0
     if args.mode == "hang-all" or (args.mode == "hang" and args.n == 2):
         while True:
             time.sleep(1)
