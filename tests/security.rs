@@ -124,6 +124,12 @@ fn tokens_and_tls_with_the_real_clients() {
         ],
     );
     let instances = instances(tmp.path());
+    // Clients that connect and never handshake: the server drops them (after its handshake
+    // timeout) instead of holding their sockets for good. Checked at the end of the test.
+    let silent: Vec<std::net::TcpStream> = [&server.addr, &server.grpc_addr]
+        .iter()
+        .map(|addr| std::net::TcpStream::connect(addr.as_str()).unwrap())
+        .collect();
 
     // REST with the `ml` v1 client: each token gets what its scope allows.
     let python = python_env("googleapi", "tests/python/requirements-googleapi.txt");
@@ -218,4 +224,18 @@ fn tokens_and_tls_with_the_real_clients() {
         "predict-secret",
     ]));
     assert_one_line_error(&out, "PERMISSION_DENIED");
+    for mut stream in silent {
+        use std::io::Read;
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let read = stream.read(&mut byte);
+        let closed = matches!(read, Ok(0))
+            || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+        assert!(
+            closed,
+            "a connection that never handshakes is still open after 60 s"
+        );
+    }
 }

@@ -123,6 +123,64 @@ fn warmup_files_run_before_a_version_is_served() {
     assert_eq!(a["deployedModelId"], "1");
 }
 
+/// A version that failed to load is tried again when its warm-up file changes (not only its
+/// model file), and its failure metric goes once its folder does.
+#[test]
+fn a_failed_version_is_retried_when_any_of_its_files_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("census");
+    let model = bundled_version().join("model.onnx");
+    publish_version(&base, 1, &model);
+    publish_version(&base, 2, &model);
+    std::fs::write(base.join("2/warmup.jsonl"), "{\"age\": \"x\"}\n").unwrap();
+    publish_version(&base, 3, &model);
+    std::fs::write(base.join("3/warmup.jsonl"), "{\"age\": \"x\"}\n").unwrap();
+    let server = Server::start(&[
+        "--model-base-path",
+        base.to_str().unwrap(),
+        "--version-policy",
+        "all",
+        "--file-system-poll-wait-seconds",
+        "0.05",
+    ]);
+    let state = |v: u64| -> String {
+        let (_, text) = server.get(&format!("/v1/models/census/versions/{v}"));
+        let s: Value = serde_json::from_str(&text).unwrap();
+        s["model_version_status"][0]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let failed_gauge = |v: u64| -> bool {
+        server.get("/metrics").1.contains(&format!(
+            "mlengine_model_version_load_failed{{model=\"census\",version=\"{v}\"}} 1"
+        ))
+    };
+    assert_eq!(state(2), "END");
+    assert!(failed_gauge(2) && failed_gauge(3));
+    std::fs::write(
+        base.join("2/warmup.jsonl"),
+        format!("{}\n", census_instance()),
+    )
+    .unwrap();
+    wait_until("version 2 loads once its warm-up file is fixed", || {
+        state(2) == "AVAILABLE"
+    });
+    let (status, a) = server.post_json(
+        "/v1/models/census/versions/2:predict",
+        &json!({"instances": [census_instance()]}),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert!(!failed_gauge(2));
+    std::fs::remove_dir_all(base.join("3")).unwrap();
+    wait_until("version 3's failure is forgotten with its folder", || {
+        !server
+            .get("/metrics")
+            .1
+            .contains("version_load_failed{model=\"census\",version=\"3\"}")
+    });
+}
+
 #[test]
 fn ready_only_when_every_model_has_a_version() {
     let tmp = tempfile::tempdir().unwrap();

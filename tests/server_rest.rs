@@ -582,6 +582,22 @@ fn bad_serve_flags_fail_with_one_line() {
             vec!["--file-system-poll-wait-seconds".into(), "soon".into()],
             "invalid value 'soon'",
         ),
+        (
+            vec!["--file-system-poll-wait-seconds".into(), "1e30".into()],
+            "must be 0 (no polling) or between 0.01 and 31536000 (a year), got 1000000000000000000000000000000",
+        ),
+        (
+            vec!["--version-labels".into(), "5=1".into()],
+            "a label is letters, digits, '_' or '-', and not a number",
+        ),
+        (
+            vec!["--version-labels".into(), "=1".into()],
+            "a label is letters, digits",
+        ),
+        (
+            vec!["--version-labels".into(), "a=1,a=9".into()],
+            "names label \"a\" twice",
+        ),
     ];
     for (args, needle) in cases {
         let out = run(bin()

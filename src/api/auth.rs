@@ -144,11 +144,12 @@ impl Auth {
                 ))
             };
         }
+        // The scheme is case-insensitive and followed by spaces or tabs (RFC 9110, 11.4).
         let token = authorization
-            .and_then(|v| {
-                v.strip_prefix(b"Bearer ")
-                    .or_else(|| v.strip_prefix(b"bearer "))
-            })
+            .map(<[u8]>::trim_ascii)
+            .filter(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case(b"bearer"))
+            .map(|v| &v[6..])
+            .filter(|rest| rest.first().is_some_and(|b| matches!(b, b' ' | b'\t')))
             .map(<[u8]>::trim_ascii);
         let Some(token) = token else {
             return Err(Error::new(
@@ -202,6 +203,9 @@ mod tests {
         };
         assert!(check(Need::Admin, Some("Bearer secret-a")).is_ok());
         assert!(check(Need::Predict, Some("Bearer secret-p")).is_ok());
+        assert!(check(Need::Predict, Some("BEARER secret-p")).is_ok());
+        assert!(check(Need::Predict, Some("bearer\t secret-p ")).is_ok());
+        assert!(check(Need::Predict, Some("Bearersecret-p")).is_err());
         assert!(check(Need::Nothing, None).is_ok());
         assert_eq!(
             check(Need::Predict, None).unwrap_err().code,

@@ -72,8 +72,10 @@ impl Tls {
                 let (stream, peer) = super::listener::accept(&tcp).await;
                 let (acceptor, tx, open) = (acceptor.clone(), tx.clone(), Arc::clone(&open));
                 tokio::spawn(async move {
-                    // A failed handshake is the client's problem: drop the connection.
-                    if let Ok(tls) = acceptor.accept(stream).await {
+                    // A failed or stalled handshake is the client's problem: drop the connection.
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    if let Ok(Ok(tls)) = handshake.await {
                         // Counted from here, while it waits for axum too.
                         let tls = Counted::new(tls, &open, Carries::OneAtATime);
                         let _ = tx.send((tls, peer)).await;
@@ -96,6 +98,10 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+/// How long a client has to finish its TLS handshake: one that connects and stalls would
+/// otherwise hold a socket (and a task) for good.
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct TlsListener {
     /// Handshaken connections (HTTP/1.1), counted in `Connections` while open.

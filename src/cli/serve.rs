@@ -181,20 +181,29 @@ pub struct ServeArgs {
     pub shutdown_grace_seconds: u64,
 }
 
+/// `label=version` entries, under the config file's rule for labels (letters, digits, `_` or
+/// `-`, and not a number, which would read as a version), each label once.
 pub fn parse_labels(labels: &[String]) -> Result<std::collections::HashMap<String, u64>> {
-    labels
-        .iter()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let (name, version) = l
-                .split_once('=')
-                .with_context(|| format!("--version-labels entry {l:?} is not label=version"))?;
-            let version = version.trim().parse::<u64>().with_context(|| {
-                format!("--version-labels entry {l:?}: {version:?} is not a version number")
-            })?;
-            Ok((name.trim().to_string(), version))
-        })
-        .collect()
+    let mut out = std::collections::HashMap::new();
+    for l in labels.iter().filter(|l| !l.trim().is_empty()) {
+        let (name, version) = l
+            .split_once('=')
+            .with_context(|| format!("--version-labels entry {l:?} is not label=version"))?;
+        let version = version.trim().parse::<u64>().with_context(|| {
+            format!("--version-labels entry {l:?}: {version:?} is not a version number")
+        })?;
+        let name = name.trim();
+        if !crate::repository::config::valid_label(name) {
+            bail!(
+                "--version-labels entry {l:?}: a label is letters, digits, '_' or '-', and not a \
+                 number"
+            );
+        }
+        if out.insert(name.to_string(), version).is_some() {
+            bail!("--version-labels names label {name:?} twice");
+        }
+    }
+    Ok(out)
 }
 
 impl ServeArgs {
@@ -212,8 +221,16 @@ impl ServeArgs {
     /// The server's configuration; `ort_library` is the global `--ort-library`.
     pub fn config(&self, ort_library: Option<PathBuf>) -> Result<ServeConfig> {
         let poll = self.file_system_poll_wait_seconds;
-        if !(poll.is_finite() && poll >= 0.0) {
-            bail!("--file-system-poll-wait-seconds must be zero or positive");
+        // Zero is no polling; a poll faster than a few milliseconds would spin on a core, and
+        // one beyond a year is no poll (nor a duration the clock can hold).
+        const POLL_RANGE: std::ops::RangeInclusive<f64> = 0.01..=31_536_000.0;
+        if !(poll == 0.0 || POLL_RANGE.contains(&poll)) {
+            bail!(
+                "--file-system-poll-wait-seconds must be 0 (no polling) or between {} and {} \
+                 (a year), got {poll}",
+                POLL_RANGE.start(),
+                POLL_RANGE.end()
+            );
         }
         let threads = self.threads();
         for (name, value) in [

@@ -76,6 +76,19 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<ModelConfig>> {
     file.models
         .into_iter()
         .map(|e| {
+            // A name is one path segment of every API (`/v1/models/{name}:predict`).
+            let name_ok = !e.name.is_empty()
+                && !e.name.contains(['/', ':', '?', '#', '%'])
+                && !e.name.chars().any(char::is_whitespace);
+            if !name_ok {
+                bail!(
+                    "model name {:?} must be non-empty, without '/', ':', '?', '#', '%' or spaces",
+                    e.name
+                );
+            }
+            if e.base_path.trim().is_empty() {
+                bail!("model '{}': base_path is empty", e.name);
+            }
             if !seen.insert(e.name.clone()) {
                 bail!("model '{}' is listed twice", e.name);
             }
@@ -84,19 +97,33 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<ModelConfig>> {
                 None => VersionPolicy::default(),
             };
             for label in e.version_labels.keys() {
-                if label.is_empty() || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') || label.bytes().all(|b| b.is_ascii_digit()) {
+                if !valid_label(label) {
                     bail!("model '{}': version label {label:?} must be letters, digits, '_' or '-' and not a number", e.name);
                 }
             }
             Ok(ModelConfig {
                 name: e.name,
-                base_path: dir.join(&e.base_path),
+                // A bucket as it is; a local path (or `file:` URI) relative to the file.
+                base_path: if crate::storage::remote::is_remote(&e.base_path) {
+                    PathBuf::from(&e.base_path)
+                } else {
+                    dir.join(crate::storage::remote::local_path(&e.base_path))
+                },
                 policy,
                 labels: e.version_labels,
                 default_version: None,
             })
         })
         .collect()
+}
+
+/// A version label: letters, digits, `_` or `-`, and not a number (which names a version).
+pub fn valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && !label.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -114,6 +141,24 @@ mod tests {
         assert_eq!(models[0].policy, VersionPolicy::Latest(2));
         assert_eq!(models[0].labels["v1"], 7);
         assert_eq!(models[1].base_path, Path::new("/abs/b"));
+        let one = |entry: &str| parse(&format!("models:\n  - {entry}\n"), dir.path());
+        assert_eq!(
+            one("{name: s, base_path: \"gs://bucket/s\"}").unwrap()[0].base_path,
+            Path::new("gs://bucket/s")
+        );
+        assert_eq!(
+            one("{name: f, base_path: \"FILE:///abs/f\"}").unwrap()[0].base_path,
+            Path::new("/abs/f")
+        );
+        for (entry, why) in [
+            ("{name: '', base_path: a}", "must be non-empty"),
+            ("{name: a/b, base_path: a}", "without '/'"),
+            ("{name: 'x:predict', base_path: a}", "without '/', ':'"),
+            ("{name: a, base_path: ''}", "base_path is empty"),
+        ] {
+            let e = one(entry).unwrap_err().to_string();
+            assert!(e.contains(why), "{entry}: {e}");
+        }
 
         let json = dir.path().join("models.json");
         std::fs::write(

@@ -27,6 +27,8 @@ pub enum VersionEventKind {
     Failed(String),
     /// No longer served (the policy dropped it, its files are gone, or its model was removed).
     Retired,
+    /// A version that had failed to load is gone from disk: its failure no longer stands.
+    Forgotten,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +179,8 @@ impl Manager {
         let current = model.versions();
         let mut next: BTreeMap<u64, Arc<LoadedVersion>> = BTreeMap::new();
         let mut events = Vec::new();
+        // Loaded versions are AVAILABLE once they are served, not before.
+        let mut loaded_now = Vec::new();
         let limit = cfg.policy.limit();
         for (version, dir) in on_disk.iter().rev() {
             if next.len() >= limit {
@@ -205,7 +209,7 @@ impl Manager {
                     if let Ok(mut f) = model.failed.lock() {
                         f.remove(version);
                     }
-                    model.set_status(*version, VersionState::Available, None);
+                    loaded_now.push(*version);
                     next.insert(*version, Arc::new(loaded));
                     events.push((*version, VersionEventKind::Loaded));
                 }
@@ -231,8 +235,22 @@ impl Manager {
             tracing::info!(model = %model.name, versions = ?next.keys().collect::<Vec<_>>(), "serving versions");
             model.set_versions(next);
         }
-        // Versions removed from disk leave the status list once they are no longer served.
-        model.forget_status(|v| on_disk.iter().any(|(d, _)| *d == v));
+        for version in loaded_now {
+            model.set_status(version, VersionState::Available, None);
+        }
+        // Versions removed from disk leave the status list once they are no longer served, and
+        // a failure of one no longer stands.
+        let on_disk_now = |v: u64| on_disk.iter().any(|(d, _)| *d == v);
+        model.forget_status(on_disk_now);
+        if let Ok(mut failed) = model.failed.lock() {
+            failed.retain(|v, _| {
+                let keep = on_disk_now(*v);
+                if !keep {
+                    events.push((*v, VersionEventKind::Forgotten));
+                }
+                keep
+            });
+        }
         let serving = model.versions().len();
         for (version, kind) in events {
             self.publish(VersionEvent {
@@ -270,7 +288,10 @@ impl Manager {
     }
 }
 
+/// A failed version is tried again once either file that decides its load changes.
 fn fingerprint(dir: &Path) -> Fingerprint {
-    let meta = std::fs::metadata(dir.join(MODEL_FILE)).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    [MODEL_FILE, warmup::WARMUP_FILE].map(|name| {
+        let meta = std::fs::metadata(dir.join(name)).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    })
 }

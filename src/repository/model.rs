@@ -57,8 +57,9 @@ impl LoadedVersion {
     }
 }
 
-/// When and how large a version's model file was, to notice a changed file.
-pub(super) type Fingerprint = Option<(SystemTime, u64)>;
+/// When and how large a version's files (its model file and its warm-up requests) were, to
+/// notice a changed file.
+pub(super) type Fingerprint = [Option<(SystemTime, u64)>; 2];
 
 pub struct ServedModel {
     pub name: String,

@@ -8,7 +8,8 @@ use anyhow::{bail, Context, Result};
 use super::MODEL_FILE;
 
 /// Numeric version directories under `base`, ascending. Hidden and non-numeric entries (such as
-/// an export still being written) are ignored.
+/// an export still being written) are ignored, and so are numbers that gRPC's int64 version
+/// cannot carry, and a second spelling of a number (`01` beside `1`: the plain one counts).
 pub fn versions(base: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     let entries =
@@ -23,20 +24,46 @@ pub fn versions(base: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let Ok(version) = name.parse::<u64>() else {
             continue;
         };
+        if i64::try_from(version).is_err() {
+            tracing::warn!(
+                "ignoring version directory {}: numbers above {} cannot be addressed over gRPC",
+                entry.path().display(),
+                i64::MAX
+            );
+            continue;
+        }
         if entry.path().is_dir() {
             out.push((version, entry.path()));
         }
     }
-    out.sort();
+    // The plain spelling of a number first, then the others, which are dropped.
+    let plain = |v: &u64, p: &Path| p.file_name().and_then(|n| n.to_str()) != Some(&v.to_string());
+    out.sort_by(|(a, pa), (b, pb)| a.cmp(b).then(plain(a, pa).cmp(&plain(b, pb))));
+    out.dedup_by(|(b, dropped), (a, kept)| {
+        let same = a == b;
+        if same {
+            tracing::warn!(
+                "ignoring version directory {}: {} is version {a} too",
+                dropped.display(),
+                kept.display()
+            );
+        }
+        same
+    });
     Ok(out)
 }
 
 /// The versions a base path serves: its numeric version directories or, when it has none and
 /// holds `model.onnx` itself, the base path as version 1. KServe's storage initializer lays a
 /// model out that way in `/mnt/models` when the `storageUri` is one model's folder or file.
+/// A numeric folder without a model file yet (being copied in, or stray) does not turn the
+/// base path's own model away.
 pub fn served_versions(base: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let numeric = versions(base)?;
-    if numeric.is_empty() && base.join(MODEL_FILE).is_file() {
+    let any_model = numeric
+        .iter()
+        .any(|(_, dir)| dir.join(MODEL_FILE).is_file());
+    if !any_model && base.join(MODEL_FILE).is_file() {
         return Ok(vec![(1, base.to_path_buf())]);
     }
     Ok(numeric)
@@ -88,11 +115,39 @@ mod tests {
             served_versions(root.path()).unwrap(),
             vec![(1, root.path().to_path_buf())]
         );
-        // Numeric version directories win over a stray model file beside them.
+        // A numeric folder without a model file (being copied in, or stray) changes nothing;
+        // once it holds one, numeric version directories win over the model beside them.
         std::fs::create_dir(root.path().join("7")).unwrap();
         assert_eq!(
             served_versions(root.path()).unwrap(),
+            vec![(1, root.path().to_path_buf())]
+        );
+        std::fs::write(root.path().join("7").join(MODEL_FILE), b"x").unwrap();
+        assert_eq!(
+            served_versions(root.path()).unwrap(),
             vec![(7, root.path().join("7"))]
+        );
+    }
+
+    #[test]
+    fn one_directory_per_number_and_numbers_grpc_can_carry() {
+        let root = tempfile::tempdir().unwrap();
+        for v in [
+            "01",
+            "1",
+            "002",
+            "9223372036854775808",
+            "9223372036854775807",
+        ] {
+            std::fs::create_dir(root.path().join(v)).unwrap();
+        }
+        assert_eq!(
+            versions(root.path()).unwrap(),
+            vec![
+                (1, root.path().join("1")),
+                (2, root.path().join("002")),
+                (i64::MAX as u64, root.path().join("9223372036854775807")),
+            ]
         );
     }
 

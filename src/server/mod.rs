@@ -61,6 +61,7 @@ pub struct ServeConfig {
 /// A built server: models loaded, listeners bound, not yet answering.
 pub struct Server {
     config: ServeConfig,
+    tls: Option<crate::api::tls::Tls>,
     service: Arc<InferenceService>,
     control: Option<Arc<ControlPlane>>,
     rest_listener: tokio::net::TcpListener,
@@ -74,6 +75,11 @@ pub struct Server {
 impl Server {
     /// Loads ONNX Runtime and every model's versions, starts the poller and binds both ports.
     pub async fn build(config: ServeConfig) -> Result<Server> {
+        // Certificates first: a bad one is reported before any model loads or port is taken.
+        let tls = match &config.tls {
+            Some((cert, key)) => Some(crate::api::tls::Tls::load(cert, key)?),
+            None => None,
+        };
         let cpu_latency = config
             .cpu_latency_us
             .map(cpu_latency::CpuLatency::hold)
@@ -147,16 +153,6 @@ impl Server {
             }
             tracing::info!("execution provider: CUDA");
         }
-        let (stop_poller, stop) = tokio::sync::watch::channel(false);
-        if let Some(wait) = config.poll_wait {
-            poller::spawn(
-                Arc::clone(&manager),
-                mirrors,
-                tokio::runtime::Handle::current(),
-                wait,
-                stop,
-            )?;
-        }
         let rest_addr: SocketAddr = format!("{}:{}", config.host, config.rest_port)
             .parse()
             .with_context(|| format!("invalid --host {}", config.host))?;
@@ -167,6 +163,17 @@ impl Server {
         let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
             .await
             .with_context(|| format!("cannot listen on {grpc_addr} (--grpc-port)"))?;
+        // The poller once the ports are taken: a failed start never leaves it running.
+        let (stop_poller, stop) = tokio::sync::watch::channel(false);
+        if let Some(wait) = config.poll_wait {
+            poller::spawn(
+                Arc::clone(&manager),
+                mirrors,
+                tokio::runtime::Handle::current(),
+                wait,
+                stop,
+            )?;
+        }
         let service = Arc::new(InferenceService {
             manager,
             metrics,
@@ -176,6 +183,7 @@ impl Server {
         });
         Ok(Server {
             config,
+            tls,
             service,
             control,
             rest_listener,
@@ -203,6 +211,7 @@ impl Server {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         let Server {
             config,
+            tls,
             service,
             control,
             rest_listener,
@@ -212,10 +221,6 @@ impl Server {
             _cpu_latency,
         } = self;
         let lifecycle = Arc::clone(&service.lifecycle);
-        let tls = match &config.tls {
-            Some((cert, key)) => Some(crate::api::tls::Tls::load(cert, key)?),
-            None => None,
-        };
         let auth = Arc::new(config.auth.clone());
         let (grpc_services, health) = grpc::services(
             Arc::clone(&service),
@@ -338,6 +343,11 @@ fn subscribe_metrics(manager: &Manager, metrics: &Arc<Metrics>) {
                     .version_load_failed
                     .with_label_values(&[model, &version])
                     .set(i64::from(failed));
+            }
+            VersionEventKind::Forgotten => {
+                let _ = metrics
+                    .version_load_failed
+                    .remove_label_values(&[model, &version]);
             }
             VersionEventKind::Retired => {}
         }

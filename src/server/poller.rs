@@ -2,7 +2,7 @@
 //! the serving threads), it mirrors bucket base paths into local directories and lets the manager
 //! compare every model's source with what it serves, every poll interval.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +34,7 @@ impl Mirrors {
                 mirrors.push(mirror);
                 c.base_path = local;
             } else {
+                c.base_path = PathBuf::from(crate::storage::remote::local_path(&uri));
                 // A job-dir serves its exports, as `predict --model-dir` takes it.
                 let servo = c.base_path.join("export").join("Servo");
                 if servo.is_dir() {

@@ -79,11 +79,13 @@ async fn connection(
     match tls {
         None => serve_connection(&builder, TokioIo::new(stream), dispatch, stopped).await,
         Some(acceptor) => {
-            // A failed handshake is the client's problem: drop the connection.
+            // A failed or stalled handshake is the client's problem: drop the connection.
+            let handshake =
+                tokio::time::timeout(crate::api::tls::HANDSHAKE_TIMEOUT, acceptor.accept(stream));
             let stream = tokio::select! {
-                handshake = acceptor.accept(stream) => match handshake {
-                    Ok(stream) => stream,
-                    Err(_) => return,
+                handshake = handshake => match handshake {
+                    Ok(Ok(stream)) => stream,
+                    _ => return,
                 },
                 _ = stopped.wait_for(|stop| *stop) => return,
             };
