@@ -611,6 +611,8 @@ fn serve_watches_a_bucket_prefix() {
         }
     };
     wait_for("1");
+    // An object whose key no path can name (an empty segment) does not hide the others.
+    s3.tool(&["put", "bucket", "models/census/notes//x.txt", model]);
     s3.tool(&["put", "bucket", "models/census/2/model.onnx", model]);
     wait_for("2");
     s3.tool(&["rm", "bucket", "models/census/2/model.onnx"]);

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 use crate::storage::remote::{self, Location};
 
-/// (size, last modified) of every file of a version, to notice changed files.
+/// The size of every file of a version, to notice changed files.
 type Fingerprint = BTreeMap<String, u64>;
 
 pub struct Mirror {
@@ -33,24 +33,35 @@ impl Mirror {
     /// Brings the local copy in line with the bucket: new or changed versions downloaded,
     /// versions gone from the bucket removed.
     pub async fn sync(&mut self) -> Result<()> {
-        let objects = self.remote.list().await?;
-        let prefix = self.remote.uri.trim_end_matches('/').len() + 1;
+        // Each numeric folder is listed on its own: an object elsewhere under the prefix, or
+        // one version's listing failing, never hides (or removes) the other versions.
         let mut remote_versions: BTreeMap<u64, Vec<(String, remote::Object)>> = BTreeMap::new();
-        for o in objects {
-            let rel = o.location.uri[prefix..].to_string();
-            let Some((version, file)) = rel.split_once('/') else {
+        let mut unlisted = Vec::new();
+        for folder in self.remote.folders().await? {
+            let Ok(v) = folder.parse::<u64>() else {
                 continue;
             };
-            let Ok(v) = version.parse::<u64>() else {
-                continue;
-            };
-            if !version.bytes().all(|b| b.is_ascii_digit()) || file.is_empty() {
+            if !folder.bytes().all(|b| b.is_ascii_digit()) {
                 continue;
             }
-            remote_versions
-                .entry(v)
-                .or_default()
-                .push((file.to_string(), o));
+            let location = self.remote.join(&folder);
+            let objects = match location.list().await {
+                Ok(objects) => objects,
+                Err(e) => {
+                    tracing::warn!(version = v, "cannot list {}: {e:#}", location.uri);
+                    unlisted.push(v);
+                    continue;
+                }
+            };
+            let prefix = location.uri.trim_end_matches('/').len() + 1;
+            for o in objects {
+                let Some(file) = o.location.uri.get(prefix..).map(str::to_string) else {
+                    continue;
+                };
+                if !file.is_empty() {
+                    remote_versions.entry(v).or_default().push((file, o));
+                }
+            }
         }
         // A version is complete once its model file is there (exports upload it last); one
         // without it is not (or no longer) a version.
@@ -60,13 +71,22 @@ impl Mirror {
             if self.known.get(version) == Some(&fingerprint) {
                 continue;
             }
-            self.download(*version, files).await?;
+            // One version that cannot be brought down does not hold back the others (or the
+            // removals below); it is tried again at the next poll.
+            if let Err(e) = self.download(*version, files).await {
+                tracing::warn!(
+                    version,
+                    "cannot mirror version from {}: {e:#}",
+                    self.remote.uri
+                );
+                continue;
+            }
             self.known.insert(*version, fingerprint);
         }
         let gone: Vec<u64> = self
             .known
             .keys()
-            .filter(|v| !remote_versions.contains_key(v))
+            .filter(|v| !remote_versions.contains_key(v) && !unlisted.contains(v))
             .copied()
             .collect();
         for version in gone {
@@ -91,7 +111,7 @@ impl Mirror {
         }
         let target = self.local.join(version.to_string());
         if target.exists() {
-            // A changed version: move the old copy aside first; the poller reloads it by mtime.
+            // A changed version: move the old copy aside first.
             let old = self.local.join(format!(".old-{version}"));
             let _ = std::fs::remove_dir_all(&old);
             std::fs::rename(&target, &old)?;

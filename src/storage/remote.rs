@@ -255,6 +255,22 @@ impl Location {
     }
 
     /// Objects directly or indirectly below this prefix.
+    /// The names of the folders directly below this prefix (one listing with a delimiter, so
+    /// that what lies deeper, however its keys are spelled, is not read).
+    pub async fn folders(&self) -> Result<Vec<String>> {
+        let prefix = (!self.path.as_ref().is_empty()).then_some(&self.path);
+        let listing = self
+            .store
+            .list_with_delimiter(prefix)
+            .await
+            .map_err(|e| failed("list", &self.uri, e))?;
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
     pub async fn list(&self) -> Result<Vec<Object>> {
         let prefix = (!self.path.as_ref().is_empty()).then_some(&self.path);
         let metas: Vec<object_store::ObjectMeta> = self
