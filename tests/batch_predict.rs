@@ -245,6 +245,16 @@ fn sharded_runs_union_to_the_single_run() {
     assert!(o.status.success(), "{}", stderr(&o));
     let expected = results(&single);
     assert_eq!(expected.len(), 477);
+    // A file named twice, however spelled, is read once.
+    let twice = tmp.path().join("twice");
+    let o = batch(&[
+        "--input-paths",
+        &format!("{inputs},{}/./x.json", tmp.path().display()),
+        "--output-path",
+        twice.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_predictions(&results(&twice), &expected, "a file named twice");
     // Each split is run into the single run's output: a re-run replaces the output, the files
     // of a split into another number of shards included, but nothing below it (another job's).
     let nested = single.join("nested/prediction.results-00000-of-00007");
@@ -329,6 +339,14 @@ fn fatal_errors_are_one_line_and_publish_nothing() {
         out.to_str().unwrap(),
     ]);
     assert_one_line_error(&o, "cannot read /nonexistent/in.json");
+    // A read-only output is refused before anything is scored.
+    let o = batch(&[
+        "--input-paths",
+        input.to_str().unwrap(),
+        "--output-path",
+        "HTTPS://127.0.0.1:9/out",
+    ]);
+    assert_one_line_error(&o, "http(s) storage is read-only");
     let o = batch(&[
         "--input-paths",
         &format!("{}/*.csv", tmp.path().display()),

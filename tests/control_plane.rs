@@ -614,15 +614,9 @@ fn a_users_python_trainer_runs_only_with_allow_custom_code() {
         }})
     };
     let closed = managed_server(tmp.path(), &[]);
-    let (status, e) = call(&closed, "POST", "jobs", job("closed", json!([])));
-    assert_eq!(status, 400, "{e}");
-    assert_eq!(e["error"]["status"], "FAILED_PRECONDITION", "{e}");
-    assert!(
-        e["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("--allow-custom-code"),
-        "{e}"
+    assert_failed_precondition(
+        call(&closed, "POST", "jobs", job("closed", json!([]))),
+        "--allow-custom-code",
     );
     drop(closed);
 
@@ -874,6 +868,27 @@ fn a_tuning_job_runs_its_trials_through_the_tuner() {
         let dir = job_dir.join(t["trialId"].as_str().unwrap());
         assert_eq!(exported_versions(&dir).len(), 1);
     }
+    // Another job in the same jobDir would take these trials as its own: refused.
+    assert_failed_precondition(
+        call(
+            &server,
+            "POST",
+            "jobs",
+            json!({"jobId": "again", "trainingInput": input(json!({
+                "goal": "MAXIMIZE", "hyperparameterMetricTag": "auc", "maxTrials": 1, "params": [
+                    {"parameterName": "num-layers", "type": "INTEGER", "minValue": 1, "maxValue": 2}]
+            }))}),
+        ),
+        "already holds the trials of an earlier tuning job",
+    );
+}
+
+/// A 400 FAILED_PRECONDITION answer whose message holds `needle`.
+fn assert_failed_precondition((status, e): (u16, Value), needle: &str) {
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["status"], "FAILED_PRECONDITION", "{e}");
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "{e}");
 }
 
 /// A management call's raw answer, for paths `call` cannot build.

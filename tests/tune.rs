@@ -341,7 +341,17 @@ fn a_trial_whose_last_report_is_nan_fails() {
 #[test]
 fn the_median_rule_stops_a_trial_below_the_others() {
     let tmp = tempfile::tempdir().unwrap();
-    let (trainer, _) = python_trainer(tmp.path());
+    let (python, _) = python_trainer(tmp.path());
+    // Through a wrapper that is not replaced by the trainer: stopping a trial must reach the
+    // trainer the wrapper started, not only the wrapper.
+    let trainer = tmp.path().join("wrapper.sh");
+    std::fs::write(
+        &trainer,
+        format!("#!/bin/sh\n{} \"$@\"\n", python.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&trainer, std::fs::Permissions::from_mode(0o755)).unwrap();
     let config = write_config(
         tmp.path(),
         "stop.yaml",
@@ -370,6 +380,21 @@ fn the_median_rule_stops_a_trial_below_the_others() {
     assert_eq!(bad["state"], "SUCCEEDED");
     assert_eq!(bad["finalMetric"]["objectiveValue"], 0.2);
     assert_eq!(bad["finalMetric"]["trainingStep"], "100");
+    let started: Value = serde_json::from_slice(
+        &std::fs::read(
+            job.join(bad["trialId"].as_str().unwrap())
+                .join("trial.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let pid = started["pid"].as_u64().unwrap();
+    // Gone, or a zombie that nobody has reaped yet.
+    wait_until("the stopped trial's trainer is gone", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(") ").next().is_some_and(|s| s.starts_with('Z'))
+        })
+    });
     for good in trials
         .iter()
         .filter(|t| t["hyperparameters"]["curve"] != "bad")

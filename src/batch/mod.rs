@@ -134,8 +134,25 @@ pub async fn run(
     for uri in &args.input_paths {
         inputs.extend(remote::expand(uri).await?);
     }
-    inputs.dedup_by(|a, b| a.location.uri == b.location.uri);
+    // A file named twice (`a.json,./a.json`, or by two patterns) is read once, where it first
+    // appears: local files by their absolute path, objects by their URI.
+    let mut seen = std::collections::HashSet::new();
+    inputs.retain(|o| {
+        let key = if remote::is_remote(&o.location.uri) {
+            o.location.uri.clone()
+        } else {
+            o.location.path.to_string()
+        };
+        seen.insert(key)
+    });
     let output = remote::open(&args.output_path)?;
+    let scheme = output.uri.to_ascii_lowercase();
+    if scheme.starts_with("http://") || scheme.starts_with("https://") {
+        bail!(
+            "--output-path {}: http(s) storage is read-only; use a local folder, gs:// or s3://",
+            args.output_path
+        );
+    }
 
     let (model_file, _download) = crate::repository::fetch::model_file(&args.model_dir).await?;
     let env = library::environment(args.ort_library.as_deref(), args.device == Device::Cuda)?;

@@ -113,7 +113,8 @@ fn number(v: &Value, field: &str) -> Result<Option<f64>> {
 fn count(v: &Value, field: &str, default: u32) -> Result<u32> {
     match number(v, field)? {
         None => Ok(default),
-        Some(x) if x.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&x) => Ok(x as u32),
+        // Past u32, a count is as good as u32::MAX: the field's own bounds then name the range.
+        Some(x) if x.fract() == 0.0 && x >= 0.0 => Ok(x.min(f64::from(u32::MAX)) as u32),
         Some(x) => Err(invalid(
             field,
             format!("must be a whole number >= 0, not {x}"),
@@ -600,5 +601,9 @@ mod tests {
             .message
             .contains("params: must list"));
         assert!(parse_file("maxTrials: 0\nparams: []").is_err());
+        let e = parse_file("maxTrials: 1e10\nparams: [{parameterName: n, type: INTEGER, minValue: 1, maxValue: 3}]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be between 1 and 1000"), "{e}");
     }
 }

@@ -344,17 +344,25 @@ pub fn run(
 }
 
 /// SIGTERM, then SIGKILL if the trial does not exit.
+/// Stops a trial: SIGTERM to its process group (the trainer and whatever it started), then
+/// SIGKILL to the group after 5 s.
 fn stop(child: &mut Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        for _ in 0..50 {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+    let Ok(pid) = i32::try_from(child.id()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    };
+    // SAFETY: kill(2) on the process group our own child leads (`Launch::spawn`).
+    unsafe { libc::kill(-pid, libc::SIGTERM) };
+    for _ in 0..50 {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            break;
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
+    // What is left of the group (the trainer's children, or the trainer itself) goes now.
+    // SAFETY: as above; a group id is not reused while any process of the group lives.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -47,7 +47,8 @@ pub fn to_unit(x: f64, lo: f64, hi: f64, scale: Scale) -> f64 {
         return 0.5;
     }
     let u = match scale {
-        Scale::Linear => (x - lo) / (hi - lo),
+        // Halved, so that a range as wide as the doubles themselves does not overflow.
+        Scale::Linear => (x / 2.0 - lo / 2.0) / (hi / 2.0 - lo / 2.0),
         Scale::Log => (x.ln() - lo.ln()) / (hi.ln() - lo.ln()),
         Scale::ReverseLog => 1.0 - ((lo + hi - x).ln() - lo.ln()) / (hi.ln() - lo.ln()),
     };
@@ -61,7 +62,7 @@ pub fn from_unit(u: f64, lo: f64, hi: f64, scale: Scale) -> f64 {
         return lo;
     }
     let x = match scale {
-        Scale::Linear => lo + u * (hi - lo),
+        Scale::Linear => lo * (1.0 - u) + hi * u,
         Scale::Log => (lo.ln() + u * (hi.ln() - lo.ln())).exp(),
         Scale::ReverseLog => lo + hi - hi * (lo / hi).powf(u),
     };
@@ -162,16 +163,30 @@ impl Param {
         }
     }
 
-    /// Reads a value back from its text (a resumed job's trials).
+    /// Reads a value back from its text (a resumed job's trials); `None` when this parameter
+    /// could not take it (the job's space changed since).
     pub fn parse(&self, text: &str) -> Option<Value> {
+        let text = text.trim();
         match &self.kind {
-            Kind::Double { .. } => text.parse().ok().map(Value::Double),
-            Kind::Integer { .. } => text
+            Kind::Double { min, max, .. } => text
+                .parse::<f64>()
+                .ok()
+                .filter(|x| (*min..=*max).contains(x))
+                .map(Value::Double),
+            Kind::Integer { min, max, .. } => text
                 .parse::<i64>()
                 .ok()
-                .or_else(|| text.parse::<f64>().ok().map(|x| x as i64))
+                .or_else(|| {
+                    let x = text.parse::<f64>().ok()?;
+                    (x.fract() == 0.0 && x.abs() < 9e15).then_some(x as i64)
+                })
+                .filter(|i| (*min..=*max).contains(i))
                 .map(Value::Integer),
-            Kind::Discrete { .. } => text.parse().ok().map(Value::Discrete),
+            Kind::Discrete { values, .. } => text
+                .parse::<f64>()
+                .ok()
+                .filter(|x| values.contains(x))
+                .map(Value::Discrete),
             Kind::Categorical(values) => values
                 .iter()
                 .any(|v| v == text)
@@ -206,6 +221,41 @@ mod tests {
         let median = from_unit(0.5, 0.1, 1.0, Scale::ReverseLog);
         assert!((median - (1.1 - 0.1f64.sqrt())).abs() < 1e-12);
         assert!((from_unit(0.5, 0.1, 1.0, Scale::Log) - 0.1f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_range_as_wide_as_the_doubles_maps_without_overflow() {
+        let (lo, hi) = (-1e308, 1e308);
+        assert_eq!(from_unit(0.5, lo, hi, Scale::Linear), 0.0);
+        assert!((to_unit(0.0, lo, hi, Scale::Linear) - 0.5).abs() < 1e-12);
+        assert_eq!(from_unit(1.0, lo, hi, Scale::Linear), hi);
+    }
+
+    #[test]
+    fn values_read_back_only_when_the_space_still_holds_them() {
+        let double = param(Kind::Double {
+            min: 0.1,
+            max: 1.0,
+            scale: Scale::Linear,
+        });
+        assert_eq!(double.parse("0.5"), Some(Value::Double(0.5)));
+        assert_eq!(double.parse("2"), None);
+        assert_eq!(double.parse("NaN"), None);
+        let integer = param(Kind::Integer {
+            min: 1,
+            max: 3,
+            scale: Scale::Linear,
+        });
+        assert_eq!(integer.parse("2"), Some(Value::Integer(2)));
+        assert_eq!(integer.parse("2.0"), Some(Value::Integer(2)));
+        assert_eq!(integer.parse("2.7"), None);
+        assert_eq!(integer.parse("5"), None);
+        let discrete = param(Kind::Discrete {
+            values: vec![5.0, 6.0, 7.0],
+            scale: Scale::Linear,
+        });
+        assert_eq!(discrete.parse("6"), Some(Value::Discrete(6.0)));
+        assert_eq!(discrete.parse("1"), None);
     }
 
     #[test]

@@ -106,10 +106,13 @@ impl Launch<'_> {
         let _ = std::fs::remove_file(metric_path(self.tuning_dir, self.id));
         let mut cmd = self.command();
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        // The trial dies with the tuner.
+        // The trial is a process group of its own, so that stopping it reaches what its
+        // trainer started (a wrapper script's interpreter, mpirun's ranks); and it dies with
+        // the tuner.
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
             // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
             unsafe {
                 cmd.pre_exec(|| {

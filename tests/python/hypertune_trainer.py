@@ -39,6 +39,7 @@ def main() -> int:
     with open(os.path.join(args.job_dir, "trial.json"), "w") as f:
         json.dump(
             {
+                "pid": os.getpid(),
                 "argv": sys.argv[1:],
                 "env": {
                     k: os.environ.get(k)

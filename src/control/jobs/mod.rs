@@ -132,6 +132,18 @@ impl ControlPlane {
         if let Some(dir) = t.get("jobDir").and_then(Value::as_str) {
             self.roots
                 .check(dir, "job.training_input.job_dir", Access::Write)?;
+            // The tuner resumes the study it finds in its job-dir (a job restarted after the
+            // server, or killed): another job's would be taken as this one's.
+            let study = std::path::Path::new(crate::storage::remote::local_path(dir))
+                .join(crate::tune::OUTPUT_FILE);
+            if t.get("hyperparameters").is_some() && study.exists() {
+                return Err(Error::failed_precondition(format!(
+                    "jobDir {dir} already holds the trials of an earlier tuning job ({}): give \
+                     a new jobDir, or name that job in resumePreviousJobId",
+                    crate::tune::OUTPUT_FILE
+                ))
+                .on_field("job.training_input.job_dir"));
+            }
         }
         let args = strings(t.get("args"));
         for flag in ["--train-files", "--eval-files"] {
