@@ -179,6 +179,9 @@ pub fn kserve_rest(data: &[u8]) {
                 .expect("the general decoder refused what the fast path took");
             assert_eq!(fast.inputs, general.inputs);
             assert_eq!(fast.id, general.id);
+            assert_eq!(fast.wanted, general.wanted);
+            assert_eq!(fast.binary, general.binary);
+            assert_eq!(fast.timeout, general.timeout);
         }
         if let Ok(request) = mlengine::codec::kserve_fast::decode_rest(signature, body, header_len)
         {

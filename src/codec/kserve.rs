@@ -227,8 +227,6 @@ pub fn decode_rest(
             .map(Some)
             .ok_or_else(|| Error::invalid(format!("{what} must be true or false"))),
     };
-    // Triton's binary extension: `binary_data_output` for every output, each output's
-    // `binary_data` over it.
     let binary_default = flag(
         request.pointer("/parameters/binary_data_output"),
         "parameters.binary_data_output",
@@ -238,8 +236,8 @@ pub fn decode_rest(
         .get("outputs")
         .and_then(Value::as_array)
         .filter(|l| !l.is_empty());
-    let (wanted, binary) = match listed {
-        None => (vec![], vec![binary_default; signature.outputs.len()]),
+    let (wanted, own) = match listed {
+        None => (vec![], vec![]),
         Some(list) => {
             if let Some(i) = list
                 .iter()
@@ -251,31 +249,49 @@ pub fn decode_rest(
                 list.iter()
                     .map(|o| o.get("name").and_then(Value::as_str).unwrap_or_default()),
             )?;
-            let binary = list
+            let own = list
                 .iter()
                 .enumerate()
                 .map(|(i, o)| {
-                    let own = flag(
+                    flag(
                         o.pointer("/parameters/binary_data"),
                         &format!("outputs[{i}].parameters.binary_data"),
-                    )?;
-                    Ok(own.unwrap_or(binary_default))
+                    )
                 })
-                .collect::<Result<Vec<bool>>>()?;
-            (wanted, binary)
+                .collect::<Result<Vec<Option<bool>>>>()?;
+            (wanted, own)
         }
     };
     Ok(RestRequest {
         inputs,
+        binary: binary_outputs(signature, &wanted, &own, binary_default),
         wanted,
         timeout,
         id: request.get("id").cloned(),
-        binary: if binary.contains(&true) {
-            binary
-        } else {
-            vec![]
-        },
     })
+}
+
+/// Which answered outputs go as binary data (Triton's extension): `binary_data_output` for
+/// every output, each listed output's own `binary_data` over it. `wanted` are the listed
+/// outputs (empty: all of them, in signature order), `own` their flags. Empty when none does.
+pub fn binary_outputs(
+    signature: &Signature,
+    wanted: &[usize],
+    own: &[Option<bool>],
+    default: bool,
+) -> Vec<bool> {
+    let binary: Vec<bool> = if wanted.is_empty() {
+        vec![default; signature.outputs.len()]
+    } else {
+        (0..wanted.len())
+            .map(|k| own.get(k).copied().flatten().unwrap_or(default))
+            .collect()
+    };
+    if binary.contains(&true) {
+        binary
+    } else {
+        vec![]
+    }
 }
 
 /// A JSON `data` array (flat or nested, row-major) as `count` elements.

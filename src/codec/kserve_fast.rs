@@ -1,16 +1,18 @@
 //! The fast decoder of the common KServe v2 REST body: JSON inputs whose `name`, `datatype` (the
 //! model's own) and `shape` come before a flat `data` list of scalars, decoded straight into the
-//! column buffers without a `serde_json::Value` per element. Anything else (nested data, another
-//! datatype, `parameters`, `outputs`, binary data, a missing or unknown input, a count that does
-//! not fit the shape) makes it give up, and the general decoder of [`super::kserve`], whose
-//! errors name the input and the problem, takes over.
+//! column buffers without a `serde_json::Value` per element; with the request options clients
+//! send most (tritonclient's `binary_data_output` and `timeout` parameters, outputs by name with
+//! their `binary_data` flag). Anything else (nested data, another datatype, other parameters,
+//! binary data, a missing or unknown input or output, a count that does not fit the shape) makes
+//! it give up, and the general decoder of [`super::kserve`], whose errors name the input and the
+//! problem, takes over.
 
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::kserve::{element_count, RestRequest};
+use super::kserve::{binary_outputs, element_count, timeout_parameter, RestRequest};
 use super::scalar_objects::{Key, Scalar};
 use crate::tensor::{Signature, Tensor, TensorData};
 
@@ -33,7 +35,7 @@ pub fn decode_rest(
 pub fn decode(signature: &Signature, body: &[u8]) -> Option<RestRequest> {
     let mut tensors: Vec<Option<Tensor>> = vec![None; signature.inputs.len()];
     let mut de = serde_json::Deserializer::from_slice(body);
-    let id = Body {
+    let options = Body {
         signature,
         tensors: &mut tensors,
     }
@@ -41,12 +43,16 @@ pub fn decode(signature: &Signature, body: &[u8]) -> Option<RestRequest> {
     .ok()?;
     de.end().ok()?;
     let inputs = tensors.into_iter().collect::<Option<Vec<_>>>()?;
+    let (wanted, own): (Vec<usize>, Vec<Option<bool>>) = options.outputs.into_iter().unzip();
     Some(RestRequest {
         inputs,
-        wanted: vec![],
-        timeout: None,
-        id,
-        binary: vec![],
+        binary: binary_outputs(signature, &wanted, &own, options.binary_output),
+        wanted,
+        timeout: match options.timeout {
+            Some(micros) => timeout_parameter(Some(micros)).ok()?,
+            None => None,
+        },
+        id: options.id,
     })
 }
 
@@ -58,6 +64,11 @@ enum Field {
     Datatype,
     Shape,
     Data,
+    Parameters,
+    Outputs,
+    BinaryDataOutput,
+    BinaryData,
+    Timeout,
     Other,
 }
 
@@ -79,6 +90,11 @@ impl<'de> serde::Deserialize<'de> for Field {
                     "datatype" => Field::Datatype,
                     "shape" => Field::Shape,
                     "data" => Field::Data,
+                    "parameters" => Field::Parameters,
+                    "outputs" => Field::Outputs,
+                    "binary_data_output" => Field::BinaryDataOutput,
+                    "binary_data" => Field::BinaryData,
+                    "timeout" => Field::Timeout,
                     _ => Field::Other,
                 })
             }
@@ -87,14 +103,25 @@ impl<'de> serde::Deserialize<'de> for Field {
     }
 }
 
-/// The request object: `inputs` and an optional string `id`.
+/// The request object: `inputs`, and optionally a string `id`, `parameters` and `outputs`.
 struct Body<'a> {
     signature: &'a Signature,
     tensors: &'a mut [Option<Tensor>],
 }
 
+/// What a request asks besides its inputs.
+#[derive(Default)]
+struct Options {
+    id: Option<Value>,
+    binary_output: bool,
+    /// Triton's `timeout` parameter, in microseconds, when given.
+    timeout: Option<u64>,
+    /// The outputs listed, as signature indices, each with its own `binary_data` flag.
+    outputs: Vec<(usize, Option<bool>)>,
+}
+
 impl<'de> DeserializeSeed<'de> for Body<'_> {
-    type Value = Option<Value>;
+    type Value = Options;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
@@ -102,18 +129,20 @@ impl<'de> DeserializeSeed<'de> for Body<'_> {
 }
 
 impl<'de> Visitor<'de> for Body<'_> {
-    type Value = Option<Value>;
+    type Value = Options;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an infer request")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut id = None;
-        let mut inputs = false;
+        let mut options = Options::default();
+        let (mut inputs, mut parameters, mut outputs) = (false, false, false);
         while let Some(field) = map.next_key::<Field>()? {
             match field {
-                Field::Id if id.is_none() => id = Some(Value::String(map.next_value()?)),
+                Field::Id if options.id.is_none() => {
+                    options.id = Some(Value::String(map.next_value()?));
+                }
                 Field::Inputs if !inputs => {
                     inputs = true;
                     map.next_value_seed(Inputs {
@@ -121,10 +150,144 @@ impl<'de> Visitor<'de> for Body<'_> {
                         tensors: &mut *self.tensors,
                     })?;
                 }
+                Field::Parameters if !parameters => {
+                    parameters = true;
+                    (options.binary_output, options.timeout) = map.next_value_seed(Parameters)?;
+                }
+                Field::Outputs if !outputs => {
+                    outputs = true;
+                    options.outputs = map.next_value_seed(Outputs(self.signature))?;
+                }
                 _ => return Err(A::Error::custom("not the common request")),
             }
         }
-        Ok(id)
+        Ok(options)
+    }
+}
+
+/// The request's `parameters`: `binary_data_output` (a boolean) and `timeout` (microseconds).
+struct Parameters;
+
+impl<'de> DeserializeSeed<'de> for Parameters {
+    type Value = (bool, Option<u64>);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Parameters {
+    type Value = (bool, Option<u64>);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("request parameters")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut binary, mut timeout) = (None, None);
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::BinaryDataOutput if binary.is_none() => binary = Some(map.next_value()?),
+                Field::Timeout if timeout.is_none() => timeout = Some(map.next_value()?),
+                _ => return Err(A::Error::custom("not the common parameters")),
+            }
+        }
+        Ok((binary.unwrap_or(false), timeout))
+    }
+}
+
+/// The `outputs` list: each `{"name"}`, with at most `{"parameters": {"binary_data"}}`.
+struct Outputs<'a>(&'a Signature);
+
+impl<'de> DeserializeSeed<'de> for Outputs<'_> {
+    type Value = Vec<(usize, Option<bool>)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Outputs<'_> {
+    type Value = Vec<(usize, Option<bool>)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of outputs")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(output) = seq.next_element_seed(Output(self.0))? {
+            out.push(output);
+        }
+        Ok(out)
+    }
+}
+
+struct Output<'a>(&'a Signature);
+
+impl<'de> DeserializeSeed<'de> for Output<'_> {
+    type Value = (usize, Option<bool>);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Output<'_> {
+    type Value = (usize, Option<bool>);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an output")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let give_up = || A::Error::custom("not the common output");
+        let (mut index, mut binary, mut parameters) = (None, None, false);
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Name if index.is_none() => {
+                    let name: &str = map.next_value()?;
+                    index = Some(self.0.output(name).ok_or_else(give_up)?.0);
+                }
+                Field::Parameters if !parameters => {
+                    parameters = true;
+                    binary = map.next_value_seed(OutputParameters)?;
+                }
+                _ => return Err(give_up()),
+            }
+        }
+        Ok((index.ok_or_else(give_up)?, binary))
+    }
+}
+
+/// An output's `parameters`: `binary_data` only (Triton's classification is the general
+/// decoder's to refuse).
+struct OutputParameters;
+
+impl<'de> DeserializeSeed<'de> for OutputParameters {
+    type Value = Option<bool>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OutputParameters {
+    type Value = Option<bool>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("output parameters")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut binary = None;
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::BinaryData if binary.is_none() => binary = Some(map.next_value()?),
+                _ => return Err(A::Error::custom("not the common output parameters")),
+            }
+        }
+        Ok(binary)
     }
 }
 
@@ -271,7 +434,7 @@ mod tests {
             &br#"{"inputs": [{"name": "age", "shape": [1], "datatype": "INT32", "data": [25]}, {"name": "job", "shape": [1], "datatype": "BYTES", "data": ["x"]}, {"name": "w", "shape": [1], "datatype": "FP32", "data": [1]}]}"#[..],
             br#"{"inputs": [{"name": "age", "shape": [1], "datatype": "INT64", "data": [[25]]}, {"name": "job", "shape": [1], "datatype": "BYTES", "data": ["x"]}, {"name": "w", "shape": [1], "datatype": "FP32", "data": [1]}]}"#,
             br#"{"inputs": [{"name": "age", "shape": [1], "datatype": "INT64", "data": [25]}, {"name": "job", "shape": [1], "datatype": "BYTES", "data": ["x"]}, {"name": "w", "shape": [1], "datatype": "FP32", "data": [1]}], "outputs": [{"name": "p"}]}"#,
-            br#"{"inputs": [{"name": "age", "shape": [1], "datatype": "INT64", "data": [25]}, {"name": "job", "shape": [1], "datatype": "BYTES", "data": ["x"]}, {"name": "w", "shape": [1], "datatype": "FP32", "data": [1]}], "parameters": {"timeout": 5}}"#,
+            br#"{"inputs": [{"name": "age", "shape": [1], "datatype": "INT64", "data": [25]}, {"name": "job", "shape": [1], "datatype": "BYTES", "data": ["x"]}, {"name": "w", "shape": [1], "datatype": "FP32", "data": [1]}], "parameters": {"priority": 5}}"#,
             br#"{"inputs": [{"name": "age", "shape": [2], "datatype": "INT64", "data": [25]}, {"name": "job", "shape": [1], "datatype": "BYTES", "data": ["x"]}, {"name": "w", "shape": [1], "datatype": "FP32", "data": [1]}]}"#,
             br#"{"inputs": [{"name": "age", "shape": [1], "datatype": "INT64", "data": [25]}, {"name": "w", "shape": [1], "datatype": "FP32", "data": [1]}]}"#,
             br#"{"inputs": [{"name": "age", "shape": [1], "datatype": "INT64", "data": [25]}, {"name": "age", "shape": [1], "datatype": "INT64", "data": [25]}, {"name": "job", "shape": [1], "datatype": "BYTES", "data": ["x"]}, {"name": "w", "shape": [1], "datatype": "FP32", "data": [1]}]}"#,
@@ -285,6 +448,52 @@ mod tests {
             br#"{"inputs": [{"name": "age", "shape": [1], "datatype": "INT64", "data": [25]}, {"name": "job", "shape": [1], "datatype": "BYTES", "data": ["x"]}, {"name": "w", "shape": [1], "datatype": "FP32", "data": [1]}]} x"#,
         ] {
             assert!(decode(&sig(), odd).is_none(), "{}", String::from_utf8_lossy(odd));
+        }
+    }
+
+    /// The options tritonclient sends most (binary answers, a timeout, outputs by name) read
+    /// as the general decoder reads them; anything else about them is the general decoder's.
+    #[test]
+    fn common_options_decode_like_the_general_decoder() {
+        let mut signature = sig();
+        let spec = |name: &str| crate::tensor::TensorSpec {
+            name: name.into(),
+            dtype: crate::tensor::DType::F32,
+            shape: vec![-1],
+        };
+        signature.outputs = vec![spec("p"), spec("q")];
+        let inputs = r#""inputs": [{"name": "age", "shape": [1], "datatype": "INT64", "data": [25]}, {"name": "job", "shape": [1], "datatype": "BYTES", "data": ["x"]}, {"name": "w", "shape": [1], "datatype": "FP32", "data": [1]}]"#;
+        for options in [
+            r#""parameters": {"binary_data_output": true}"#,
+            r#""parameters": {"timeout": 5000, "binary_data_output": false}"#,
+            r#""parameters": {"timeout": 0}"#,
+            r#""outputs": [{"name": "q"}, {"name": "p", "parameters": {"binary_data": true}}]"#,
+            r#""outputs": [{"name": "q", "parameters": {"binary_data": false}}], "parameters": {"binary_data_output": true}"#,
+            r#""outputs": []"#,
+        ] {
+            let body = format!("{{{inputs}, {options}}}");
+            let fast = decode(&signature, body.as_bytes())
+                .unwrap_or_else(|| panic!("{options}: not on the fast path"));
+            let slow =
+                crate::codec::kserve::decode_rest(&signature, body.as_bytes(), None).unwrap();
+            assert_eq!(fast.inputs, slow.inputs, "{options}");
+            assert_eq!(fast.wanted, slow.wanted, "{options}");
+            assert_eq!(fast.binary, slow.binary, "{options}");
+            assert_eq!(fast.timeout, slow.timeout, "{options}");
+        }
+        for odd in [
+            r#""parameters": {"binary_data_output": "yes"}"#,
+            r#""parameters": {"timeout": -1}"#,
+            r#""outputs": [{"name": "nope"}]"#,
+            r#""outputs": [{"name": "p", "parameters": {"classification": 2}}]"#,
+            r#""outputs": [{"name": "p", "parameters": {"binary_data": 1}}]"#,
+        ] {
+            let body = format!("{{{inputs}, {odd}}}");
+            assert!(decode(&signature, body.as_bytes()).is_none(), "{odd}");
+            assert!(
+                crate::codec::kserve::decode_rest(&signature, body.as_bytes(), None).is_err(),
+                "{odd}"
+            );
         }
     }
 }
