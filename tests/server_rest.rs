@@ -598,6 +598,10 @@ fn bad_serve_flags_fail_with_one_line() {
             vec!["--version-labels".into(), "a=1,a=9".into()],
             "names label \"a\" twice",
         ),
+        (
+            vec!["--model-name".into(), "..".into()],
+            "--model-name: model name \"..\" must be non-empty, not '.' or '..'",
+        ),
     ];
     for (args, needle) in cases {
         let out = run(bin()

@@ -547,6 +547,16 @@ fn leftovers_of_a_killed_run_are_swept_and_the_optimizer_must_match() {
         assert!(!job.join(name).exists(), "{name} is still there");
     }
     assert!(job.join("model.ckpt-4.safetensors").exists());
+    // A second run while one holds the job-dir is refused (each would sweep the other's files).
+    let held = std::fs::File::open(job.join(".mlengine-job-dir.lock")).unwrap();
+    held.try_lock().unwrap();
+    let out =
+        run(train_command(&train, &eval, &job).args(["--train-steps", "6", "--optimizer", "adam"]));
+    assert_one_line_error(&out, "is in use by another run");
+    drop(held);
+    let out =
+        run(train_command(&train, &eval, &job).args(["--train-steps", "6", "--optimizer", "adam"]));
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// `checkpoint.json`'s latest checkpoint name.
@@ -625,9 +635,20 @@ fn a_bucket_job_dir_is_written_to_the_bucket_and_resumes_from_it() {
     let s3 = common::moto::Moto::start();
     s3.tool(&["mb", "bucket"]);
     let job = "s3://bucket/jobs/census";
+    // Staging folders of runs killed earlier (their locks free) are removed; a live run's
+    // (its lock held, here by this test) is left alone.
+    let staging = tmp.path().join("staging");
+    for name in ["mlengine-job-dead", "mlengine-job-live"] {
+        std::fs::create_dir_all(staging.join(name)).unwrap();
+        std::fs::write(staging.join(name).join(".mlengine-job-dir.lock"), "").unwrap();
+    }
+    let live =
+        std::fs::File::open(staging.join("mlengine-job-live/.mlengine-job-dir.lock")).unwrap();
+    live.try_lock().unwrap();
     let train_to = |steps: &str| {
         run(s3
             .env(&mut bin())
+            .env("TMPDIR", &staging)
             .current_dir(tmp.path())
             .args([
                 "train",
@@ -644,6 +665,16 @@ fn a_bucket_job_dir_is_written_to_the_bucket_and_resumes_from_it() {
     };
     let out = train_to("17");
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!staging.join("mlengine-job-dead").exists());
+    assert!(staging.join("mlengine-job-live").exists());
+    // The run's own staging folders went with it.
+    let left: Vec<_> = std::fs::read_dir(&staging)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["mlengine-job-live"], "{left:?}");
+    drop(live);
     assert!(
         stdout(&out).contains("Exported model to s3://bucket/jobs/census/export/Servo/"),
         "{}",

@@ -175,6 +175,16 @@ pub fn seeds(target: &str) -> Vec<(&'static str, Vec<u8>)> {
                     ], "outputs": [{"name": "probabilities"}]})),
                 ),
                 (
+                    // The options tritonclient sends most, on a body the fast decoder takes.
+                    "json_options",
+                    unframed(&json!({"inputs": [
+                        {"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]},
+                        {"name": "mask", "datatype": "BOOL", "shape": [1], "data": [true]}
+                    ], "parameters": {"binary_data_output": true, "timeout": 100000},
+                       "outputs": [{"name": "logits", "parameters": {"binary_data": false}},
+                                   {"name": "probabilities"}]})),
+                ),
+                (
                     "binary",
                     framed(
                         &json!({"inputs": [

@@ -244,6 +244,10 @@ impl ServeArgs {
                 bail!("{name} must be at least 1");
             }
         }
+        if self.model_config_file.is_none() {
+            crate::repository::config::check_model_name(&self.model_name)
+                .context("--model-name")?;
+        }
         let models = match &self.model_config_file {
             Some(path) => crate::repository::config::load(path)?,
             // With a state dir and no base path given, the managed models are all there is.

@@ -76,16 +76,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<ModelConfig>> {
     file.models
         .into_iter()
         .map(|e| {
-            // A name is one path segment of every API (`/v1/models/{name}:predict`).
-            let name_ok = !e.name.is_empty()
-                && !e.name.contains(['/', ':', '?', '#', '%'])
-                && !e.name.chars().any(char::is_whitespace);
-            if !name_ok {
-                bail!(
-                    "model name {:?} must be non-empty, without '/', ':', '?', '#', '%' or spaces",
-                    e.name
-                );
-            }
+            check_model_name(&e.name)?;
             if e.base_path.trim().is_empty() {
                 bail!("model '{}': base_path is empty", e.name);
             }
@@ -115,6 +106,24 @@ pub fn parse(text: &str, dir: &Path) -> Result<Vec<ModelConfig>> {
             })
         })
         .collect()
+}
+
+/// A model name is one path segment of every API (`/v1/models/{name}:predict`) and a folder
+/// name (a bucket model's mirror): not empty, not `.` or `..`, without `/`, `:`, `?`, `#`, `%`
+/// or spaces.
+pub fn check_model_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', ':', '?', '#', '%'])
+        && !name.chars().any(char::is_whitespace);
+    if !ok {
+        bail!(
+            "model name {name:?} must be non-empty, not '.' or '..', without '/', ':', '?', '#', \
+             '%' or spaces"
+        );
+    }
+    Ok(())
 }
 
 /// A version label: letters, digits, `_` or `-`, and not a number (which names a version).
@@ -154,6 +163,7 @@ mod tests {
             ("{name: '', base_path: a}", "must be non-empty"),
             ("{name: a/b, base_path: a}", "without '/'"),
             ("{name: 'x:predict', base_path: a}", "without '/', ':'"),
+            ("{name: '..', base_path: a}", "not '.' or '..'"),
             ("{name: a, base_path: ''}", "base_path is empty"),
         ] {
             let e = one(entry).unwrap_err().to_string();

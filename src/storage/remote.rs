@@ -360,19 +360,36 @@ pub async fn expand(uri: &str) -> Result<Vec<Object>> {
         // One directory's entries, not a walk of everything below it (a working directory may
         // hold a build tree).
         let mut found = Vec::new();
-        let entries = std::fs::read_dir(if local_dir.is_empty() { "/" } else { local_dir })
-            .with_context(|| format!("cannot list {dir}"))?;
+        let listed = if local_dir.is_empty() { "/" } else { local_dir };
+        let entries = std::fs::read_dir(listed).with_context(|| format!("cannot list {dir}"))?;
+        // A link is followed only to a file below the folder listed (where its caller's checks
+        // of allowed roots apply), never out of it.
+        let within = std::fs::canonicalize(listed).ok();
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot list {dir}"))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if !matches(pattern, &name) {
                 continue;
             }
-            // Through a symbolic link to what it names, as a shell's wildcard does; a dangling
-            // link is skipped.
+            // Through a symbolic link to what it names, as a shell's wildcard does, when that
+            // stays below the folder; a dangling or escaping link is skipped.
             let Ok(meta) = std::fs::metadata(entry.path()) else {
                 continue;
             };
+            let link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            if link {
+                let target = std::fs::canonicalize(entry.path()).ok();
+                let inside = target
+                    .zip(within.as_ref())
+                    .is_some_and(|(target, within)| target.starts_with(within));
+                if !inside {
+                    tracing::warn!(
+                        "{uri}: skipping {}, a link out of {dir}",
+                        entry.path().display()
+                    );
+                    continue;
+                }
+            }
             if meta.is_file() {
                 let uri = if dir == "." {
                     name
@@ -392,6 +409,8 @@ pub async fn expand(uri: &str) -> Result<Vec<Object>> {
         return Ok(found);
     }
     let base = open(dir)?;
+    // A local walk follows links; what it finds must still lie below the folder walked.
+    let within = (!is_remote(dir)).then(|| std::fs::canonicalize(local_path(dir)).ok());
     let mut found: Vec<Object> = base
         .list()
         .await?
@@ -399,6 +418,15 @@ pub async fn expand(uri: &str) -> Result<Vec<Object>> {
         .filter(|o| {
             let rel = &o.location.uri[dir.trim_end_matches('/').len() + 1..];
             matches(pattern, rel)
+        })
+        .filter(|o| match &within {
+            None => true,
+            Some(within) => {
+                let path = std::path::Path::new("/").join(o.location.path.as_ref());
+                let real = std::fs::canonicalize(path).ok();
+                real.zip(within.as_ref())
+                    .is_some_and(|(real, within)| real.starts_with(within))
+            }
         })
         .collect();
     found.sort_by(|a, b| a.location.uri.cmp(&b.location.uri));
@@ -484,9 +512,17 @@ mod tests {
         for name in ["b.json", "a.json", "c.txt"] {
             std::fs::write(dir.path().join(name), name).unwrap();
         }
-        // A link to a file is that file (as a shell's wildcard reads it); a dangling one is none.
+        // A link to a file in the folder is that file (as a shell's wildcard reads it); a
+        // dangling one is none, and so is one out of the folder (past its allowed roots).
         std::os::unix::fs::symlink(dir.path().join("a.json"), dir.path().join("d.json")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("e.json")).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.json"), "s").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.json"),
+            dir.path().join("f.json"),
+        )
+        .unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -500,6 +536,18 @@ mod tests {
         assert_eq!(names, ["a.json", "b.json", "d.json"]);
         assert_eq!(found[0].size, 6);
         assert_eq!(found[2].size, 6);
+        // A pattern over folders walks them, following links only to what lies below.
+        std::fs::create_dir(dir.path().join("sub1")).unwrap();
+        std::fs::write(dir.path().join("sub1/g.json"), "g").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("sub2")).unwrap();
+        let found = rt
+            .block_on(expand(&format!("{}/sub*/*.json", dir.path().display())))
+            .unwrap();
+        let names: Vec<&str> = found
+            .iter()
+            .map(|o| o.location.uri.rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(names, ["g.json"]);
         let err = rt
             .block_on(expand(&format!("{}/*.csv", dir.path().display())))
             .unwrap_err();

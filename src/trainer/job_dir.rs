@@ -25,7 +25,9 @@ pub struct JobDir {
     local: PathBuf,
     remote: Option<Location>,
     storage: Storage,
-    _staging: Option<tempfile::TempDir>,
+    _staging: Option<Staging>,
+    /// Held while this run owns a local job-dir (`lock`).
+    _lock: Option<std::fs::File>,
 }
 
 impl JobDir {
@@ -49,6 +51,7 @@ impl JobDir {
                 remote: None,
                 storage: storage.clone(),
                 _staging: None,
+                _lock: None,
             });
         }
         if uri.starts_with("http://") || uri.starts_with("https://") {
@@ -60,10 +63,11 @@ impl JobDir {
         let staging = staging_dir()?;
         let job = JobDir {
             uri: uri.trim_end_matches('/').to_string(),
-            local: staging.path().to_path_buf(),
+            local: staging.dir.path().to_path_buf(),
             remote: Some(location),
             storage: storage.clone(),
             _staging: Some(staging),
+            _lock: None,
         };
         job.put(MARKER, Bytes::from_static(b"mlengine train job-dir\n"))
             .with_context(|| format!("--job-dir {uri} is not writable"))?;
@@ -74,6 +78,35 @@ impl JobDir {
             job.pull(&name)?;
         }
         Ok(job)
+    }
+
+    /// Takes a local job-dir for this run, refusing when another live run holds it (two runs
+    /// would write the same checkpoints, and each would sweep the other's files as leftovers).
+    /// The lock goes with the process, however it ends. A bucket job-dir cannot be locked.
+    pub fn lock(&mut self) -> Result<()> {
+        if self.remote.is_some() {
+            return Ok(());
+        }
+        let path = self.local.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "--job-dir {} is in use by another run; wait for it to end, or use another \
+                 job-dir",
+                self.uri
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+        self._lock = Some(file);
+        Ok(())
     }
 
     /// The job-dir as the user gave it.
@@ -148,10 +181,12 @@ impl JobDir {
         };
         let mut pick_name = pick_name;
         let build = staging_dir()?;
-        fill(build.path())?;
-        let mut files: Vec<String> = std::fs::read_dir(build.path())?
+        fill(build.dir.path())?;
+        let mut files: Vec<String> = std::fs::read_dir(build.dir.path())?
             .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
             .collect::<Result<_>>()?;
+        // The staging folder's own lock is no part of the version.
+        files.retain(|f| f != LOCK_FILE);
         // The model file last: its arrival completes the version.
         files.sort_by_key(|f| (f == MODEL_FILE, f.clone()));
         let base = remote.join(EXPORT_BASE);
@@ -174,7 +209,7 @@ impl JobDir {
             let temp = base.join(&format!(".tmp-{}-{name}", std::process::id()));
             let version = base.join(&name);
             for f in &files {
-                let bytes = std::fs::read(build.path().join(f))?;
+                let bytes = std::fs::read(build.dir.path().join(f))?;
                 temp.join(f).put(Bytes::from(bytes)).await?;
             }
             for f in &files {
@@ -241,30 +276,54 @@ impl JobDir {
     }
 }
 
-/// The prefix of staging folders, followed by the owner's process id.
+/// The file whose lock says a local job-dir is in use (never replaced, so every run locks the
+/// same file).
+const LOCK_FILE: &str = ".mlengine-job-dir.lock";
+
+/// The prefix of staging folders in the temporary directory.
 const STAGING_PREFIX: &str = "mlengine-job-";
 
-/// A staging folder for a bucket job-dir's files. The folders that killed runs left behind
-/// (their process is gone) are removed first: a run killed at any moment leaves nothing for long.
-fn staging_dir() -> Result<tempfile::TempDir> {
+/// A staging folder, and the lock on the file in it that says its run is alive.
+struct Staging {
+    dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+/// A staging folder for a bucket job-dir's files. The folders that killed runs left behind are
+/// removed first: a folder whose lock can be taken has no live owner (a lock goes with its
+/// process, in whatever process namespace it runs), so a run killed at any moment leaves
+/// nothing for long.
+fn staging_dir() -> Result<Staging> {
     let tmp = std::env::temp_dir();
     if let Ok(entries) = std::fs::read_dir(&tmp) {
         for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name
-                .strip_prefix(STAGING_PREFIX)
-                .and_then(|rest| rest.split('-').next())
-                .and_then(|pid| pid.parse::<u32>().ok())
-            else {
+            if !entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(STAGING_PREFIX)
+            {
+                continue;
+            }
+            // A folder without its lock file yet is being created: left alone.
+            let Ok(lock) = std::fs::File::open(entry.path().join(LOCK_FILE)) else {
                 continue;
             };
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            if lock.try_lock().is_ok() {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
-    tempfile::Builder::new()
-        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
+    let dir = tempfile::Builder::new()
+        .prefix(STAGING_PREFIX)
         .tempdir()
-        .context("cannot create a staging folder")
+        .context("cannot create a staging folder")?;
+    // Locked before it takes its name, so a cleanup never finds it unlocked.
+    let (unnamed, path) = (dir.path().join(".lock-new"), dir.path().join(LOCK_FILE));
+    let lock = std::fs::File::create(&unnamed)
+        .with_context(|| format!("cannot create {}", unnamed.display()))?;
+    lock.try_lock()
+        .map_err(|e| anyhow::anyhow!("cannot lock {}: {e}", unnamed.display()))?;
+    std::fs::rename(&unnamed, &path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(Staging { dir, _lock: lock })
 }

@@ -87,12 +87,17 @@ pub fn run(
     config.validate()?;
     let train_rows = csv::read_files(storage, &config.train_files)?;
     let eval_rows = csv::read_files(storage, &config.eval_files)?;
-    let job_dir = Arc::new(JobDir::open(
+    let mut job_dir = JobDir::open(
         &config.job_dir,
         storage,
         &[checkpoint::INDEX, observe::METRICS_HISTORY],
         checkpoint::latest_name,
-    )?);
+    )?;
+    // Rank 0 writes the job-dir, and owns it for the run.
+    if collective.rank() == 0 {
+        job_dir.lock()?;
+    }
+    let job_dir = Arc::new(job_dir);
     observers.insert(
         0,
         Box::new(observe::MetricFiles {

@@ -345,26 +345,41 @@ pub fn run(
 
 /// SIGTERM, then SIGKILL if the trial does not exit.
 /// Stops a trial: SIGTERM to its process group (the trainer and whatever it started), then
-/// SIGKILL to the group after 5 s.
+/// SIGKILL to what is left of the group after 5 s. The trainer is reaped only after the last
+/// signal: until then its pid, and so its group id, cannot name another process.
 fn stop(child: &mut Child) {
     let Ok(pid) = i32::try_from(child.id()) else {
         let _ = child.kill();
         let _ = child.wait();
         return;
     };
-    // SAFETY: kill(2) on the process group our own child leads (`Launch::spawn`).
+    // SAFETY: kill(2) on the process group our own unreaped child leads (`Launch::spawn`).
     unsafe { libc::kill(-pid, libc::SIGTERM) };
     for _ in 0..50 {
-        if matches!(child.try_wait(), Ok(Some(_))) {
+        if exited(pid) {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // What is left of the group (the trainer's children, or the trainer itself) goes now.
-    // SAFETY: as above; a group id is not reused while any process of the group lives.
+    // SAFETY: as above; the child is still unreaped.
     unsafe { libc::kill(-pid, libc::SIGKILL) };
-    let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Whether our child `pid` has exited, leaving it unreaped (a zombie keeps its pid).
+fn exited(pid: i32) -> bool {
+    // SAFETY: waitid(2) with WNOWAIT on our own child writes only into `info`.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let id = libc::id_t::try_from(pid).unwrap_or_default();
+        let r = libc::waitid(
+            libc::P_PID,
+            id,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        r == 0 && info.si_pid() != 0
+    }
 }
 
 /// The job-dir of a tuning job must be local: trials write their metric files beside it.

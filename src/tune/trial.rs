@@ -109,10 +109,10 @@ impl Launch<'_> {
         // The trial is a process group of its own, so that stopping it reaches what its
         // trainer started (a wrapper script's interpreter, mpirun's ranks); and it dies with
         // the tuner.
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
         #[cfg(target_os = "linux")]
         {
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
             // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
             unsafe {
                 cmd.pre_exec(|| {

@@ -98,45 +98,42 @@ impl Compression {
     }
 }
 
-/// The coding the request's `Accept-Encoding` prefers among those this server writes: the
-/// highest quality above zero, gzip on a tie, gzip for `*`. `None` when the client takes neither.
+/// The coding the request's `Accept-Encoding` prefers among those this server writes (RFC 9110,
+/// 12.5.3): each coding's quality is its own entry's, else the `*` entry's, else zero; the
+/// highest above zero wins, gzip on a tie. `None` when the client takes neither.
 pub fn accepted(headers: &HeaderMap) -> Option<Compression> {
-    let mut best: Option<(f32, Compression)> = None;
-    let mut refused = Vec::new();
+    let (mut gzip, mut deflate, mut any) = (None, None, None);
     for value in headers.get_all(header::ACCEPT_ENCODING) {
         let Ok(value) = value.to_str() else { continue };
         for item in value.split(',') {
             let mut parts = item.split(';');
             let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q="))
+                .filter_map(|p| {
+                    let (key, value) = p.split_once('=')?;
+                    key.trim().eq_ignore_ascii_case("q").then_some(value)
+                })
                 .find_map(|q| q.trim().parse::<f32>().ok())
+                .filter(|q| q.is_finite())
                 .unwrap_or(1.0);
-            let coding = match name.as_str() {
-                "gzip" | "x-gzip" => Compression::Gzip,
-                "deflate" => Compression::Deflate,
-                "*" => Compression::Gzip,
+            let slot = match name.as_str() {
+                "gzip" | "x-gzip" => &mut gzip,
+                "deflate" => &mut deflate,
+                "*" => &mut any,
                 _ => continue,
             };
-            if q <= 0.0 || q.is_nan() {
-                refused.push(coding);
-                continue;
-            }
-            let better = match best {
-                None => true,
-                Some((bq, bc)) => q > bq || (q == bq && bc != Compression::Gzip),
-            };
-            if better {
-                best = Some((q, coding));
-            }
+            // The first entry for a coding counts.
+            slot.get_or_insert(q);
         }
     }
-    // `gzip;q=0, *` takes anything but gzip.
-    match best {
-        Some((_, c)) if refused.contains(&c) => [Compression::Gzip, Compression::Deflate]
-            .into_iter()
-            .find(|c| !refused.contains(c)),
-        other => other.map(|(_, c)| c),
+    let quality = |own: Option<f32>| own.or(any).unwrap_or(0.0);
+    let (gzip, deflate) = (quality(gzip), quality(deflate));
+    if gzip > 0.0 && gzip >= deflate {
+        Some(Compression::Gzip)
+    } else if deflate > 0.0 {
+        Some(Compression::Deflate)
+    } else {
+        None
     }
 }
 
@@ -199,6 +196,16 @@ mod tests {
         assert_eq!(accepts("*"), Some(Compression::Gzip));
         assert_eq!(accepts("gzip;q=0, *"), Some(Compression::Deflate));
         assert_eq!(accepts("gzip;q=garbage"), Some(Compression::Gzip));
+        // `*` stands for the codings not listed, never for one refused by name.
+        assert_eq!(accepts("*;q=0, gzip"), Some(Compression::Gzip));
+        assert_eq!(accepts("*;q=0, deflate"), Some(Compression::Deflate));
+        assert_eq!(accepts("gzip;q=0.5, *;q=0"), Some(Compression::Gzip));
+        assert_eq!(accepts("*;q=0"), None);
+        assert_eq!(accepts("gzip;Q=0, deflate;Q=0"), None);
+        assert_eq!(
+            accepts("deflate;q=0.9, *;q=0.5"),
+            Some(Compression::Deflate)
+        );
     }
 
     #[tokio::test]

@@ -139,7 +139,8 @@ impl ControlPlane {
             if t.get("hyperparameters").is_some() && study.exists() {
                 return Err(Error::failed_precondition(format!(
                     "jobDir {dir} already holds the trials of an earlier tuning job ({}): give \
-                     a new jobDir, or name that job in resumePreviousJobId",
+                     a new jobDir (with resumePreviousJobId naming that job to build on its \
+                     trials)",
                     crate::tune::OUTPUT_FILE
                 ))
                 .on_field("job.training_input.job_dir"));
