@@ -622,6 +622,22 @@ fn an_invalid_config_is_one_line_before_any_trial() {
     );
     let out = run(&mut tune(&good, Path::new(""), &["--", "--train-steps=10"]));
     assert_one_line_error(&out, "--job-dir must name a folder");
+    // One tuner per job-dir: while another holds it, a second is refused.
+    let tagged = write_config(
+        tmp.path(),
+        "tagged.yaml",
+        "hyperparameters:
+  hyperparameterMetricTag: auc
+  maxTrials: 1
+  params:
+    - {parameterName: num-layers, type: INTEGER, minValue: 1, maxValue: 2}
+",
+    );
+    let held = std::fs::File::create(own.join(".mlengine-job-dir.lock")).unwrap();
+    held.try_lock().unwrap();
+    let out = run(&mut tune(&tagged, &own, &["--", "--train-steps=10"]));
+    assert_one_line_error(&out, "is in use by another run");
+    drop(held);
     let out = run(&mut tune(&no_tag, &job, &["--", "--train-steps=10"]));
     assert_one_line_error(
         &out,

@@ -84,6 +84,13 @@ pub fn run(args: &TuneArgs) -> Result<ExitCode> {
         live: std::io::stderr().is_terminal().then(Table::default),
     };
     tune::check_metric_tag(&config)?;
+    // One tuner per job-dir: two would run the same trials into the same folders.
+    std::fs::create_dir_all(&config.job_dir)
+        .with_context(|| format!("cannot create --job-dir {}", config.job_dir.display()))?;
+    let _held = crate::storage::lock::hold(
+        &config.job_dir,
+        &format!("--job-dir {}", config.job_dir.display()),
+    )?;
     eprintln!(
         "Tuning {} trial(s), {} at a time, {} ({} core(s) each); trials in {}",
         config.spec.max_trials,

@@ -3,6 +3,7 @@
 //! reader sees either the old file or the complete new one.
 
 pub mod atomic;
+pub mod lock;
 pub mod remote;
 
 pub use atomic::{publish_dir, write_atomic};

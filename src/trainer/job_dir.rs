@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 
 use crate::repository::MODEL_FILE;
+use crate::storage::lock::LOCK_FILE;
 use crate::storage::remote::{self, Location};
 use crate::storage::{publish_dir, write_atomic, Storage};
 
@@ -87,24 +88,7 @@ impl JobDir {
         if self.remote.is_some() {
             return Ok(());
         }
-        let path = self.local.join(LOCK_FILE);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => bail!(
-                "--job-dir {} is in use by another run; wait for it to end, or use another \
-                 job-dir",
-                self.uri
-            ),
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
-            }
-        }
+        let file = crate::storage::lock::hold(&self.local, &format!("--job-dir {}", self.uri))?;
         self._lock = Some(file);
         Ok(())
     }
@@ -275,10 +259,6 @@ impl JobDir {
         })
     }
 }
-
-/// The file whose lock says a local job-dir is in use (never replaced, so every run locks the
-/// same file).
-const LOCK_FILE: &str = ".mlengine-job-dir.lock";
 
 /// The prefix of staging folders in the temporary directory.
 const STAGING_PREFIX: &str = "mlengine-job-";
