@@ -415,9 +415,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_written_answer_is_the_values_text() {
-        let outputs = vec![
+    /// A float matrix, an integer and a string with a quote: an answer's kinds of output.
+    fn three_outputs() -> Vec<(String, Tensor)> {
+        vec![
             (
                 "probabilities".to_string(),
                 Tensor::new(vec![1, 2], TensorData::F32(vec![0.25, 0.75])),
@@ -430,7 +430,12 @@ mod tests {
                 "label".to_string(),
                 Tensor::new(vec![1], TensorData::String(vec!["a\"b".into()])),
             ),
-        ];
+        ]
+    }
+
+    #[test]
+    fn the_written_answer_is_the_values_text() {
+        let outputs = three_outputs();
         for id in [None, Some(json!("r\u{e9}1"))] {
             let values: Vec<Value> = outputs.iter().map(|(n, t)| output_json(n, t)).collect();
             let mut want = json!({"model_name": "m\"", "model_version": "7", "outputs": values});
@@ -445,20 +450,7 @@ mod tests {
 
     #[test]
     fn binary_outputs_follow_the_json_in_output_order() {
-        let outputs = vec![
-            (
-                "probabilities".to_string(),
-                Tensor::new(vec![1, 2], TensorData::F32(vec![0.25, 0.75])),
-            ),
-            (
-                "classes".to_string(),
-                Tensor::new(vec![1], TensorData::I64(vec![1])),
-            ),
-            (
-                "label".to_string(),
-                Tensor::new(vec![1], TensorData::String(vec!["a\"b".into()])),
-            ),
-        ];
+        let outputs = three_outputs();
         let got = write_infer_answer("m", "7", &outputs, None, &[true, false, true]);
         let n = got.header_len.unwrap();
         let head: Value = serde_json::from_slice(&got.body[..n]).unwrap();

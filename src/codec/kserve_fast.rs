@@ -66,9 +66,6 @@ enum Field {
     Data,
     Parameters,
     Outputs,
-    BinaryDataOutput,
-    BinaryData,
-    Timeout,
     Other,
 }
 
@@ -92,9 +89,6 @@ impl<'de> serde::Deserialize<'de> for Field {
                     "data" => Field::Data,
                     "parameters" => Field::Parameters,
                     "outputs" => Field::Outputs,
-                    "binary_data_output" => Field::BinaryDataOutput,
-                    "binary_data" => Field::BinaryData,
-                    "timeout" => Field::Timeout,
                     _ => Field::Other,
                 })
             }
@@ -152,11 +146,20 @@ impl<'de> Visitor<'de> for Body<'_> {
                 }
                 Field::Parameters if !parameters => {
                     parameters = true;
-                    (options.binary_output, options.timeout) = map.next_value_seed(Parameters)?;
+                    let p: Parameters = map.next_value()?;
+                    (options.binary_output, options.timeout) =
+                        (p.binary_data_output.unwrap_or(false), p.timeout);
                 }
                 Field::Outputs if !outputs => {
                     outputs = true;
-                    options.outputs = map.next_value_seed(Outputs(self.signature))?;
+                    for o in map.next_value::<Vec<Output>>()? {
+                        let (index, _) = self
+                            .signature
+                            .output(&o.name)
+                            .ok_or_else(|| A::Error::custom("an unknown output"))?;
+                        let binary = o.parameters.and_then(|p| p.binary_data);
+                        options.outputs.push((index, binary));
+                    }
                 }
                 _ => return Err(A::Error::custom("not the common request")),
             }
@@ -165,130 +168,29 @@ impl<'de> Visitor<'de> for Body<'_> {
     }
 }
 
-/// The request's `parameters`: `binary_data_output` (a boolean) and `timeout` (microseconds).
-struct Parameters;
-
-impl<'de> DeserializeSeed<'de> for Parameters {
-    type Value = (bool, Option<u64>);
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
+/// The request's `parameters` the fast path takes; any other key is the general decoder's.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Parameters {
+    binary_data_output: Option<bool>,
+    /// Triton's `timeout`, in microseconds.
+    timeout: Option<u64>,
 }
 
-impl<'de> Visitor<'de> for Parameters {
-    type Value = (bool, Option<u64>);
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("request parameters")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut binary, mut timeout) = (None, None);
-        while let Some(field) = map.next_key::<Field>()? {
-            match field {
-                Field::BinaryDataOutput if binary.is_none() => binary = Some(map.next_value()?),
-                Field::Timeout if timeout.is_none() => timeout = Some(map.next_value()?),
-                _ => return Err(A::Error::custom("not the common parameters")),
-            }
-        }
-        Ok((binary.unwrap_or(false), timeout))
-    }
+/// One listed output: its name and at most its `binary_data` flag (Triton's classification is
+/// the general decoder's to refuse).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Output<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    parameters: Option<OutputParameters>,
 }
 
-/// The `outputs` list: each `{"name"}`, with at most `{"parameters": {"binary_data"}}`.
-struct Outputs<'a>(&'a Signature);
-
-impl<'de> DeserializeSeed<'de> for Outputs<'_> {
-    type Value = Vec<(usize, Option<bool>)>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Outputs<'_> {
-    type Value = Vec<(usize, Option<bool>)>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a list of outputs")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(output) = seq.next_element_seed(Output(self.0))? {
-            out.push(output);
-        }
-        Ok(out)
-    }
-}
-
-struct Output<'a>(&'a Signature);
-
-impl<'de> DeserializeSeed<'de> for Output<'_> {
-    type Value = (usize, Option<bool>);
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Output<'_> {
-    type Value = (usize, Option<bool>);
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an output")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let give_up = || A::Error::custom("not the common output");
-        let (mut index, mut binary, mut parameters) = (None, None, false);
-        while let Some(field) = map.next_key::<Field>()? {
-            match field {
-                Field::Name if index.is_none() => {
-                    let name: &str = map.next_value()?;
-                    index = Some(self.0.output(name).ok_or_else(give_up)?.0);
-                }
-                Field::Parameters if !parameters => {
-                    parameters = true;
-                    binary = map.next_value_seed(OutputParameters)?;
-                }
-                _ => return Err(give_up()),
-            }
-        }
-        Ok((index.ok_or_else(give_up)?, binary))
-    }
-}
-
-/// An output's `parameters`: `binary_data` only (Triton's classification is the general
-/// decoder's to refuse).
-struct OutputParameters;
-
-impl<'de> DeserializeSeed<'de> for OutputParameters {
-    type Value = Option<bool>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for OutputParameters {
-    type Value = Option<bool>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("output parameters")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut binary = None;
-        while let Some(field) = map.next_key::<Field>()? {
-            match field {
-                Field::BinaryData if binary.is_none() => binary = Some(map.next_value()?),
-                _ => return Err(A::Error::custom("not the common output parameters")),
-            }
-        }
-        Ok(binary)
-    }
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputParameters {
+    binary_data: Option<bool>,
 }
 
 struct Inputs<'a> {

@@ -70,7 +70,8 @@ struct Running {
 /// `maxFailedTrials` (or, when that is 0, whose every trial failed) is an error naming the last
 /// failure; the output file is written either way.
 /// `mlengine train` reports its evaluation's metrics by name: a tag that is none of them (Cloud
-/// ML Engine's default tag among them) would fail every trial after its training.
+/// ML Engine's default tag among them) would fail every trial after its training. Checked by
+/// the command before anything is printed or written.
 pub fn check_metric_tag(config: &TuneConfig) -> Result<()> {
     if let Trainer::Mlengine(_) = config.trainer {
         let names = crate::trainer::observe::metric_names();
@@ -91,7 +92,6 @@ pub fn run(
     cancel: &CancellationToken,
     observer: &mut dyn Observer,
 ) -> Result<output::TrainingOutput> {
-    check_metric_tag(config)?;
     let spec = &config.spec;
     let job_dir = &config.job_dir;
     let tuning_dir = job_dir.join(TUNING_DIR);

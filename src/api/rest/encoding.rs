@@ -107,7 +107,7 @@ pub fn accepted(headers: &HeaderMap) -> Option<Compression> {
         let Ok(value) = value.to_str() else { continue };
         for item in value.split(',') {
             let mut parts = item.split(';');
-            let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let name = parts.next().unwrap_or("").trim();
             let q = parts
                 .filter_map(|p| {
                     let (key, value) = p.split_once('=')?;
@@ -116,11 +116,15 @@ pub fn accepted(headers: &HeaderMap) -> Option<Compression> {
                 .find_map(|q| q.trim().parse::<f32>().ok())
                 .filter(|q| q.is_finite())
                 .unwrap_or(1.0);
-            let slot = match name.as_str() {
-                "gzip" | "x-gzip" => &mut gzip,
-                "deflate" => &mut deflate,
-                "*" => &mut any,
-                _ => continue,
+            let is = |coding: &str| name.eq_ignore_ascii_case(coding);
+            let slot = if is("gzip") || is("x-gzip") {
+                &mut gzip
+            } else if is("deflate") {
+                &mut deflate
+            } else if name == "*" {
+                &mut any
+            } else {
+                continue;
             };
             // The first entry for a coding counts.
             slot.get_or_insert(q);
