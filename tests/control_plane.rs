@@ -868,6 +868,12 @@ fn a_tuning_job_runs_its_trials_through_the_tuner() {
         let dir = job_dir.join(t["trialId"].as_str().unwrap());
         assert_eq!(exported_versions(&dir).len(), 1);
     }
+    // The trials carry the job's name: a second job queued with this jobDir before the first
+    // ran would be refused by the tuner instead of taking them as its own (tests/tune.rs).
+    let study: Value =
+        serde_json::from_slice(&std::fs::read(job_dir.join("hyperparameter_tuning.json")).unwrap())
+            .unwrap();
+    assert_eq!(study["studyId"], "projects/p/jobs/tune", "{study}");
     // Another job in the same jobDir would take these trials as its own: refused.
     assert_failed_precondition(
         call(

@@ -107,6 +107,8 @@ fn warmup_files_run_before_a_version_is_served() {
         base.to_str().unwrap(),
         "--file-system-poll-wait-seconds",
         "0",
+        "--version-labels",
+        "canary=2",
     ]);
     let (_, text) = server.get("/v1/models/census");
     let s: Value = serde_json::from_str(&text).unwrap();
@@ -115,6 +117,11 @@ fn warmup_files_run_before_a_version_is_served() {
     assert_eq!(list[1]["state"], "END", "{s}");
     let message = list[1]["status"]["error_message"].as_str().unwrap();
     assert!(message.contains("warm-up of version 2 failed"), "{message}");
+    // Asked by a label, the failed version's status is the answer (not "not found").
+    let (status, text) = server.get("/v1/models/census/labels/canary");
+    assert_eq!(status, 200, "{text}");
+    let s: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(s["model_version_status"], json!([list[1]]), "{s}");
     let (status, a) = server.post_json(
         "/v1/projects/p/locations/l/endpoints/census:predict",
         &json!({"instances": [census_instance()]}),

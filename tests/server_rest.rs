@@ -602,6 +602,10 @@ fn bad_serve_flags_fail_with_one_line() {
             vec!["--model-name".into(), "..".into()],
             "--model-name: model name \"..\" must be non-empty, not '.' or '..'",
         ),
+        (
+            vec!["--header-read-timeout-seconds".into(), "0".into()],
+            "invalid value '0' for '--header-read-timeout-seconds",
+        ),
     ];
     for (args, needle) in cases {
         let out = run(bin()
@@ -691,4 +695,59 @@ fn metric_series_carry_only_names_the_server_knows() {
     models.sort();
     models.dedup();
     assert_eq!(models, ["(unknown)", "census"], "{text}");
+}
+
+/// Reads until the server closes the connection (or resets it), for at most `bound`; whether it
+/// did.
+fn closed_by_server(stream: &mut std::net::TcpStream, bound: std::time::Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(bound)).unwrap();
+    let mut sink = Vec::new();
+    match stream.read_to_end(&mut sink) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn connections_that_never_finish_their_request_head_are_closed() {
+    use std::io::Write;
+    let (server, _) = bundled_server(&["--header-read-timeout-seconds", "1"]);
+    let connect = |addr: &str| std::net::TcpStream::connect(addr).unwrap();
+    // Half a request head, and nothing at all: both held their connection (and a task) for
+    // good before the server had a header-read timeout. On the gRPC port: half of HTTP/2's
+    // preface, and nothing.
+    let mut half = connect(&server.addr);
+    half.write_all(b"POST /v1/models/census:predict HTTP/1.1\r\nHost: x\r\nContent-Le")
+        .unwrap();
+    let mut nothing = connect(&server.addr);
+    let mut grpc_half = connect(&server.grpc_addr);
+    grpc_half.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    let mut grpc_nothing = connect(&server.grpc_addr);
+    // A keep-alive client is answered, then closed once idle past the timeout.
+    let mut idle = connect(&server.addr);
+    idle.write_all(b"GET /v1/models/census HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = [0u8; 15];
+    std::io::Read::read_exact(&mut idle, &mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200 OK");
+    let bound = std::time::Duration::from_secs(60);
+    for (what, stream) in [
+        ("half", &mut half),
+        ("silent", &mut nothing),
+        ("idle", &mut idle),
+        ("gRPC half-preface", &mut grpc_half),
+        ("gRPC silent", &mut grpc_nothing),
+    ] {
+        assert!(
+            closed_by_server(stream, bound),
+            "the {what} connection is still open after 60 s"
+        );
+    }
+    // Meanwhile, and after, whole requests are answered.
+    let (status, body) = server.post(
+        "/v1/models/census:predict",
+        &json!({"instances": [census_instance()]}).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
 }

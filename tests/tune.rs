@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A Python trainer script run through the hypertune venv's interpreter.
 fn python_trainer(tmp: &Path) -> (PathBuf, Vec<String>) {
@@ -644,6 +644,33 @@ fn an_invalid_config_is_one_line_before_any_trial() {
         "hyperparameterMetricTag \"training/hptuning/metric\" is not a metric that mlengine train reports; name one of: ",
     );
     assert!(!job.exists());
+    // A named job (as the management API runs them) finding another job's trials in its
+    // job-dir (two jobs queued with one jobDir) is refused rather than taking them as its own.
+    let taken = tmp.path().join("taken");
+    std::fs::create_dir_all(&taken).unwrap();
+    let output = taken.join("hyperparameter_tuning.json");
+    for (found, named) in [
+        (json!("projects/p/jobs/first"), "job projects/p/jobs/first"),
+        (Value::Null, "a job without a name"),
+    ] {
+        let doc = json!({"trainingOutput": {"trials": []}, "studyId": found});
+        std::fs::write(&output, doc.to_string()).unwrap();
+        let out = run(&mut tune(
+            &tagged,
+            &taken,
+            &[
+                "--study-id",
+                "projects/p/jobs/second",
+                "--",
+                "--train-steps=10",
+            ],
+        ));
+        assert_one_line_error(
+            &out,
+            &format!("holds the trials of {named}, not of projects/p/jobs/second"),
+        );
+        assert_eq!(std::fs::read_to_string(&output).unwrap(), doc.to_string());
+    }
 }
 
 /// Katib's StdOut collector's default metric pattern (katib pkg/metricscollector/v1beta1/common),

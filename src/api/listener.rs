@@ -7,12 +7,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::tls::TlsListener;
 use crate::serving::connections::{Carries, Connections, Open};
 
 /// Plain TCP with Nagle's algorithm off: a small answer waiting for the peer's delayed ACK
@@ -118,15 +116,3 @@ pub async fn accept(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
 /// The client's address, whichever listener accepted it.
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
-
-impl<'a> Connected<IncomingStream<'a, NoDelay>> for Peer {
-    fn connect_info(stream: IncomingStream<'a, NoDelay>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-impl<'a> Connected<IncomingStream<'a, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'a, TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}

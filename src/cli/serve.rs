@@ -179,6 +179,13 @@ pub struct ServeArgs {
     /// Longest wait for in-flight requests after SIGTERM or SIGINT.
     #[arg(long, env = "MLENGINE_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+
+    /// A REST connection that has not sent a whole request head within this time, or that
+    /// stays idle this long between requests, is closed (hyper's default); so is a gRPC
+    /// connection that has not sent HTTP/2's preface (idle gRPC connections stay open).
+    #[arg(long, env = "MLENGINE_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub header_read_timeout_seconds: u64,
 }
 
 /// `label=version` entries, under the config file's rule for labels (letters, digits, `_` or
@@ -337,6 +344,7 @@ impl ServeArgs {
                 .then(|| Duration::from_millis(self.request_timeout_ms)),
             max_body_bytes: self.max_body_bytes,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
             ort_library,
             control,
             auth: crate::api::auth::Auth::new(

@@ -29,6 +29,11 @@ pub struct TuneArgs {
     /// Cores the parallel trials share (default: all of this machine's)
     #[arg(long)]
     pub cores: Option<usize>,
+    /// The job's name, recorded with its trials: a job-dir holding trials under another name
+    /// (or none) is refused rather than resumed as this job's. The management API gives each
+    /// tuning job its resource name
+    #[arg(long)]
+    pub study_id: Option<String>,
     /// Arguments for the trainer, after `--`
     #[arg(last = true)]
     pub trainer_args: Vec<String>,

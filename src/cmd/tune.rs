@@ -74,6 +74,7 @@ pub fn run(args: &TuneArgs) -> Result<ExitCode> {
         resume_from: args.resume_from.clone(),
         training_input,
         cores,
+        study_id: args.study_id.clone(),
     };
     let runtime = super::runtime(1)?;
     let cancel = super::cancelled_on_signal(&runtime);

@@ -49,6 +49,9 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Bound on the wait for in-flight requests after shutdown begins.
     pub shutdown_grace: Duration,
+    /// How long a REST connection may take to send a request head, or stay idle between
+    /// keep-alive requests, and a gRPC connection to send its preface, before it is closed.
+    pub header_read_timeout: Duration,
     pub ort_library: Option<PathBuf>,
     /// The management API and its state dir, when on.
     pub control: Option<crate::control::ControlConfig>,
@@ -250,28 +253,20 @@ impl Server {
                 async move { lifecycle.draining().await }
             }
         };
-        let app =
-            rest::router(state).into_make_service_with_connect_info::<crate::api::listener::Peer>();
+        let router = rest::router(state);
+        let header_timeout = config.header_read_timeout;
         let rest = async {
             match &tls {
                 Some(tls) => {
-                    axum::serve(
-                        tls.listener(rest_listener, Arc::clone(&service.connections)),
-                        app,
-                    )
-                    .with_graceful_shutdown(draining())
-                    .await
+                    let listener = tls.listener(rest_listener, Arc::clone(&service.connections));
+                    rest::transport::serve(listener, router, header_timeout, draining()).await
                 }
                 None => {
-                    axum::serve(
-                        crate::api::listener::NoDelay {
-                            tcp: rest_listener,
-                            connections: Arc::clone(&service.connections),
-                        },
-                        app,
-                    )
-                    .with_graceful_shutdown(draining())
-                    .await
+                    let listener = crate::api::listener::NoDelay {
+                        tcp: rest_listener,
+                        connections: Arc::clone(&service.connections),
+                    };
+                    rest::transport::serve(listener, router, header_timeout, draining()).await
                 }
             }
         };
@@ -280,11 +275,11 @@ impl Server {
             tls.as_ref().map(crate::api::tls::Tls::grpc_acceptor),
             grpc_services,
             Arc::clone(&service.connections),
+            config.header_read_timeout,
             draining(),
         );
         let servers = async {
-            let (rest, ()) = tokio::join!(rest, grpc);
-            rest.context("REST server failed")?;
+            tokio::join!(rest, grpc);
             anyhow::Ok(())
         };
         tokio::pin!(servers);

@@ -28,7 +28,9 @@ impl InferenceService {
         let wanted = match selector {
             VersionSelector::Default => None,
             VersionSelector::Number(n) => Some(*n),
-            label => Some(served.resolve(label)?.version),
+            // The label's version whether or not it is served: a label on a version that
+            // failed to load answers with that failure, as a number would.
+            label => served.number(label)?,
         };
         let list: Vec<VersionStatus> = served
             .status()

@@ -50,6 +50,9 @@ pub struct TuneConfig {
     pub training_input: serde_json::Value,
     /// Cores to share among parallel trials.
     pub cores: usize,
+    /// The job's name, recorded in its output file: the trials found in the job-dir are resumed
+    /// only when they carry it.
+    pub study_id: Option<String>,
 }
 
 /// What watches a tuning job.
@@ -114,6 +117,19 @@ pub fn run(
     let mut rerun: std::collections::VecDeque<(Option<u32>, Vec<Value>)> = Default::default();
     let mut launched = 0u32;
     let mut failed = 0u32;
+    // Two jobs given one job-dir (both queued before either ran): the second would take the
+    // first's trials as its own. A job without a name keeps the name it resumes.
+    let found = output::read_study_id(&job_dir.join(OUTPUT_FILE))?;
+    let study_id = match (&config.study_id, found) {
+        (Some(id), Some(found)) if found.as_deref() != Some(id.as_str()) => bail!(
+            "job-dir {} holds the trials of {}, not of {id}: give this job a new job-dir \
+             (resuming that job's trials from it, if wanted)",
+            job_dir.display(),
+            found.map_or("a job without a name".to_string(), |f| format!("job {f}")),
+        ),
+        (Some(id), _) => Some(id.clone()),
+        (None, found) => found.flatten(),
+    };
     for (dir, own) in [
         (config.resume_from.as_deref(), false),
         (Some(job_dir.as_path()), true),
@@ -162,7 +178,7 @@ pub fn run(
     let save = |trials: &[TrialRecord], running: &[Running]| -> Result<()> {
         let mut all: Vec<TrialRecord> = trials.to_vec();
         all.extend(running.iter().map(|r| r.record.clone()));
-        output::write(&job_dir.join(OUTPUT_FILE), spec, &all)
+        output::write(&job_dir.join(OUTPUT_FILE), spec, &all, study_id.as_deref())
     };
     let mut exhausted = false;
     loop {

@@ -145,10 +145,27 @@ pub fn training_output(spec: &Spec, trials: &[TrialRecord]) -> TrainingOutput {
     }))
 }
 
-/// Writes `{"trainingOutput": ...}` atomically.
-pub fn write(path: &Path, spec: &Spec, trials: &[TrialRecord]) -> Result<()> {
-    let doc = json!({"trainingOutput": training_output(spec, trials).0});
+/// Writes `{"trainingOutput": ..., "studyId": ...}` atomically (`studyId` when the job has a
+/// name).
+pub fn write(path: &Path, spec: &Spec, trials: &[TrialRecord], study: Option<&str>) -> Result<()> {
+    let mut doc = json!({"trainingOutput": training_output(spec, trials).0});
+    if let Some(study) = study {
+        doc["studyId"] = json!(study);
+    }
     write_atomic(path, &serde_json::to_vec_pretty(&doc)?)
+}
+
+/// The name of the job whose trials an output file holds: `None` when there is no file,
+/// `Some(None)` for a job without a name.
+pub fn read_study_id(path: &Path) -> Result<Option<Option<String>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let doc: Json = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a tuning job's output", path.display()))?;
+    Ok(Some(doc["studyId"].as_str().map(String::from)))
 }
 
 /// The trials of an earlier job's output file (none when there is no file). Trials whose

@@ -6,10 +6,15 @@
 //! without tonic's per-call tower stack; the connection settings are the ones tonic used.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -24,12 +29,14 @@ pub struct Services {
 }
 
 /// Answers gRPC on `listener` until `drain` resolves, then returns once every connection has
-/// closed.
+/// closed. A connection that has not sent HTTP/2's preface within `preface_timeout` (after its
+/// TLS handshake, if any) is dropped.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     services: Services,
     connections: Arc<Connections>,
+    preface_timeout: Duration,
     drain: impl Future<Output = ()>,
 ) {
     let mut builder = http2::Builder::new(TokioExecutor::new());
@@ -58,7 +65,7 @@ pub async fn serve(
         let (builder, tls, stopped) = (builder.clone(), tls.clone(), stopped.clone());
         let open = connections.open(Carries::Many);
         tokio::spawn(async move {
-            connection(builder, stream, tls, dispatch, stopped).await;
+            connection(builder, stream, tls, dispatch, preface_timeout, stopped).await;
             drop(open);
         });
     }
@@ -74,10 +81,11 @@ async fn connection(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     dispatch: Dispatch,
+    preface_timeout: Duration,
     mut stopped: watch::Receiver<bool>,
 ) {
     match tls {
-        None => serve_connection(&builder, TokioIo::new(stream), dispatch, stopped).await,
+        None => serve_connection(&builder, stream, dispatch, preface_timeout, stopped).await,
         Some(acceptor) => {
             // A failed or stalled handshake is the client's problem: drop the connection.
             let handshake =
@@ -89,29 +97,112 @@ async fn connection(
                 },
                 _ = stopped.wait_for(|stop| *stop) => return,
             };
-            serve_connection(&builder, TokioIo::new(stream), dispatch, stopped).await
+            serve_connection(&builder, stream, dispatch, preface_timeout, stopped).await
         }
     }
 }
 
-async fn serve_connection<I>(
+async fn serve_connection<S>(
     builder: &http2::Builder<TokioExecutor>,
-    io: I,
+    stream: S,
     dispatch: Dispatch,
+    preface_timeout: Duration,
     mut stopped: watch::Receiver<bool>,
 ) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let connection = builder.serve_connection(io, dispatch);
+    let greeted = Arc::new(AtomicBool::new(false));
+    let io = Greeting {
+        io: stream,
+        read: 0,
+        greeted: Arc::clone(&greeted),
+    };
+    let connection = builder.serve_connection(TokioIo::new(io), dispatch);
     tokio::pin!(connection);
-    tokio::select! {
-        result = &mut connection => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "gRPC connection ended");
+    // hyper waits for the preface for good: a client that connects and sends nothing (or half
+    // of it) would hold its socket and task until the server stops.
+    let preface_deadline = tokio::time::sleep(preface_timeout);
+    tokio::pin!(preface_deadline);
+    let mut waiting_for_preface = true;
+    loop {
+        tokio::select! {
+            result = &mut connection => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "gRPC connection ended");
+                }
+                return;
             }
-            return;
+            _ = &mut preface_deadline, if waiting_for_preface => {
+                if !greeted.load(Ordering::Relaxed) {
+                    tracing::debug!("gRPC connection sent no preface in time; closing it");
+                    return;
+                }
+                waiting_for_preface = false;
+            }
+            _ = stopped.wait_for(|stop| *stop) => {
+                connection.as_mut().graceful_shutdown();
+                break;
+            }
         }
-        _ = stopped.wait_for(|stop| *stop) => connection.as_mut().graceful_shutdown(),
     }
     let _ = connection.await;
+}
+
+/// HTTP/2's client connection preface: the first bytes every gRPC client sends.
+const PREFACE_LEN: usize = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".len();
+
+/// A connection's stream that notes when the client has sent a preface's worth of bytes
+/// (hyper checks what they are).
+struct Greeting<S> {
+    io: S,
+    read: usize,
+    greeted: Arc<AtomicBool>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Greeting<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if self.read < PREFACE_LEN {
+            self.read += buf.filled().len() - before;
+            if self.read >= PREFACE_LEN {
+                self.greeted.store(true, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Greeting<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }

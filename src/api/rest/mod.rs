@@ -7,6 +7,7 @@ pub mod ml_v1;
 mod predict;
 pub mod routes;
 mod tfserving;
+pub mod transport;
 
 use std::sync::Arc;
 

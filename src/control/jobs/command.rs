@@ -67,7 +67,12 @@ impl ControlPlane {
                     .arg("--config")
                     .arg(&config)
                     .arg("--job-dir")
-                    .arg(job_dir.unwrap_or_default());
+                    .arg(job_dir.unwrap_or_default())
+                    .arg("--study-id")
+                    .arg(format!(
+                        "projects/{project}/jobs/{}",
+                        job["jobId"].as_str().unwrap_or_default()
+                    ));
                 if let Some(previous) = spec.get("resumePreviousJobId").and_then(Value::as_str) {
                     cmd.arg("--resume-from").arg(
                         self.previous_tuning_dir(project, previous)
