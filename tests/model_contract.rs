@@ -71,7 +71,7 @@ fn python_onnxruntime_rust_runtime_and_trainer_agree() {
         .collect();
     let mut session = load_model(&model, None, SessionConfig::default()).unwrap();
     let inputs = decode_instances(session.signature(), &instances).unwrap();
-    let outputs = session.run(inputs, &[]).unwrap();
+    let outputs = session.run(&inputs, &[]).unwrap();
     let get = |name: &str| -> Vec<f64> {
         let t = &outputs.iter().find(|(n, _)| n == name).unwrap().1;
         match &t.data {
@@ -100,7 +100,7 @@ fn python_onnxruntime_rust_runtime_and_trainer_agree() {
         let size = if start < 2000 { 1 } else { *size + k % 5 };
         let end = (start + size).min(instances.len());
         let inputs = decode_instances(session.signature(), &instances[start..end]).unwrap();
-        let part = session.run(inputs, &[]).unwrap();
+        let part = session.run(&inputs, &[]).unwrap();
         for ((name, whole), (_, piece)) in all_rows.iter().zip(&part) {
             let row_len = whole.row_len();
             assert!(

@@ -19,6 +19,75 @@ fn plus_one_model(path: &std::path::Path) {
     std::fs::write(path, to_bytes(&g.finish("test", "")).unwrap()).unwrap();
 }
 
+/// `text_bytes = s` (strings) and `picked = table[idx]` (a Gather over five floats): an output
+/// of bytes, and a run that fails for an index past the table.
+fn bytes_and_gather_model(path: &std::path::Path) {
+    let mut g = GraphBuilder::new("bytes_gather");
+    g.input("s", DataType::STRING, &[Dim::Named("batch")]);
+    g.input("idx", DataType::INT64, &[Dim::Named("batch")]);
+    let table = g.const_f32("table", &[5], vec![0.0, 1.5, 2.5, 3.5, 4.5]);
+    g.node("", "Identity", &["s"], &["text_bytes"], vec![]);
+    g.node("", "Gather", &[&table, "idx"], &["picked"], vec![]);
+    g.output("text_bytes", DataType::STRING, &[Dim::Named("batch")]);
+    g.output("picked", DataType::FLOAT, &[Dim::Named("batch")]);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, to_bytes(&g.finish("test", "")).unwrap()).unwrap();
+}
+
+#[test]
+fn bytes_outputs_are_b64_and_a_value_the_model_cannot_take_is_a_400() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("bg");
+    bytes_and_gather_model(&base.join("1/model.onnx"));
+    let server = Server::start(&[
+        "--model-base-path",
+        base.to_str().unwrap(),
+        "--model-name",
+        "bg",
+        "--file-system-poll-wait-seconds",
+        "0",
+    ]);
+    // An output whose name ends in `_bytes` is sent as {"b64": ...} (Cloud ML and TF Serving).
+    for path in ["/v1/models/bg:predict", "/v1/projects/p/models/bg:predict"] {
+        let (status, a) = server.post_json(
+            path,
+            &json!({"instances": [{"s": "héllo", "idx": 1}, {"s": "", "idx": 4}]}),
+        );
+        assert_eq!(status, 200, "{a}");
+        assert_eq!(
+            a["predictions"],
+            json!([
+                {"text_bytes": {"b64": "aMOpbGxv"}, "picked": 1.5},
+                {"text_bytes": {"b64": ""}, "picked": 4.5}
+            ]),
+            "{path}"
+        );
+    }
+    let (status, a) = server.post_json(
+        "/v1/models/bg:predict",
+        &json!({"inputs": {"s": ["x"], "idx": [0]}}),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(
+        a,
+        json!({"outputs": {"text_bytes": [{"b64": "eA=="}], "picked": [0.0]}})
+    );
+    // An index past the table fails the model's run: the client's value, so a 400 naming the
+    // run's failure (as TF Serving answers its kernels' INVALID_ARGUMENT), not a 500.
+    let (status, a) = server.post_json(
+        "/v1/models/bg:predict",
+        &json!({"instances": [{"s": "x", "idx": 10}]}),
+    );
+    assert_eq!(status, 400, "{a}");
+    assert!(
+        a["error"]
+            .as_str()
+            .unwrap()
+            .contains("model execution failed"),
+        "{a}"
+    );
+}
+
 #[test]
 fn any_onnx_model_is_served_from_its_own_signature() {
     let tmp = tempfile::tempdir().unwrap();
@@ -47,12 +116,35 @@ fn any_onnx_model_is_served_from_its_own_signature() {
     );
     assert_eq!(status, 200, "{a}");
     assert_eq!(a, json!({"outputs": [[1.5, 1.5]]}));
-    // NaN and Infinity tokens as TF Serving accepts them.
+    // NaN and Infinity tokens as TF Serving accepts them, and answers them (a JSON value would
+    // make each `null`, losing which it was), in every answer form.
     let (status, text) = server.post(
         "/v1/models/plus_one:predict",
         r#"{"instances": [[NaN, -Infinity], [Infinity, 1]]}"#,
     );
     assert_eq!(status, 200, "{text}");
+    assert_eq!(text, r#"{"predictions":[[NaN,-Infinity],[Infinity,2.0]]}"#);
+    for (path, body, want) in [
+        (
+            "/v1/models/plus_one:predict",
+            r#"{"inputs": [[NaN, 1]]}"#,
+            r#"{"outputs":[[NaN,2.0]]}"#,
+        ),
+        (
+            "/v1/projects/p/models/plus_one:predict",
+            r#"{"instances": [[-Infinity, 1]]}"#,
+            r#"{"predictions":[{"y":[-Infinity,2.0]}]}"#,
+        ),
+    ] {
+        let (status, text) = server.post(path, body);
+        assert_eq!((status, text.as_str()), (200, want));
+    }
+    let (status, text) = server.post(
+        "/v2/models/plus_one/infer",
+        r#"{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [NaN, Infinity]}]}"#,
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""data":[NaN,Infinity]"#), "{text}");
     // Cloud ML answers an object per instance keyed by output name.
     let (status, a) = server.post_json(
         "/v1/projects/p/models/plus_one:predict",

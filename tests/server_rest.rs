@@ -751,3 +751,52 @@ fn connections_that_never_finish_their_request_head_are_closed() {
     );
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn bad_bodies_unknown_paths_and_unrun_requests() {
+    use std::io::{Read, Write};
+    let (server, version) = bundled_server(&[]);
+    // A badly chunked body is the client's malformed request (400), not one over the size
+    // limit (413).
+    let mut stream = std::net::TcpStream::connect(server.addr.as_str()).unwrap();
+    stream
+        .write_all(
+            b"POST /v1/models/census:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+              Connection: close\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        )
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("the request body could not be read"),
+        "{answer}"
+    );
+    // A path no API has: a JSON error, as every other (tritonclient read an empty body as
+    // "empty response").
+    let (status, text) = server.post("/v2/repository/index", "{}");
+    assert_eq!(status, 404);
+    let e: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(e, json!({"error": "no endpoint POST /v2/repository/index"}));
+    // Requests answered without running (here: past their deadline before they queue) are
+    // not inference time: under overload they pulled the histogram toward zero.
+    let count = format!(
+        "mlengine_inference_duration_seconds_count{{model=\"census\",version=\"{version}\"}}"
+    );
+    let body = json!({"instances": [census_instance()]}).to_string();
+    for _ in 0..3 {
+        let (status, text) = http(
+            &server.addr,
+            "POST",
+            "/v1/models/census:predict",
+            &[("X-Request-Timeout-Ms", "0")],
+            body.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status, 504, "{text}");
+    }
+    assert_eq!(metric(&server, &count), 0.0);
+    let (status, text) = server.post("/v1/models/census:predict", &body);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(metric(&server, &count), 1.0);
+}

@@ -322,7 +322,7 @@ fn score(signature: &Signature, sessions: &SessionPool, batch: lines::Batch) -> 
     let mut text = Vec::new();
     let mut predictions = 0;
     match sessions
-        .run(inputs, &[])
+        .run(&inputs, &[])
         .and_then(|outputs| write_prediction_lines(&outputs, &mut text))
     {
         Ok(n) => predictions = n as u64,
@@ -391,7 +391,7 @@ fn score_keyed(
     let mut predictions = 0;
     if let Some(inputs) = decoded.tensors {
         match sessions
-            .run(inputs, &[])
+            .run(&inputs, &[])
             .and_then(|outputs| encode_predictions(&outputs))
         {
             Ok(rows) => {

@@ -62,7 +62,7 @@ pub fn run(args: &BenchOrtArgs, ort_library: Option<PathBuf>) -> Result<()> {
             if !pause.is_zero() {
                 std::thread::sleep(pause);
             }
-            let inputs = batches[k % batches.len()].clone();
+            let inputs = &batches[k % batches.len()];
             k += 1;
             let start = Instant::now();
             session.run(inputs, &[])?;

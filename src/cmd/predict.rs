@@ -100,7 +100,7 @@ fn local(
     let mut text = Vec::new();
     for inputs in batches {
         let outputs = session
-            .run(inputs, &[])
+            .run(&inputs, &[])
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         for prediction in encode_predictions(&outputs).map_err(|e| anyhow::anyhow!("{e}"))? {
             writeln!(text, "{prediction}")?;

@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use super::json::{append, is_b64, nest, shape_of, value_at};
+use super::json::{append, is_b64, shape_of};
+use super::predictions::write_tensor;
 use crate::status::{Error, Result};
 use crate::tensor::{Signature, Tensor, TensorData, TensorSpec};
 
@@ -59,19 +60,24 @@ fn decode_tensor(spec: &TensorSpec, value: &Value) -> Result<Tensor> {
     Ok(Tensor::new(shape, data))
 }
 
-/// TF Serving's columnar answer: one output gives its tensor, several an object of them.
-pub fn encode(outputs: &[(String, Tensor)]) -> Value {
-    let tensor = |t: &Tensor| {
-        let mut items = (0..t.data.len()).map(|i| value_at(&t.data, i));
-        nest(&t.shape, &mut items)
-    };
-    if let [(_, t)] = outputs {
-        return tensor(t);
+/// TF Serving's columnar answer, `{"outputs": ...}`: one output gives its tensor, several an
+/// object of them.
+pub fn write_answer(outputs: &[(String, Tensor)]) -> Vec<u8> {
+    let mut out = b"{\"outputs\":".to_vec();
+    if let [(name, t)] = outputs {
+        write_tensor(name, t, &mut out);
+    } else {
+        out.push(b'{');
+        for (k, (name, t)) in outputs.iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut out, name);
+            out.push(b':');
+            write_tensor(name, t, &mut out);
+        }
+        out.push(b'}');
     }
-    Value::Object(
-        outputs
-            .iter()
-            .map(|(n, t)| (n.clone(), tensor(t)))
-            .collect(),
-    )
+    out.push(b'}');
+    out
 }

@@ -228,6 +228,43 @@ pub fn nest(shape: &[usize], items: &mut impl Iterator<Item = Value>) -> Value {
     }
 }
 
+/// Element `i` written as JSON text, as the servers we stand in for write it: a float that is not
+/// finite as the token TF Serving and Triton write (`NaN`, `Infinity`, `-Infinity`; a JSON value
+/// would make it `null`, losing which), and with `b64` a string as `{"b64": ...}` (Cloud ML's and
+/// TF Serving's rule for outputs whose name ends in `_bytes`). Otherwise as [`value_at`].
+pub fn write_element(data: &TensorData, i: usize, b64: bool, out: &mut Vec<u8>) {
+    let float = match data {
+        TensorData::F32(v) => Some(f64::from(v[i])),
+        TensorData::F64(v) => Some(v[i]),
+        _ => None,
+    };
+    if let Some(x) = float.filter(|x| !x.is_finite()) {
+        out.extend_from_slice(match x {
+            x if x.is_nan() => b"NaN".as_slice(),
+            x if x > 0.0 => b"Infinity",
+            _ => b"-Infinity",
+        });
+        return;
+    }
+    if let (true, TensorData::String(v)) = (b64, data) {
+        use base64::Engine;
+        out.extend_from_slice(b"{\"b64\":\"");
+        out.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(v[i].as_bytes())
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"\"}");
+        return;
+    }
+    let _ = serde_json::to_writer(&mut *out, &value_at(data, i));
+}
+
+/// Whether an output's strings are bytes, sent as `{"b64": ...}`: its name ends in `_bytes`.
+pub fn is_bytes_output(name: &str) -> bool {
+    name.ends_with("_bytes")
+}
+
 /// A JSON value of element `i`; floats print as the double nearest the stored value, as
 /// TensorFlow's JSON encoder does.
 pub fn value_at(data: &TensorData, i: usize) -> Value {

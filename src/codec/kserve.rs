@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use std::time::Duration;
 
-use super::json::{append, parse_body, value_at};
+use super::json::{append, parse_body, write_element};
 use super::raw;
 use crate::status::{Error, Result};
 use crate::tensor::{DType, Signature, Tensor, TensorData, TensorSpec};
@@ -370,7 +370,7 @@ pub fn write_infer_answer(
             if i > 0 {
                 out.push(b',');
             }
-            let _ = serde_json::to_writer(&mut out, &value_at(&tensor.data, i));
+            write_element(&tensor.data, i, false, &mut out);
         }
         out.extend_from_slice(b"]}");
     }
@@ -395,6 +395,7 @@ pub fn write_infer_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::json::value_at;
     use crate::codec::test_signature;
     use serde_json::json;
 

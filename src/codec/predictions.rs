@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::json::{nest, value_at};
+use super::json::{is_bytes_output, nest, value_at, write_element};
 use crate::status::{Error, Result};
 use crate::tensor::{Tensor, TensorData};
 
@@ -66,14 +66,15 @@ pub fn write_predictions(
     }
     for i in 0..n {
         out.push(b'{');
-        for (k, ((_, tensor), name)) in outputs.iter().zip(&names).enumerate() {
+        for (k, ((raw, tensor), name)) in outputs.iter().zip(&names).enumerate() {
             if k > 0 {
                 out.push(b',');
             }
             out.extend_from_slice(name.as_bytes());
             out.push(b':');
             let per: usize = tensor.shape[1..].iter().product();
-            write_nested(&tensor.data, &tensor.shape[1..], &mut (i * per), out);
+            let b64 = is_bytes_output(raw);
+            write_nested(&tensor.data, &tensor.shape[1..], &mut (i * per), b64, out);
         }
         out.push(b'}');
         out.extend_from_slice(separator);
@@ -81,10 +82,42 @@ pub fn write_predictions(
     Ok(n)
 }
 
-fn write_nested(data: &TensorData, shape: &[usize], next: &mut usize, out: &mut Vec<u8>) {
+/// TF Serving's answer for a model with one output: each instance's value alone, comma
+/// separated (the caller adds the list's brackets).
+pub fn write_bare_rows(name: &str, tensor: &Tensor, out: &mut Vec<u8>) {
+    let rows = tensor.shape.first().copied().unwrap_or(0);
+    let inner = tensor.shape.get(1..).unwrap_or_default();
+    let per: usize = inner.iter().product();
+    let b64 = is_bytes_output(name);
+    for i in 0..rows {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_nested(&tensor.data, inner, &mut (i * per), b64, out);
+    }
+}
+
+/// A whole tensor as nested lists (TF Serving's columnar answer).
+pub fn write_tensor(name: &str, tensor: &Tensor, out: &mut Vec<u8>) {
+    write_nested(
+        &tensor.data,
+        &tensor.shape,
+        &mut 0,
+        is_bytes_output(name),
+        out,
+    );
+}
+
+fn write_nested(
+    data: &TensorData,
+    shape: &[usize],
+    next: &mut usize,
+    b64: bool,
+    out: &mut Vec<u8>,
+) {
     match shape.split_first() {
         None => {
-            let _ = serde_json::to_writer(&mut *out, &value_at(data, *next));
+            write_element(data, *next, b64, out);
             *next += 1;
         }
         Some((&d, rest)) => {
@@ -93,7 +126,7 @@ fn write_nested(data: &TensorData, shape: &[usize], next: &mut usize, out: &mut 
                 if j > 0 {
                     out.push(b',');
                 }
-                write_nested(data, rest, next, out);
+                write_nested(data, rest, next, b64, out);
             }
             out.push(b']');
         }

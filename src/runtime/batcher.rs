@@ -41,7 +41,7 @@ pub trait Runner: Send + 'static {
 
     /// Runs one tensor per input (signature order) and returns the outputs asked for by index
     /// (all when `outputs` is empty), in signature order.
-    fn run(&mut self, inputs: Vec<Tensor>, outputs: &[usize]) -> Result<Outputs>;
+    fn run(&mut self, inputs: &[Tensor], outputs: &[usize]) -> Result<Outputs>;
 }
 
 /// How requests are merged into runs.
@@ -200,7 +200,7 @@ impl<R: Runner> Runners<R> {
     fn timed(
         &self,
         runner: &mut R,
-        inputs: Vec<Tensor>,
+        inputs: &[Tensor],
         size: Size,
         outputs: &[usize],
     ) -> Result<Outputs> {
@@ -268,7 +268,7 @@ impl<R: Runner> RunHere for Runners<R> {
                 Err(TryLockError::WouldBlock) => None,
             };
             if let Some(mut runner) = runner {
-                return Ok(self.timed(&mut runner, inputs, size, outputs));
+                return Ok(self.timed(&mut runner, &inputs, size, outputs));
             }
         }
         Err(inputs)
@@ -607,7 +607,7 @@ impl<R: Runner> Worker<R> {
             };
             let rows = job.rows;
             let size = Size::of(&job.inputs);
-            let result = runners.timed(&mut runner, job.inputs, size, &job.outputs);
+            let result = runners.timed(&mut runner, &job.inputs, size, &job.outputs);
             // Free before the answer goes out: the client's next request may run in place.
             drop(runner);
             self.load.answered(1);
@@ -636,14 +636,29 @@ impl<R: Runner> Worker<R> {
             replies.push((job.reply, job.enqueued));
         }
         let merged: Option<Vec<Tensor>> = columns.into_iter().map(Tensor::concat_rows).collect();
-        let result = match merged {
-            Some(inputs) => {
-                let size = Size::of(&inputs);
-                runners.timed(&mut runner, inputs, size, &outputs)
-            }
+        let result = match &merged {
+            Some(inputs) => runners.timed(&mut runner, inputs, Size::of(inputs), &outputs),
             // `fits_with` checked types and row shapes, so this is not reached.
             None => Err(Error::internal("requests of one batch do not stack")),
         };
+        if let (Err(_), Some(inputs)) = (&result, merged) {
+            // A run can fail for one request's values that no check foresaw (an index past a
+            // Gather's table): each request runs again alone, so only the one at fault fails.
+            if let Some(alone) = unmerge(inputs, &rows) {
+                for ((reply, enqueued), (inputs, rows)) in replies.into_iter().zip(alone) {
+                    let result = runners.timed(&mut runner, &inputs, Size::of(&inputs), &outputs);
+                    self.load.answered(1);
+                    let _ = reply.send(result.map(|outputs| Ran {
+                        outputs,
+                        batch_rows: rows,
+                        first_in_batch: true,
+                        queued: started.saturating_duration_since(enqueued),
+                        in_place: false,
+                    }));
+                }
+                return;
+            }
+        }
         drop(runner);
         let mut per_job: Vec<Outputs> = (0..replies.len())
             .map(|_| Vec::with_capacity(outputs.len().max(1)))
@@ -678,6 +693,20 @@ impl<R: Runner> Worker<R> {
     }
 }
 
+/// A merged run's inputs split back into each request's (with its row count).
+fn unmerge(inputs: Vec<Tensor>, rows: &[usize]) -> Option<Vec<(Vec<Tensor>, usize)>> {
+    let mut jobs: Vec<(Vec<Tensor>, usize)> = rows
+        .iter()
+        .map(|&r| (Vec::with_capacity(inputs.len()), r))
+        .collect();
+    for column in inputs {
+        for (job, part) in jobs.iter_mut().zip(column.split_rows(rows)?) {
+            job.0.push(part);
+        }
+    }
+    Some(jobs)
+}
+
 #[cfg(test)]
 mod tests {
     //! The batching policy with a fake runner that holds each run until the test lets it go, so
@@ -708,8 +737,9 @@ mod tests {
             }
         }
 
-        fn run(&mut self, inputs: Vec<Tensor>, _outputs: &[usize]) -> Result<Outputs> {
-            let Some(x) = inputs.into_iter().next() else {
+        /// A NaN fails the run, as a value no check foresaw fails a model's.
+        fn run(&mut self, inputs: &[Tensor], _outputs: &[usize]) -> Result<Outputs> {
+            let Some(x) = inputs.first() else {
                 return Err(Error::internal("no input"));
             };
             let TensorData::F32(values) = &x.data else {
@@ -717,7 +747,10 @@ mod tests {
             };
             let _ = self.started.send(values.clone());
             let _ = self.go.recv();
-            Ok(vec![("y".to_string(), x)])
+            if values.iter().any(|v| v.is_nan()) {
+                return Err(Error::internal("model execution failed: NaN"));
+            }
+            Ok(vec![("y".to_string(), x.clone())])
         }
     }
 
@@ -1032,6 +1065,36 @@ mod tests {
         assert_eq!(f.answer(bad).unwrap_err().message, "negative");
         for t in [running, good, also_good] {
             f.answer(t).unwrap();
+        }
+        assert_eq!(f.batcher.load().inflight(), 0);
+    }
+
+    #[test]
+    fn a_request_that_fails_a_merged_run_fails_alone() {
+        let f = fixture(4, 16);
+        let running = f.send(&[1.0], None);
+        f.next_run();
+        let good = f.send(&[2.0], None);
+        let bad = f.send(&[f32::NAN, 3.0], None);
+        let also_good = f.send(&[4.0], None);
+        f.wait_queued(3);
+        f.go.send(()).unwrap();
+        let merged = f.next_run();
+        assert_eq!(merged.len(), 4);
+        assert!(merged[1].is_nan());
+        f.go.send(()).unwrap();
+        // The merged run failed: each request runs again on its own.
+        assert_eq!(f.next_run(), [2.0]);
+        f.go.send(()).unwrap();
+        let alone = f.next_run();
+        assert!(alone[0].is_nan() && alone[1] == 3.0, "{alone:?}");
+        f.go.send(()).unwrap();
+        assert_eq!(f.next_run(), [4.0]);
+        f.go.send(()).unwrap();
+        assert!(f.answer(bad).unwrap_err().message.contains("NaN"));
+        for (t, want) in [(running, 1.0), (good, 2.0), (also_good, 4.0)] {
+            let ran = f.answer(t).unwrap();
+            assert_eq!(ran.outputs[0].1.data, TensorData::F32(vec![want]));
         }
         assert_eq!(f.batcher.load().inflight(), 0);
     }

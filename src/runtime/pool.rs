@@ -53,7 +53,7 @@ impl SessionPool {
 
     /// Runs on a free session, or waits for the first one when all are busy (the job runs no
     /// more tasks at once than it has sessions, so that is rare).
-    pub fn run(&self, inputs: Vec<Tensor>, outputs: &[usize]) -> status::Result<Outputs> {
+    pub fn run(&self, inputs: &[Tensor], outputs: &[usize]) -> status::Result<Outputs> {
         let unusable = || Error::internal("a model session is unusable");
         for session in &self.sessions {
             if let Ok(mut free) = session.try_lock() {

@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
+use ort::session::SessionInputValue;
 use ort::session::{builder::GraphOptimizationLevel, Session};
-use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
+use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
 
 use super::batcher::Runner;
 use crate::census::schema;
@@ -139,7 +140,7 @@ impl ModelSession {
     /// Runs the model on one tensor per input (signature order) and returns the requested outputs
     /// (all when `outputs` is empty), in signature order.
     /// The input tensors are moved into ONNX Runtime without a copy.
-    pub fn run(&mut self, inputs: Vec<Tensor>, outputs: &[usize]) -> status::Result<Outputs> {
+    pub fn run(&mut self, inputs: &[Tensor], outputs: &[usize]) -> status::Result<Outputs> {
         if inputs.len() != self.signature.inputs.len() {
             return Err(Error::internal(format!(
                 "{} input tensors for {} model inputs",
@@ -147,17 +148,22 @@ impl ModelSession {
                 self.signature.inputs.len()
             )));
         }
-        self.check(&inputs)?;
-        let mut values: Vec<(&str, DynValue)> = Vec::with_capacity(inputs.len());
+        self.check(inputs)?;
+        let mut values: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
         for (spec, tensor) in self.signature.inputs.iter().zip(inputs) {
             let value = to_ort(tensor)
                 .map_err(|e| Error::invalid(format!("input '{}': {e}", spec.name)))?;
             values.push((spec.name.as_str(), value));
         }
-        let result = self
-            .session
-            .run(values)
-            .map_err(|e| Error::internal(format!("model execution failed: {e}")))?;
+        // ONNX Runtime's kernels say INVALID_ARGUMENT for values they cannot take (an index past
+        // a Gather's table): the client's input, so a 400 as TF Serving answers, not a 500.
+        let result = self.session.run(values).map_err(|e| {
+            let message = format!("model execution failed: {e}");
+            match e.code() {
+                ort::ErrorCode::InvalidArgument => Error::invalid(message),
+                _ => Error::internal(message),
+            }
+        })?;
         let wanted: Vec<usize> = if outputs.is_empty() {
             (0..self.signature.outputs.len()).collect()
         } else {
@@ -215,7 +221,7 @@ impl Runner for ModelSession {
         }
     }
 
-    fn run(&mut self, inputs: Vec<Tensor>, outputs: &[usize]) -> status::Result<Outputs> {
+    fn run(&mut self, inputs: &[Tensor], outputs: &[usize]) -> status::Result<Outputs> {
         ModelSession::run(self, inputs, outputs)
     }
 }
@@ -251,21 +257,26 @@ fn dtype(t: TensorElementType) -> Option<DType> {
     })
 }
 
-fn to_ort(t: Tensor) -> ort::Result<DynValue> {
+/// A view of `t` for ONNX Runtime: numbers are borrowed, not copied (the caller keeps its
+/// inputs, so a failed merged run can be run again request by request); strings are copied, as
+/// ONNX Runtime keeps its own.
+fn to_ort(t: &Tensor) -> ort::Result<SessionInputValue<'_>> {
     let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-    Ok(match t.data {
-        TensorData::Bool(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
-        TensorData::U8(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
-        TensorData::U16(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
-        TensorData::U32(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
-        TensorData::U64(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
-        TensorData::I8(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
-        TensorData::I16(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
-        TensorData::I32(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
-        TensorData::I64(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
-        TensorData::F32(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
-        TensorData::F64(v) => OrtTensor::from_array((shape, v))?.into_dyn(),
-        TensorData::String(v) => OrtTensor::from_string_array((shape, &v[..]))?.into_dyn(),
+    Ok(match &t.data {
+        TensorData::Bool(v) => TensorRef::from_array_view((shape, &v[..]))?.into(),
+        TensorData::U8(v) => TensorRef::from_array_view((shape, &v[..]))?.into(),
+        TensorData::U16(v) => TensorRef::from_array_view((shape, &v[..]))?.into(),
+        TensorData::U32(v) => TensorRef::from_array_view((shape, &v[..]))?.into(),
+        TensorData::U64(v) => TensorRef::from_array_view((shape, &v[..]))?.into(),
+        TensorData::I8(v) => TensorRef::from_array_view((shape, &v[..]))?.into(),
+        TensorData::I16(v) => TensorRef::from_array_view((shape, &v[..]))?.into(),
+        TensorData::I32(v) => TensorRef::from_array_view((shape, &v[..]))?.into(),
+        TensorData::I64(v) => TensorRef::from_array_view((shape, &v[..]))?.into(),
+        TensorData::F32(v) => TensorRef::from_array_view((shape, &v[..]))?.into(),
+        TensorData::F64(v) => TensorRef::from_array_view((shape, &v[..]))?.into(),
+        TensorData::String(v) => OrtTensor::from_string_array((shape, &v[..]))?
+            .into_dyn()
+            .into(),
     })
 }
 

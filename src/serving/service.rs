@@ -171,6 +171,9 @@ impl Call<'_> {
         let started = Instant::now();
         let alone = self.service.connections.alone(self.streams);
         let result = version.batcher.run(inputs, outputs, deadline, alone).await;
+        // Requests refused at once (a full queue) or dropped unrun (past their deadline) would
+        // pull the histogram toward zero just when the server is overloaded: only runs count.
+        let ran = result?;
         let m = version.metrics.get_or_init(|| {
             self.service
                 .metrics
@@ -178,7 +181,6 @@ impl Call<'_> {
         });
         m.inference_duration
             .observe(started.elapsed().as_secs_f64());
-        let ran = result?;
         m.queue_duration.observe(ran.queued.as_secs_f64());
         if ran.in_place {
             m.runs_here.inc();

@@ -43,11 +43,22 @@ pub fn router(state: Shared) -> Router {
         .route("/v2/health/ready", get(kserve::ready))
         .route("/v2/models/{*rest}", any(kserve::models))
         .route("/v1/{*rest}", any(v1))
+        .fallback(unknown_path)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             gate,
         ))
         .with_state(state)
+}
+
+/// A path no API has: a JSON 404 like every other error (tritonclient reported an empty body as
+/// "empty response").
+async fn unknown_path(req: Request) -> Response {
+    error_response(&Error::not_found(format!(
+        "no endpoint {} {}",
+        req.method(),
+        req.uri().path()
+    )))
 }
 
 /// What a route needs from its caller: nothing (health, metrics), a predict token, or the
@@ -181,7 +192,18 @@ pub async fn read_body(state: &RestState, req: Request) -> Result<Bytes, Error> 
     };
     let bytes = axum::body::to_bytes(req.into_body(), limit)
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|e| {
+            // Only the limit is the client's size; a body cut short or badly chunked is not.
+            let inner = e.into_inner();
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+            while let Some(c) = cause {
+                if c.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                cause = c.source();
+            }
+            Error::invalid(format!("the request body could not be read: {inner}"))
+        })?;
     match compression {
         None => Ok(bytes),
         // The limit holds for the decoded bytes too, so a small bomb cannot grow past it.

@@ -6,13 +6,13 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::routes::Api;
 use super::{error_response, json_bytes_response, read_body, requested_timeout, Shared};
 use crate::codec::columnar;
 use crate::codec::instances::{decode_predict_body, Layout};
-use crate::codec::predictions::{encode_predictions, write_predictions};
+use crate::codec::predictions::{write_bare_rows, write_predictions};
 use crate::repository::VersionSelector;
 use crate::status::Result;
 use crate::tensor::Outputs;
@@ -46,25 +46,19 @@ pub async fn predict(
 
 fn answer(api: Api, layout: Layout, version: &str, outputs: &Outputs) -> Result<Vec<u8>> {
     if layout == Layout::Columns {
-        return Ok(json!({ "outputs": columnar::encode(outputs) })
-            .to_string()
-            .into_bytes());
+        return Ok(columnar::write_answer(outputs));
     }
-    if api != Api::TfServing || outputs.len() > 1 {
+    let [(name, tensor)] = outputs.as_slice() else {
+        return predictions_body(api, version, outputs);
+    };
+    if api != Api::TfServing {
         return predictions_body(api, version, outputs);
     }
     // TF Serving answers a single-output model's rows as bare values.
-    let predictions: Vec<Value> = encode_predictions(outputs)?
-        .into_iter()
-        .map(|mut r| {
-            r.as_object_mut()
-                .and_then(|o| o.values_mut().next().map(Value::take))
-                .unwrap_or(Value::Null)
-        })
-        .collect();
-    Ok(json!({ "predictions": predictions })
-        .to_string()
-        .into_bytes())
+    let mut out = b"{\"predictions\":[".to_vec();
+    write_bare_rows(name, tensor, &mut out);
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 /// `{"predictions": [...]}` (and Vertex's `deployedModelId`), written without JSON values.
