@@ -152,6 +152,16 @@ fn any_onnx_model_is_served_from_its_own_signature() {
     );
     assert_eq!(status, 200, "{a}");
     assert_eq!(a, json!({"predictions": [{"y": [2.0, 2.0]}]}));
+    // A number past FP32's range is refused, not turned into infinity.
+    let (status, a) = server.post_json(
+        "/v1/models/plus_one:predict",
+        &json!({"instances": [[1e39, 1]]}),
+    );
+    assert_eq!(status, 400, "{a}");
+    assert!(
+        a["error"].as_str().unwrap().contains("out of FP32's range"),
+        "{a}"
+    );
     // Shape errors name the dimension.
     let (status, a) = server.post_json(
         "/v1/models/plus_one:predict",

@@ -74,7 +74,14 @@ pub fn append(value: &Value, data: &mut TensorData) -> Result<(), String> {
         TensorData::I16(v) => int!(v, i16),
         TensorData::I32(v) => int!(v, i32),
         TensorData::I64(v) => int!(v, i64),
-        TensorData::F32(v) => v.push(float(value, dtype)? as f32),
+        TensorData::F32(v) => {
+            let x = float(value, dtype)?;
+            // `as` would make 1e39 infinity and answer for a value the client never sent.
+            if x.is_finite() && x.abs() > f64::from(f32::MAX) {
+                return Err(format!("{x} is out of FP32's range"));
+            }
+            v.push(x as f32)
+        }
         TensorData::F64(v) => v.push(float(value, dtype)?),
         TensorData::String(v) => {
             let s = match value {

@@ -232,10 +232,11 @@ pub fn decode_rest(
         "parameters.binary_data_output",
     )?
     .unwrap_or(false);
-    let listed = request
-        .get("outputs")
-        .and_then(Value::as_array)
-        .filter(|l| !l.is_empty());
+    let listed = match request.get("outputs") {
+        None => None,
+        Some(Value::Array(l)) => Some(l).filter(|l| !l.is_empty()),
+        Some(_) => return Err(Error::invalid("outputs must be a list of output objects")),
+    };
     let (wanted, own) = match listed {
         None => (vec![], vec![]),
         Some(list) => {
@@ -267,7 +268,12 @@ pub fn decode_rest(
         binary: binary_outputs(signature, &wanted, &own, binary_default),
         wanted,
         timeout,
-        id: request.get("id").cloned(),
+        id: match request.get("id") {
+            None => None,
+            Some(id @ Value::String(_)) => Some(id.clone()),
+            // Triton's protocol: the id is echoed back, and is a string.
+            Some(_) => return Err(Error::invalid("id must be a string")),
+        },
     })
 }
 

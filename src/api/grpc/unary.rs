@@ -266,8 +266,10 @@ fn prefix(head: &[u8], limit: usize) -> Result<usize, Status> {
         }
     }
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    // gRPC's status code table: a message over the limit is RESOURCE_EXHAUSTED (tonic says
+    // OUT_OF_RANGE; grpc-go and grpc-core, which most clients meet, say this).
     if len > limit {
-        return Err(Status::out_of_range(format!(
+        return Err(Status::resource_exhausted(format!(
             "Error, decoded message length too large: found {len} bytes, the limit is: {limit} \
              bytes"
         )));
@@ -279,7 +281,7 @@ fn prefix(head: &[u8], limit: usize) -> Result<usize, Status> {
 fn frame(message: &impl answer_wire::Answer, limit: usize) -> Result<Bytes, Status> {
     let len = message.encoded_len();
     let too_large = || {
-        Status::out_of_range(format!(
+        Status::resource_exhausted(format!(
             "Error, encoded message length too large: found {len} bytes, the limit is: {limit} \
              bytes"
         ))
