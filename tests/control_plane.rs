@@ -873,7 +873,7 @@ fn a_tuning_job_runs_its_trials_through_the_tuner() {
     let study: Value =
         serde_json::from_slice(&std::fs::read(job_dir.join("hyperparameter_tuning.json")).unwrap())
             .unwrap();
-    assert_eq!(study["studyId"], "projects/p/jobs/tune", "{study}");
+    assert_eq!(study["studyId"], "tune", "{study}");
     // Another job in the same jobDir would take these trials as its own: refused.
     assert_failed_precondition(
         call(
@@ -1041,4 +1041,592 @@ fn odd_requests_are_refused_before_anything_changes() {
     let (status, e) = call(&server, "POST", "models/m1:frobnicate", json!({}));
     assert_eq!(status, 400, "{e}");
     assert_eq!(e["error"]["status"], "INVALID_ARGUMENT", "{e}");
+}
+
+/// A 400 INVALID_ARGUMENT answer whose message holds every needle.
+fn assert_invalid((status, e): (u16, Value), needles: &[&str]) {
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"]["status"], "INVALID_ARGUMENT", "{e}");
+    let message = e["error"]["message"].as_str().unwrap_or_default();
+    for needle in needles {
+        assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    }
+}
+
+/// The bundled model copied below `tmp` (inside the allowed roots), as a version's origin.
+fn bundled_origin(tmp: &Path) -> PathBuf {
+    let dest = tmp.join("origin");
+    std::fs::create_dir_all(&dest).unwrap();
+    for f in ["model.onnx", "model.json"] {
+        std::fs::copy(bundled_version().join(f), dest.join(f)).unwrap();
+    }
+    dest
+}
+
+/// Model `m` with a READY version `v1`, its default.
+fn model_with_version(server: &Server, tmp: &Path) {
+    assert_eq!(call(server, "POST", "models", json!({"name": "m"})).0, 200);
+    let (status, op) = call(
+        server,
+        "POST",
+        "models/m/versions",
+        json!({"name": "v1", "deploymentUri": bundled_origin(tmp)}),
+    );
+    assert_eq!(status, 200, "{op}");
+    let v = wait_state(server, "models/m/versions/v1", |v| v["state"] != "CREATING");
+    assert_eq!(v["state"], "READY", "{v}");
+}
+
+#[test]
+fn tuned_path_flags_of_mlengine_train_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = managed_server(tmp.path(), &[]);
+    let outside = tempfile::tempdir().unwrap();
+    // A trial's `--{parameterName}={value}` comes after the job's args, and the trainer takes
+    // a repeated flag's last value: a tuned path flag would escape the allowed roots.
+    for (i, flag) in ["job-dir", "train-files", "eval-files"].iter().enumerate() {
+        let id = format!("escape_{i}");
+        let (status, e) = call(
+            &server,
+            "POST",
+            "jobs",
+            json!({"jobId": id, "trainingInput": {
+                "jobDir": tmp.path().join(format!("tuning_{i}")),
+                "args": ["--train-files", tmp.path().join("t.csv"),
+                         "--eval-files", tmp.path().join("e.csv")],
+                "hyperparameters": {"maxTrials": 1, "params": [
+                    {"parameterName": "num-layers", "type": "INTEGER", "minValue": 1,
+                     "maxValue": 2},
+                    {"parameterName": flag, "type": "CATEGORICAL",
+                     "categoricalValues": [outside.path().join("x")]}]}}}),
+        );
+        assert_invalid(
+            (status, e),
+            &[
+                "job.training_input.hyperparameters.params[1].parameterName",
+                "path flags cannot be tuned",
+            ],
+        );
+        assert_eq!(
+            call(&server, "GET", &format!("jobs/{id}"), Value::Null).0,
+            404
+        );
+    }
+    assert!(!outside.path().join("x").exists());
+}
+
+#[test]
+fn the_cli_sends_local_paths_as_absolute_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    let origin = bundled_origin(tmp.path());
+    std::fs::rename(&origin, work.join("export")).unwrap();
+    std::fs::copy(&train, work.join("train.csv")).unwrap();
+    std::fs::copy(&eval, work.join("eval.csv")).unwrap();
+    std::fs::write(
+        work.join("instances.json"),
+        fixture::to_json_instances(&fixture::rows(3, 5)),
+    )
+    .unwrap();
+    let server = managed_server(tmp.path(), &[]);
+    let url = format!("http://{}", server.addr);
+    // Run from work/sub: every path below is relative to it.
+    let ok = |args: &[&str]| {
+        let out = run(bin()
+            .current_dir(work.join("sub"))
+            .env("MLENGINE_URL", &url)
+            .env("MLENGINE_PROJECT", "p")
+            .args(args));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    ok(&["models", "create", "m"]);
+    ok(&[
+        "versions",
+        "create",
+        "v1",
+        "--model",
+        "m",
+        "--origin",
+        "../export",
+    ]);
+    let (_, v) = call(&server, "GET", "models/m/versions/v1", Value::Null);
+    assert_eq!(v["state"], "READY", "{v}");
+    assert_eq!(v["deploymentUri"], json!(work.join("export")), "{v}");
+    ok(&[
+        "jobs",
+        "submit",
+        "prediction",
+        "pred",
+        "--model",
+        "m",
+        "--input-paths",
+        "../inst*.json",
+        "--output-path",
+        "out",
+        "--stream-logs",
+    ]);
+    assert!(work.join("sub/out").is_dir());
+    let (_, job) = call(&server, "GET", "jobs/pred", Value::Null);
+    assert_eq!(
+        job["predictionInput"]["inputPaths"],
+        json!([format!("{}/inst*.json", work.display())]),
+        "{job}"
+    );
+    assert_eq!(job["predictionOutput"]["predictionCount"], "3", "{job}");
+    ok(&[
+        "jobs",
+        "submit",
+        "training",
+        "train",
+        "--job-dir",
+        "job",
+        "--stream-logs",
+        "--",
+        "--train-files",
+        "../train.csv",
+        "--eval-files=../eval.csv",
+        "--train-steps",
+        "5",
+    ]);
+    let (_, job) = call(&server, "GET", "jobs/train", Value::Null);
+    let input = &job["trainingInput"];
+    assert_eq!(input["jobDir"], json!(work.join("sub/job")), "{job}");
+    assert_eq!(
+        input["args"],
+        json!([
+            "--train-files",
+            work.join("train.csv"),
+            format!("--eval-files={}", work.join("eval.csv").display()),
+            "--train-steps",
+            "5"
+        ]),
+        "{job}"
+    );
+    assert_eq!(job["state"], "SUCCEEDED", "{job}");
+}
+
+#[test]
+fn operations_list_wait_and_cancel_in_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = bundled_origin(tmp.path());
+    let server = managed_server(tmp.path(), &[]);
+    let url = format!("http://{}", server.addr);
+    let cli = |args: &[&str]| {
+        run(bin()
+            .env("MLENGINE_URL", &url)
+            .env("MLENGINE_PROJECT", "p")
+            .args(args))
+    };
+    let ok = |args: &[&str]| {
+        let out = cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    ok(&["models", "create", "m"]);
+    let op_of = |out: String| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("name: "))
+            .unwrap()
+            .to_string()
+    };
+    let created = op_of(ok(&[
+        "versions",
+        "create",
+        "v1",
+        "--model",
+        "m",
+        "--origin",
+        origin.to_str().unwrap(),
+        "--async",
+    ]));
+    // wait: until done, then the operation as describe shows it.
+    let waited = ok(&["operations", "wait", &created]);
+    assert!(waited.contains("done: true"), "{waited}");
+    assert!(waited.contains("state: READY"), "{waited}");
+    let short = created.rsplit('/').next().unwrap();
+    assert_eq!(ok(&["operations", "wait", short]), waited);
+    // One that fails: non-zero, one line.
+    let failing = op_of(ok(&[
+        "versions",
+        "create",
+        "v2",
+        "--model",
+        "m",
+        "--origin",
+        tmp.path().join("missing").to_str().unwrap(),
+        "--async",
+    ]));
+    let out = cli(&["operations", "wait", &failing]);
+    assert_one_line_error(
+        &out,
+        "ERROR: (mlengine.operations.wait) FAILED_PRECONDITION",
+    );
+    // list: every operation, newest first, with whether it is done.
+    let listed = ok(&["operations", "list"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "DONE"]
+    );
+    assert_eq!(lines.len(), 3, "{listed}");
+    assert!(lines[1].starts_with(failing.rsplit('/').next().unwrap()));
+    assert!(lines[2].starts_with(short) && lines[2].ends_with("True"));
+    // cancel: a done operation answers as Google's does.
+    ok(&["operations", "cancel", short]);
+}
+
+#[test]
+fn a_model_patch_answers_the_default_version_in_full_and_patches_check_the_etag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = managed_server(tmp.path(), &[]);
+    model_with_version(&server, tmp.path());
+    let (status, op) = call(
+        &server,
+        "PATCH",
+        "models/m?updateMask=description",
+        json!({"description": "d"}),
+    );
+    assert_eq!(status, 200, "{op}");
+    let response = &op["response"];
+    assert_eq!(response["description"], "d", "{op}");
+    assert_eq!(
+        response["defaultVersion"]["name"], "projects/p/models/m/versions/v1",
+        "{op}"
+    );
+    assert_eq!(response["defaultVersion"]["isDefault"], true, "{op}");
+    assert_eq!(
+        response["defaultVersion"],
+        call(&server, "GET", "models/m", Value::Null).1["defaultVersion"]
+    );
+
+    // A stale etag is refused (409 ABORTED) and changes nothing; the current one is taken.
+    let aborted = |(status, e): (u16, Value), field: &str| {
+        assert_eq!(
+            (status, &e["error"]["status"]),
+            (409, &json!("ABORTED")),
+            "{e}"
+        );
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(field),
+            "{e}"
+        );
+    };
+    let (_, model) = call(&server, "GET", "models/m", Value::Null);
+    aborted(
+        call(
+            &server,
+            "PATCH",
+            "models/m?updateMask=description",
+            json!({"description": "stale", "etag": "c3RhbGU="}),
+        ),
+        "model.etag",
+    );
+    assert_eq!(
+        call(&server, "GET", "models/m", Value::Null).1["description"],
+        "d"
+    );
+    let (status, op) = call(
+        &server,
+        "PATCH",
+        "models/m?updateMask=description",
+        json!({"description": "fresh", "etag": model["etag"]}),
+    );
+    assert_eq!(status, 200, "{op}");
+    assert_eq!(op["response"]["description"], "fresh");
+    let (_, version) = call(&server, "GET", "models/m/versions/v1", Value::Null);
+    aborted(
+        call(
+            &server,
+            "PATCH",
+            "models/m/versions/v1?updateMask=description",
+            json!({"description": "stale", "etag": "c3RhbGU="}),
+        ),
+        "version.etag",
+    );
+    let (_, after) = call(&server, "GET", "models/m/versions/v1", Value::Null);
+    assert!(after.get("description").is_none(), "{after}");
+    let (status, op) = call(
+        &server,
+        "PATCH",
+        "models/m/versions/v1?updateMask=description",
+        json!({"description": "v", "etag": version["etag"]}),
+    );
+    assert_eq!(status, 200, "{op}");
+    // The old etag is stale now.
+    aborted(
+        call(
+            &server,
+            "PATCH",
+            "models/m/versions/v1?updateMask=description",
+            json!({"description": "again", "etag": version["etag"]}),
+        ),
+        "version.etag",
+    );
+}
+
+#[test]
+fn parallel_patches_get_operations_of_their_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = managed_server(tmp.path(), &[]);
+    assert_eq!(call(&server, "POST", "models", json!({"name": "m"})).0, 200);
+    let names: Vec<String> = std::thread::scope(|s| {
+        let patches: Vec<_> = (0..20)
+            .map(|i| {
+                let server = &server;
+                s.spawn(move || {
+                    let (status, op) = call(
+                        server,
+                        "PATCH",
+                        "models/m?updateMask=description",
+                        json!({"description": format!("d{i}")}),
+                    );
+                    assert_eq!(status, 200, "{op}");
+                    op["name"].as_str().unwrap().to_string()
+                })
+            })
+            .collect();
+        patches.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    let distinct: std::collections::HashSet<&String> = names.iter().collect();
+    assert_eq!(distinct.len(), 20, "{names:?}");
+    let (_, listed) = call(&server, "GET", "operations?pageSize=100", Value::Null);
+    assert_eq!(
+        listed["operations"].as_array().unwrap().len(),
+        20,
+        "{listed}"
+    );
+    for name in &names {
+        let id = name.rsplit('/').next().unwrap();
+        let (status, op) = call(&server, "GET", &format!("operations/{id}"), Value::Null);
+        assert_eq!((status, &op["name"]), (200, &json!(name)), "{op}");
+    }
+}
+
+#[test]
+fn jobs_refuse_unknown_and_mistyped_inputs_and_keep_the_error_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = managed_server(tmp.path(), &[]);
+    let create = |body: Value| call(&server, "POST", "jobs", body);
+    assert_invalid(
+        create(json!({"jobId": "a", "trainingInput": "x"})),
+        &["job.training_input", "an object"],
+    );
+    assert_invalid(
+        create(json!({"jobId": "b", "trainingInput": {"bogusField": 1}})),
+        &["Unknown name \"bogusField\"", "job.training_input"],
+    );
+    assert_invalid(
+        create(json!({"jobId": "c", "trainingInput": {"args": "--train-steps 5"}})),
+        &["job.training_input.args"],
+    );
+    assert_invalid(
+        create(json!({"jobId": "d", "labels": {"a": 1}, "trainingInput": {}})),
+        &["job.labels"],
+    );
+    assert_invalid(
+        create(
+            json!({"jobId": "e", "predictionInput": {"dataFormat": "JSON",
+            "inputPaths": [tmp.path().join("in.json")], "outputPath": tmp.path().join("out"),
+            "modelName": "projects/p/models/m", "batchSize": "many"}}),
+        ),
+        &["job.prediction_input.batch_size"],
+    );
+    assert_invalid(
+        create(json!({"jobId": "f", "predictionInput": {"dataFormat": "JSON", "bogus": true}})),
+        &["Unknown name \"bogus\""],
+    );
+    for id in ["a", "b", "c", "d", "e", "f"] {
+        assert_eq!(
+            call(&server, "GET", &format!("jobs/{id}"), Value::Null).0,
+            404
+        );
+    }
+    // The trainer without its required flags: clap's `error:` line comes first, its usage
+    // after; the job's errorMessage keeps the reason.
+    let (status, job) = create(json!({"jobId": "noargs", "trainingInput": {"scaleTier": "BASIC"}}));
+    assert_eq!(status, 200, "{job}");
+    let job = wait_state(&server, "jobs/noargs", |j| {
+        matches!(j["state"].as_str(), Some("SUCCEEDED" | "FAILED"))
+    });
+    assert_eq!(job["state"], "FAILED", "{job}");
+    let message = job["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("error: the following required arguments were not provided"),
+        "{message}"
+    );
+}
+
+#[test]
+fn filters_match_names_under_the_project_and_refuse_what_they_cannot_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = managed_server(tmp.path(), &[]);
+    for m in ["r1", "r2", "s1"] {
+        assert_eq!(call(&server, "POST", "models", json!({"name": m})).0, 200);
+    }
+    let names = |filter: &str| -> Vec<String> {
+        let (status, listed) = call(
+            &server,
+            "GET",
+            &format!("models?filter={filter}"),
+            Value::Null,
+        );
+        assert_eq!(status, 200, "{listed}");
+        listed["models"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| m["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(names("name=projects/p/models/r2"), ["projects/p/models/r2"]);
+    assert_eq!(names("name:projects/p/models/r*").len(), 2);
+    assert_eq!(names("name!=projects/p/models/r2").len(), 2);
+    assert!(names("name=projects/other/models/r2").is_empty());
+    for bad in [
+        "name=projects/p/models/r1+OR+name=projects/p/models/r2",
+        "name:projects/p/models/r*+and+name!=projects/p/models/r1",
+        "createTime%3C2099-01-01",
+        "createTime%3E%3D2000-01-01",
+        "NOT+name:x",
+    ] {
+        assert_invalid(
+            call(&server, "GET", &format!("models?filter={bad}"), Value::Null),
+            &["Field: filter"],
+        );
+    }
+}
+
+#[test]
+fn pages_neither_repeat_nor_skip_items_created_or_deleted_between_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = managed_server(tmp.path(), &[]);
+    assert_eq!(call(&server, "POST", "models", json!({"name": "m"})).0, 200);
+    let patch = || {
+        let (status, op) = call(
+            &server,
+            "PATCH",
+            "models/m?updateMask=description",
+            json!({"description": "d"}),
+        );
+        assert_eq!(status, 200, "{op}");
+        op["name"].as_str().unwrap().to_string()
+    };
+    let ops: Vec<String> = (0..3).map(|_| patch()).collect();
+    let names = |page: &Value, key: &str| -> Vec<String> {
+        page[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Operations are newest first: one created between two pages goes before the first.
+    let (_, first) = call(&server, "GET", "operations?pageSize=2", Value::Null);
+    assert_eq!(
+        names(&first, "operations"),
+        [ops[2].clone(), ops[1].clone()]
+    );
+    patch();
+    let token = first["nextPageToken"].as_str().unwrap();
+    let (_, second) = call(
+        &server,
+        "GET",
+        &format!("operations?pageSize=2&pageToken={token}"),
+        Value::Null,
+    );
+    assert_eq!(names(&second, "operations"), [ops[0].clone()], "{second}");
+    assert!(second.get("nextPageToken").is_none(), "{second}");
+    // Models are oldest first: one deleted between two pages leaves the next in place.
+    for m in ["a", "b", "c"] {
+        assert_eq!(call(&server, "POST", "models", json!({"name": m})).0, 200);
+    }
+    let (_, first) = call(&server, "GET", "models?pageSize=2", Value::Null);
+    assert_eq!(
+        names(&first, "models"),
+        ["projects/p/models/m", "projects/p/models/a"]
+    );
+    assert_eq!(call(&server, "DELETE", "models/m", Value::Null).0, 200);
+    let token = first["nextPageToken"].as_str().unwrap();
+    let (_, second) = call(
+        &server,
+        "GET",
+        &format!("models?pageSize=2&pageToken={token}"),
+        Value::Null,
+    );
+    assert_eq!(
+        names(&second, "models"),
+        ["projects/p/models/b", "projects/p/models/c"],
+        "{second}"
+    );
+}
+
+#[test]
+fn the_cli_quotes_timestamps_and_refuses_ids_that_name_other_resources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = managed_server(tmp.path(), &[]);
+    model_with_version(&server, tmp.path());
+    let url = format!("http://{}", server.addr);
+    let cli = |args: &[&str]| {
+        run(bin()
+            .env("MLENGINE_URL", &url)
+            .env("MLENGINE_PROJECT", "p")
+            .args(args))
+    };
+    let out = cli(&["models", "describe", "m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let described = stdout(&out);
+    let line = described
+        .lines()
+        .find(|l| l.trim_start().starts_with("createTime: "))
+        .unwrap();
+    assert!(
+        line.ends_with("Z'") && line.contains(": '20"),
+        "{described}"
+    );
+    // A name in full, of the right kind, is taken.
+    let out = cli(&["models", "describe", "projects/p/models/m"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(&[
+        "versions",
+        "describe",
+        "projects/p/models/m/versions/v1",
+        "--model",
+        "m",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A path that reaches another resource is not.
+    for args in [
+        &["models", "describe", "m/versions/v1"][..],
+        &["models", "delete", "m/versions/v1"],
+        &["models", "delete", "projects/p/models/m/versions/v1"],
+        &["versions", "delete", "v1/../v1", "--model", "m"],
+        &["versions", "describe", "v1", "--model", "m/versions/v1"],
+        &["jobs", "describe", "projects/p/models/m"],
+        &["operations", "describe", "m:cancel"],
+    ] {
+        let out = cli(args);
+        assert!(!out.status.success(), "{args:?}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("is neither an id nor a full name"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let (_, v) = call(&server, "GET", "models/m/versions/v1", Value::Null);
+    assert_eq!(v["state"], "READY", "{v}");
 }

@@ -234,4 +234,19 @@ fn missing_cloud_credentials_are_one_line_naming_the_variable() {
         &out,
         "cannot list gs://bucket/census: no Google Cloud credentials; set GOOGLE_APPLICATION_CREDENTIALS",
     );
+    // The output side says the same (it gave the token request's own error).
+    let out = run(bin()
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GOOGLE_SERVICE_ACCOUNT")
+        .env_remove("GOOGLE_SERVICE_ACCOUNT_PATH")
+        .env_remove("GOOGLE_SERVICE_ACCOUNT_KEY")
+        .args(["batch-predict", "--model-dir"])
+        .arg(bundled_version())
+        .arg("--input-paths")
+        .arg(&instances)
+        .args(["--output-path", "gs://bucket/out"]));
+    assert_one_line_error(
+        &out,
+        "cannot write to gs://bucket/out: no Google Cloud credentials; set GOOGLE_APPLICATION_CREDENTIALS",
+    );
 }

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use object_store::buffered::BufWriter;
 use tokio::io::AsyncWriteExt;
@@ -91,7 +91,7 @@ impl ShardWriter {
         self.results
             .write_all(text)
             .await
-            .with_context(|| format!("cannot write to {}", self.output.uri))?;
+            .map_err(|e| crate::storage::remote::write_failed(&self.output.uri, e))?;
         self.predictions += rows;
         Ok(())
     }
@@ -137,7 +137,7 @@ impl ShardWriter {
         self.results
             .shutdown()
             .await
-            .with_context(|| format!("cannot write to {}", self.output.uri))?;
+            .map_err(|e| crate::storage::remote::write_failed(&self.output.uri, e))?;
         let mut stats: Vec<(String, u64)> =
             self.errors.drain().map(|(m, e)| (m, e.count)).collect();
         stats.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

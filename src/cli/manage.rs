@@ -206,6 +206,12 @@ pub struct OperationsArgs {
 pub enum OperationsCommand {
     /// Show an operation as YAML.
     Describe { operation: String },
+    /// List the operations, newest first.
+    List,
+    /// Ask for an operation to be cancelled.
+    Cancel { operation: String },
+    /// Wait until an operation is done and show it as YAML; exits non-zero if it failed.
+    Wait { operation: String },
 }
 
 #[cfg(test)]

@@ -206,8 +206,62 @@ fn sorted(v: &Value) -> Value {
 
 fn yaml(v: &Value) -> Result<()> {
     let text = serde_yaml_ng::to_string(&sorted(v)).context("cannot print YAML")?;
-    std::io::stdout().write_all(text.as_bytes())?;
+    std::io::stdout().write_all(quote_timestamps(&text).as_bytes())?;
     Ok(())
+}
+
+/// Whether a plain scalar is one that YAML 1.1 readers (PyYAML's `safe_load`) take for a
+/// timestamp: a string of digits, '-', ':', '.', 'T', 'Z', '+' and spaces that starts with a
+/// date. A superset is fine: quoting another string changes nothing for a reader.
+fn timestamp_like(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 8
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5].is_ascii_digit()
+        && s.chars().all(|c| {
+            c.is_ascii_digit() || matches!(c, '-' | ':' | '.' | 'T' | 't' | 'Z' | '+' | ' ')
+        })
+}
+
+/// YAML with timestamp strings single-quoted, as gcloud prints them (`createTime:
+/// '2020-12-14T08:34:36Z'`), so that a YAML reader gives back the string, not a datetime.
+/// serde's emitter leaves them plain; block scalars' lines are text, never touched.
+fn quote_timestamps(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    // The indentation a block scalar's lines are deeper than, while inside one.
+    let mut block: Option<usize> = None;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(depth) = block {
+            if line.trim().is_empty() || indent > depth {
+                out.push_str(line);
+                out.push('\n');
+                continue;
+            }
+            block = None;
+        }
+        // `key: value`, `- value` or `- key: value`, the value last on the line.
+        let value_at = match line.rfind(": ") {
+            Some(i) => i + 2,
+            None if line.trim_start().starts_with("- ") => indent + 2,
+            None => line.len(),
+        };
+        let (head, value) = line.split_at(value_at);
+        if value.starts_with(['|', '>']) {
+            block = Some(indent);
+        }
+        out.push_str(head);
+        if timestamp_like(value) {
+            out.push('\'');
+            out.push_str(value);
+            out.push('\'');
+        } else {
+            out.push_str(value);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn table(headers: &[&str], rows: Vec<Vec<String>>) -> Result<()> {
@@ -246,6 +300,145 @@ fn basename(v: &Value) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+/// Whether `s` is one segment of a URL path as an id: a '/' would reach another resource
+/// (`census/versions/v1` named as a model), '?', '#' or ':' another method.
+fn plain_id(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && !s.contains(['/', '?', '#', ':', '%'])
+        && !s.contains(char::is_whitespace)
+}
+
+/// The path of a resource given on the command line as its id or as its full name
+/// `projects/PROJECT/{collection}/ID`; anything else is refused before it reaches a URL.
+fn resource(client: &Client, given: &str, collection: &str, what: &str) -> Result<String> {
+    if plain_id(given) {
+        return Ok(format!("{}/{collection}/{given}", client.project()));
+    }
+    let parts: Vec<&str> = given.split('/').collect();
+    match parts.as_slice() {
+        ["projects", project, c, id]
+            if *c == collection && plain_id(id) && plain_id(&project.replace(':', "")) =>
+        {
+            Ok(given.to_string())
+        }
+        _ => bail!(
+            "{what} {given:?} is neither an id nor a full name projects/PROJECT/{collection}/ID"
+        ),
+    }
+}
+
+/// The path of a version given as its id (of `--model`) or its full name.
+fn version_path(client: &Client, model: &str, version: &str) -> Result<String> {
+    let model_path = resource(client, model, "models", "--model")?;
+    if plain_id(version) {
+        return Ok(format!("{model_path}/versions/{version}"));
+    }
+    match version.rsplit_once("/versions/") {
+        Some((parent, id))
+            if plain_id(id) && resource(client, parent, "models", "--model").is_ok() =>
+        {
+            if last_segment(parent) != last_segment(&model_path) {
+                bail!("version {version:?} is not a version of --model {model:?}");
+            }
+            Ok(version.to_string())
+        }
+        _ => bail!(
+            "version {version:?} is neither an id nor a full name \
+             projects/PROJECT/models/MODEL/versions/ID"
+        ),
+    }
+}
+
+/// The id at the end of a resource's path.
+fn last_segment(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// A local path as the server takes it: absolute, with `.` and `..` resolved in the text (the
+/// server refuses a path with `..`); wildcards stay. A URI with a scheme is sent as it is.
+fn absolute(path: &str) -> Result<String> {
+    if path.is_empty() || path.contains("://") {
+        return Ok(path.to_string());
+    }
+    let abs = std::path::absolute(path)
+        .with_context(|| format!("cannot make the path {path:?} absolute"))?;
+    let mut out = std::path::PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out.to_str()
+        .map(str::to_string)
+        .with_context(|| format!("the path {path:?} is not UTF-8"))
+}
+
+/// Each path of a comma-separated list made absolute.
+fn absolute_list(list: &str) -> Result<String> {
+    Ok(list
+        .split(',')
+        .map(absolute)
+        .collect::<Result<Vec<_>>>()?
+        .join(","))
+}
+
+/// The trainer's arguments with the paths of `--train-files`, `--eval-files` and `--job-dir`
+/// made absolute, in both `--flag value...` and `--flag=value` forms.
+fn absolute_args(args: &[String]) -> Result<Vec<String>> {
+    const MANY: &[&str] = &["--train-files", "--eval-files"];
+    const ONE: &[&str] = &["--job-dir"];
+    let mut out = Vec::with_capacity(args.len());
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if let Some((flag, value)) = arg.split_once('=') {
+            if MANY.contains(&flag) {
+                out.push(format!("{flag}={}", absolute_list(value)?));
+                continue;
+            }
+            if ONE.contains(&flag) {
+                out.push(format!("{flag}={}", absolute(value)?));
+                continue;
+            }
+        }
+        out.push(arg.clone());
+        let many = MANY.contains(&arg.as_str());
+        if many || ONE.contains(&arg.as_str()) {
+            // As the trainer's parser reads them: values up to the next argument that starts
+            // with '-', or just one.
+            while i < args.len() && !args[i].starts_with('-') {
+                out.push(if many {
+                    absolute_list(&args[i])?
+                } else {
+                    absolute(&args[i])?
+                });
+                i += 1;
+                if !many {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn strings_of(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Every page of a list.
@@ -319,14 +512,16 @@ pub fn models(args: &ModelsArgs) -> Result<ExitCode> {
         ModelsCommand::Describe { name } => (
             "models.describe",
             (|| {
-                yaml(&client.call("GET", &format!("{models}/{name}"), None)?)?;
+                let path = resource(&client, name, "models", "model")?;
+                yaml(&client.call("GET", &path, None)?)?;
                 Ok(ExitCode::SUCCESS)
             })(),
         ),
         ModelsCommand::Delete { name } => (
             "models.delete",
             (|| {
-                let op = client.call("DELETE", &format!("{models}/{name}"), None)?;
+                let path = resource(&client, name, "models", "model")?;
+                let op = client.call("DELETE", &path, None)?;
                 client.wait(&op, &format!("Deleting model [{name}]"))?;
                 Ok(ExitCode::SUCCESS)
             })(),
@@ -337,7 +532,12 @@ pub fn models(args: &ModelsArgs) -> Result<ExitCode> {
 
 pub fn versions(args: &VersionsArgs) -> Result<ExitCode> {
     let client = Client::new(&args.api)?;
-    let versions = |model: &str| format!("{}/models/{model}/versions", client.project());
+    let versions = |model: &str| -> Result<String> {
+        Ok(format!(
+            "{}/versions",
+            resource(&client, model, "models", "--model")?
+        ))
+    };
     let (name, result) = match &args.command {
         VersionsCommand::Create {
             name,
@@ -349,14 +549,14 @@ pub fn versions(args: &VersionsArgs) -> Result<ExitCode> {
         } => (
             "versions.create",
             (|| {
-                let mut body = json!({"name": name, "deploymentUri": origin});
+                let mut body = json!({"name": name, "deploymentUri": absolute(origin)?});
                 if let Some(r) = runtime_version {
                     body["runtimeVersion"] = json!(r);
                 }
                 if let Some(d) = description {
                     body["description"] = json!(d);
                 }
-                let op = client.call("POST", &versions(model), Some(&body))?;
+                let op = client.call("POST", &versions(model)?, Some(&body))?;
                 if *no_wait {
                     yaml(&op)?;
                 } else {
@@ -368,7 +568,7 @@ pub fn versions(args: &VersionsArgs) -> Result<ExitCode> {
         VersionsCommand::List { model } => (
             "versions.list",
             (|| {
-                let rows = all_pages(&client, &versions(model), "versions")?
+                let rows = all_pages(&client, &versions(model)?, "versions")?
                     .iter()
                     .map(|v| {
                         vec![
@@ -385,7 +585,7 @@ pub fn versions(args: &VersionsArgs) -> Result<ExitCode> {
         VersionsCommand::Describe { name, model } => (
             "versions.describe",
             (|| {
-                yaml(&client.call("GET", &format!("{}/{name}", versions(model)), None)?)?;
+                yaml(&client.call("GET", &version_path(&client, model, name)?, None)?)?;
                 Ok(ExitCode::SUCCESS)
             })(),
         ),
@@ -396,7 +596,7 @@ pub fn versions(args: &VersionsArgs) -> Result<ExitCode> {
         } => (
             "versions.delete",
             (|| {
-                let op = client.call("DELETE", &format!("{}/{name}", versions(model)), None)?;
+                let op = client.call("DELETE", &version_path(&client, model, name)?, None)?;
                 if *no_wait {
                     yaml(&op)?;
                 } else {
@@ -410,7 +610,7 @@ pub fn versions(args: &VersionsArgs) -> Result<ExitCode> {
             (|| {
                 yaml(&client.call(
                     "POST",
-                    &format!("{}/{name}:setDefault", versions(model)),
+                    &format!("{}:setDefault", version_path(&client, model, name)?),
                     Some(&json!({})),
                 )?)?;
                 Ok(ExitCode::SUCCESS)
@@ -422,17 +622,64 @@ pub fn versions(args: &VersionsArgs) -> Result<ExitCode> {
 
 pub fn operations(args: &OperationsArgs) -> Result<ExitCode> {
     let client = Client::new(&args.api)?;
-    let OperationsCommand::Describe { operation } = &args.command;
-    let result = (|| {
-        let id = operation.rsplit('/').next().unwrap_or(operation);
-        yaml(&client.call(
-            "GET",
-            &format!("{}/operations/{id}", client.project()),
-            None,
-        )?)?;
-        Ok(ExitCode::SUCCESS)
-    })();
-    report("operations.describe", result)
+    let path = |op: &str| resource(&client, op, "operations", "operation");
+    let (name, result) = match &args.command {
+        OperationsCommand::Describe { operation } => (
+            "operations.describe",
+            (|| {
+                yaml(&client.call("GET", &path(operation)?, None)?)?;
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        OperationsCommand::List => (
+            "operations.list",
+            (|| {
+                let operations = format!("{}/operations", client.project());
+                let rows = all_pages(&client, &operations, "operations")?
+                    .iter()
+                    .map(|op| {
+                        let done = op.get("done").and_then(Value::as_bool) == Some(true);
+                        // gcloud prints booleans as Python does.
+                        vec![
+                            basename(&op["name"]),
+                            if done { "True" } else { "False" }.to_string(),
+                        ]
+                    })
+                    .collect();
+                table(&["NAME", "DONE"], rows)?;
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        OperationsCommand::Cancel { operation } => (
+            "operations.cancel",
+            (|| {
+                let path = path(operation)?;
+                client.call("POST", &format!("{path}:cancel"), Some(&json!({})))?;
+                eprintln!("Cancelled operation [{operation}].");
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+        OperationsCommand::Wait { operation } => (
+            "operations.wait",
+            (|| {
+                let path = path(operation)?;
+                let mut op = client.call("GET", &path, None)?;
+                while op.get("done").and_then(Value::as_bool) != Some(true) {
+                    std::thread::sleep(POLL);
+                    op = client.call("GET", &path, None)?;
+                }
+                if let Some(e) = op.get("error") {
+                    bail!(ServerError {
+                        status: status_name(e["code"].as_i64().unwrap_or(2)),
+                        message: e["message"].as_str().unwrap_or_default().to_string(),
+                    });
+                }
+                yaml(&op)?;
+                Ok(ExitCode::SUCCESS)
+            })(),
+        ),
+    };
+    report(name, result)
 }
 
 /// Follows a job's log to its end; the exit code says whether it SUCCEEDED.
@@ -530,6 +777,12 @@ pub fn jobs(args: &JobsArgs) -> Result<ExitCode> {
                     if !args.is_empty() {
                         t["args"] = json!(args);
                     }
+                    // The server takes only absolute paths; gcloud takes local ones relative
+                    // to where it runs.
+                    let given = strings_of(&t["args"]);
+                    if !given.is_empty() {
+                        t["args"] = json!(absolute_args(&given)?);
+                    }
                     if t.get("scaleTier").is_none() {
                         t["scaleTier"] = json!("BASIC");
                     }
@@ -539,7 +792,14 @@ pub fn jobs(args: &JobsArgs) -> Result<ExitCode> {
                     if let Some(d) = job_dir {
                         t["jobDir"] = json!(d);
                     }
+                    if let Some(d) = t["jobDir"].as_str() {
+                        t["jobDir"] = json!(absolute(d)?);
+                    }
                     if !packages.is_empty() {
+                        let packages = packages
+                            .iter()
+                            .map(|p| absolute(p))
+                            .collect::<Result<Vec<_>>>()?;
                         t["packageUris"] = json!(packages);
                     }
                     if let Some(m) = module_name {
@@ -564,22 +824,25 @@ pub fn jobs(args: &JobsArgs) -> Result<ExitCode> {
             } => (
                 "jobs.submit.prediction",
                 (|| {
+                    let input_paths = input_paths
+                        .iter()
+                        .map(|p| absolute(p))
+                        .collect::<Result<Vec<_>>>()?;
                     let mut input = json!({
                         "dataFormat": data_format.to_ascii_uppercase(),
                         "inputPaths": input_paths,
-                        "outputPath": output_path,
+                        "outputPath": absolute(output_path)?,
                         "region": region,
                     });
                     match (model, version, model_dir) {
                         (_, Some(_), Some(_)) => bail!("--version cannot go with --model-dir"),
                         (Some(m), Some(v), None) => {
-                            input["versionName"] =
-                                json!(format!("{}/models/{m}/versions/{v}", client.project()))
+                            input["versionName"] = json!(version_path(&client, m, v)?)
                         }
                         (Some(m), None, None) => {
-                            input["modelName"] = json!(format!("{}/models/{m}", client.project()))
+                            input["modelName"] = json!(resource(&client, m, "models", "--model")?)
                         }
-                        (None, None, Some(dir)) => input["uri"] = json!(dir),
+                        (None, None, Some(dir)) => input["uri"] = json!(absolute(dir)?),
                         _ => bail!("give --model (with an optional --version) or --model-dir"),
                     }
                     if let Some(b) = batch_size {
@@ -600,7 +863,7 @@ pub fn jobs(args: &JobsArgs) -> Result<ExitCode> {
         JobsCommand::Describe { job } => (
             "jobs.describe",
             (|| {
-                yaml(&client.call("GET", &format!("{jobs}/{job}"), None)?)?;
+                yaml(&client.call("GET", &resource(&client, job, "jobs", "job")?, None)?)?;
                 Ok(ExitCode::SUCCESS)
             })(),
         ),
@@ -624,12 +887,17 @@ pub fn jobs(args: &JobsArgs) -> Result<ExitCode> {
         JobsCommand::Cancel { job } => (
             "jobs.cancel",
             (|| {
-                client.call("POST", &format!("{jobs}/{job}:cancel"), Some(&json!({})))?;
+                let path = resource(&client, job, "jobs", "job")?;
+                client.call("POST", &format!("{path}:cancel"), Some(&json!({})))?;
                 eprintln!("Cancelled job [{job}].");
                 Ok(ExitCode::SUCCESS)
             })(),
         ),
-        JobsCommand::StreamLogs { job } => ("jobs.stream-logs", stream_logs(&client, job)),
+        JobsCommand::StreamLogs { job } => (
+            "jobs.stream-logs",
+            resource(&client, job, "jobs", "job")
+                .and_then(|path| stream_logs(&client, last_segment(&path))),
+        ),
     };
     report(name, result)
 }

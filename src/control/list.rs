@@ -15,6 +15,9 @@ pub struct ListQuery {
     pub page_size: Option<usize>,
     pub page_token: Option<String>,
     pub filter: Option<String>,
+    /// The project names are stored under and the one the caller sees them under: a filter's
+    /// `name=projects/p/models/m` compares with the names as they are answered.
+    pub projects: Option<(String, String)>,
 }
 
 /// One filter term: a dotted field path, how to compare, the value (a trailing `*` matches any
@@ -27,37 +30,62 @@ struct Term {
 }
 
 fn parse_filter(filter: &str) -> Result<Vec<Term>> {
-    let bad = || {
-        Error::invalid(format!("invalid filter {filter:?}: expected terms like field:value or field=value joined with AND")).on_field("filter")
+    let bad = |why: &str| {
+        Error::invalid(format!(
+            "invalid filter {filter:?}: {why}; terms like field:value, field=value or \
+             field!=value joined with AND are supported (not OR, NOT, lowercase and, < or >)"
+        ))
+        .on_field("filter")
     };
     filter
         .split(" AND ")
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(|term| {
-            let (field, negate, value) = if let Some((f, v)) = term.split_once("!=") {
-                (f, true, v)
-            } else if let Some((f, v)) = term.split_once('=') {
-                (f, false, v)
-            } else if let Some((f, v)) = term.split_once(':') {
-                (f, false, v)
+            // The first operator splits the term: a value may hold ':' or '=' (a name, a URI).
+            let at = term
+                .find([':', '=', '!'])
+                .ok_or_else(|| bad("a term has no operator"))?;
+            let (field, rest) = term.split_at(at);
+            let (negate, value) = if let Some(v) = rest.strip_prefix("!=") {
+                (true, v)
+            } else if let Some(v) = rest.strip_prefix(['=', ':']) {
+                (false, v)
             } else {
-                return Err(bad());
+                return Err(bad("'!' goes only in !="));
             };
             let field = field.trim();
-            if field.is_empty() {
-                return Err(bad());
+            let field_ok = field
+                .split('.')
+                .all(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            if !field_ok {
+                return Err(bad(&format!("{field:?} is not a field path")));
             }
+            let value = value.trim();
+            // Anything else after the value is syntax this filter does not have (an OR, a
+            // lowercase and): refused, not read as part of the value, which would match nothing.
+            let value = match value.strip_prefix('"') {
+                Some(quoted) => quoted
+                    .strip_suffix('"')
+                    .filter(|v| !v.contains('"'))
+                    .ok_or_else(|| bad("a quoted value must end its term"))?,
+                None if value.contains(char::is_whitespace)
+                    || value.contains(['<', '>', '(', ')', '"']) =>
+                {
+                    return Err(bad(&format!("{value:?} is not one value")));
+                }
+                None => value,
+            };
             Ok(Term {
                 path: field.split('.').map(str::to_string).collect(),
                 negate,
-                value: value.trim().trim_matches('"').to_string(),
+                value: value.to_string(),
             })
         })
         .collect()
 }
 
-fn matches(item: &Value, term: &Term) -> bool {
+fn matches(item: &Value, term: &Term, projects: Option<&(String, String)>) -> bool {
     let mut v = item;
     for key in &term.path {
         match v.get(key) {
@@ -65,10 +93,15 @@ fn matches(item: &Value, term: &Term) -> bool {
             None => return term.negate,
         }
     }
-    let text = match v {
+    let mut text = match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    if let Some((stored, answered)) = projects {
+        if let Some(rest) = text.strip_prefix(&format!("projects/{stored}/")) {
+            text = format!("projects/{answered}/{rest}");
+        }
+    }
     let hit = match term.value.strip_suffix('*') {
         Some(prefix) => text.starts_with(prefix),
         None => text == term.value,
@@ -77,39 +110,64 @@ fn matches(item: &Value, term: &Term) -> bool {
 }
 
 /// The page of `items` (already in list order) the query asks for, and the token of the next
-/// page when there is one.
+/// page when there is one; the items' positions are their indexes.
 pub fn page(items: Vec<Value>, query: &ListQuery) -> Result<(Vec<Value>, Option<String>)> {
+    let keyed = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (i64::try_from(i).unwrap_or(i64::MAX), v))
+        .collect();
+    page_keyed(keyed, query, false)
+}
+
+/// The page of `items` the query asks for, each with its position in the store (a row id or a
+/// version's number, which never changes), in list order: ascending positions, or descending
+/// ones for lists that are newest first. The next page's token holds the last position
+/// answered, not a count: items created or deleted between two pages neither repeat nor go
+/// missing.
+pub fn page_keyed(
+    items: Vec<(i64, Value)>,
+    query: &ListQuery,
+    descending: bool,
+) -> Result<(Vec<Value>, Option<String>)> {
     let terms = match &query.filter {
         Some(f) => parse_filter(f)?,
         None => Vec::new(),
     };
-    let items: Vec<Value> = items
-        .into_iter()
-        .filter(|i| terms.iter().all(|t| matches(i, t)))
-        .collect();
     let size = match query.page_size {
         None | Some(0) => DEFAULT_PAGE,
         Some(n) => n.min(MAX_PAGE),
     };
-    let start = match &query.page_token {
-        None => 0,
-        Some(t) if t.is_empty() => 0,
-        Some(t) => base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(t)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.strip_prefix("offset:")?.parse::<usize>().ok())
-            .ok_or_else(|| Error::invalid("invalid page token").on_field("page_token"))?,
+    let after = match &query.page_token {
+        None => None,
+        Some(t) if t.is_empty() => None,
+        Some(t) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.strip_prefix("after:")?.parse::<i64>().ok())
+                .ok_or_else(|| Error::invalid("invalid page token").on_field("page_token"))?,
+        ),
     };
-    let end = (start + size).min(items.len());
-    let next = (end < items.len())
-        .then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{end}")));
-    let page = items
-        .into_iter()
-        .skip(start)
-        .take(end.saturating_sub(start))
-        .collect();
-    Ok((page, next))
+    let mut rest = items.into_iter().filter(|(key, item)| {
+        let past = match after {
+            None => true,
+            Some(a) if descending => *key < a,
+            Some(a) => *key > a,
+        };
+        past && terms
+            .iter()
+            .all(|t| matches(item, t, query.projects.as_ref()))
+    });
+    let page: Vec<(i64, Value)> = rest.by_ref().take(size).collect();
+    let next = match (rest.next(), page.last()) {
+        (Some(_), Some((last, _))) => {
+            Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("after:{last}")))
+        }
+        _ => None,
+    };
+    Ok((page.into_iter().map(|(_, v)| v).collect(), next))
 }
 
 #[cfg(test)]

@@ -86,6 +86,8 @@ enum FieldType {
     Labels,
     /// An array of strings.
     Strings,
+    /// An int64, which proto3's JSON gives as a number or a string.
+    Int64,
     /// An object whose named members are int32s (proto3's JSON gives them as numbers or strings).
     Int32s(&'static [&'static str]),
 }
@@ -101,6 +103,11 @@ impl FieldType {
                 .as_object()
                 .is_some_and(|o| o.values().all(Value::is_string)),
             FieldType::Strings => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            FieldType::Int64 => match v {
+                Value::Number(n) => n.as_i64().is_some(),
+                Value::String(s) => s.parse::<i64>().is_ok(),
+                _ => false,
+            },
             FieldType::Int32s(members) => v.as_object().is_some_and(|o| {
                 members.iter().all(|k| match o.get(*k) {
                     None => true,
@@ -120,6 +127,7 @@ impl FieldType {
             FieldType::Object => "an object".into(),
             FieldType::Labels => "an object of strings".into(),
             FieldType::Strings => "an array of strings".into(),
+            FieldType::Int64 => "an int64 (a number or a string of digits)".into(),
             FieldType::Int32s(members) => format!("an object with int32 {}", members.join(", ")),
         }
     }

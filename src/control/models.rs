@@ -3,9 +3,9 @@
 
 use serde_json::{json, Value};
 
-use super::list::{page, ListQuery};
+use super::list::{page_keyed, ListQuery};
 use super::operations::{self, listed, EMPTY_TYPE, MODEL_TYPE};
-use super::store::Kind;
+use super::store::{Kind, Tx};
 use super::{check_fields, check_types, etag, internal, names, now, ControlPlane, FieldType};
 use crate::repository::policy::VersionPolicy;
 use crate::repository::ModelConfig;
@@ -36,6 +36,26 @@ fn model_field(key: &str) -> FieldType {
         "onlinePredictionLogging" | "onlinePredictionConsoleLogging" => FieldType::Bool,
         _ => FieldType::Any,
     }
+}
+
+/// A stored model with its default version in full (the stored body keeps only its id).
+fn default_in(tx: &Tx, mut model: Value) -> anyhow::Result<Value> {
+    if let Some(default) = model.get("defaultVersion").and_then(Value::as_str) {
+        let id = names::basename(model["name"].as_str().unwrap_or_default()).to_string();
+        let default = default.to_string();
+        match tx.version(&id, &default)? {
+            Some((_, mut v)) => {
+                v["isDefault"] = json!(true);
+                model["defaultVersion"] = v;
+            }
+            None => {
+                if let Some(o) = model.as_object_mut() {
+                    o.remove("defaultVersion");
+                }
+            }
+        }
+    }
+    Ok(model)
 }
 
 impl ControlPlane {
@@ -103,32 +123,22 @@ impl ControlPlane {
         self.with_default(model)
     }
 
-    fn with_default(&self, mut model: Value) -> Result<Value> {
-        if let Some(default) = model.get("defaultVersion").and_then(Value::as_str) {
-            let id = names::basename(model["name"].as_str().unwrap_or_default()).to_string();
-            let default = default.to_string();
-            match self.store.version(&id, &default).map_err(internal)? {
-                Some((_, mut v)) => {
-                    v["isDefault"] = json!(true);
-                    model["defaultVersion"] = v;
-                }
-                None => {
-                    if let Some(o) = model.as_object_mut() {
-                        o.remove("defaultVersion");
-                    }
-                }
-            }
-        }
-        Ok(model)
+    fn with_default(&self, model: Value) -> Result<Value> {
+        self.store
+            .transaction(|tx| default_in(tx, model))
+            .map_err(internal)
     }
 
     pub fn list_models(&self, project: &str, query: &ListQuery) -> Result<Value> {
-        let all = self.store.list(Kind::Model, project).map_err(internal)?;
+        let all = self
+            .store
+            .list_keyed(Kind::Model, project)
+            .map_err(internal)?;
         let all = all
             .into_iter()
-            .map(|m| self.with_default(m))
+            .map(|(key, m)| Ok((key, self.with_default(m)?)))
             .collect::<Result<Vec<_>>>()?;
-        let (models, next) = page(all, query)?;
+        let (models, next) = page_keyed(all, query, false)?;
         Ok(listed("models", models, next))
     }
 
@@ -173,14 +183,43 @@ impl ControlPlane {
             }
         }
         check_types(body, "model", model_field)?;
-        if let Some(version) = default {
-            self.set_default(project, id, version)?;
-        }
+        let stale = || {
+            Error::new(
+                Code::Aborted,
+                "The etag does not match the model's: it changed since it was read.",
+            )
+            .on_field("model.etag")
+        };
         let mut op = operations::new(project, "update", "UPDATE_MODEL", id, None);
+        // The etag, the new default's state and the write are in one transaction: two patches
+        // that read the same etag cannot both land, and a refused one changes nothing.
         let updated = self
             .store
             .transaction(|tx| {
-                let mut model = tx.get(Kind::Model, id)?.unwrap_or_default();
+                let Some(mut model) = tx.get(Kind::Model, id)? else {
+                    return Ok(Err(not_found(id)));
+                };
+                if let Some(tag) = body.get("etag").and_then(Value::as_str) {
+                    if model["etag"].as_str() != Some(tag) {
+                        return Ok(Err(stale()));
+                    }
+                }
+                if let Some(version) = default {
+                    let Some((_, v)) = tx.version(id, version)? else {
+                        return Ok(Err(Error::not_found(format!(
+                            "The version resource: \"{version}\" was not found."
+                        ))
+                        .on_field("model.default_version.name")));
+                    };
+                    let state = v.get("state").and_then(Value::as_str).unwrap_or("UNKNOWN");
+                    if state != "READY" {
+                        return Ok(Err(Error::failed_precondition(format!(
+                            "version '{version}' is {state}; only a READY version can be the \
+                             default"
+                        ))));
+                    }
+                    model["defaultVersion"] = json!(version);
+                }
                 for key in ["description", "labels"] {
                     if mask.iter().any(|m| m == key) {
                         match body.get(key) {
@@ -195,13 +234,19 @@ impl ControlPlane {
                 }
                 model["etag"] = json!(etag());
                 tx.put(Kind::Model, id, project, &model)?;
-                let mut response = model.clone();
+                // The response is the model as models.get answers it: its default version in
+                // full, not the stored id.
+                let mut response = default_in(tx, model)?;
                 response["@type"] = json!(MODEL_TYPE);
                 operations::finish(&mut op, Ok(response));
                 operations::put(tx, project, &op)?;
-                Ok(op.clone())
+                Ok(Ok(op.clone()))
             })
-            .map_err(internal)?;
+            .map_err(internal)??;
+        if default.is_some() {
+            self.apply(id, None)
+                .map_err(|e| Error::internal(format!("{e:#}")))?;
+        }
         Ok(updated)
     }
 

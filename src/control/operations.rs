@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::list::{page, ListQuery};
+use super::list::{page_keyed, ListQuery};
 use super::store::{Kind, Tx};
 use super::{internal, names, now, ControlPlane};
 use crate::status::{Error, Result};
@@ -24,10 +24,7 @@ pub fn new(
     model: &str,
     version: Option<&Value>,
 ) -> Value {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
+    let millis = unique_millis();
     let short_version = version
         .and_then(|v| v.get("name"))
         .and_then(Value::as_str)
@@ -47,9 +44,33 @@ pub fn new(
     json!({"name": names::operation_name(project, &id), "metadata": metadata})
 }
 
-/// Stores a new operation.
+/// The epoch milliseconds of a new operation's id, never the same twice in this process: ids
+/// of one kind and model made within one millisecond (parallel patches) would otherwise be
+/// one id, and the later operation would replace the earlier. A clock that does not go
+/// backwards keeps them unique across restarts too.
+fn unique_millis() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last.saturating_add(1));
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+/// Stores a new operation; one whose name is taken is refused, never written over.
 pub fn put(tx: &Tx, project: &str, op: &Value) -> anyhow::Result<()> {
     let name = op["name"].as_str().unwrap_or_default();
+    if tx.get(Kind::Operation, name)?.is_some() {
+        anyhow::bail!("operation {name} exists already");
+    }
     tx.put(Kind::Operation, name, project, op)
 }
 
@@ -111,10 +132,10 @@ impl ControlPlane {
     pub fn list_operations(&self, project: &str, query: &ListQuery) -> Result<Value> {
         let mut all = self
             .store
-            .list(Kind::Operation, project)
+            .list_keyed(Kind::Operation, project)
             .map_err(internal)?;
         all.reverse();
-        let (operations, next) = page(all, query)?;
+        let (operations, next) = page_keyed(all, query, true)?;
         Ok(listed("operations", operations, next))
     }
 }

@@ -133,6 +133,25 @@ impl Store {
         self.transaction(|tx| tx.list(kind, project))
     }
 
+    /// Every resource of a kind in a project with its row id (which an update keeps), oldest
+    /// first.
+    pub fn list_keyed(&self, kind: Kind, project: &str) -> Result<Vec<(i64, Value)>> {
+        self.transaction(|tx| {
+            let (table, _) = kind.table();
+            let mut stmt = tx.tx.prepare(&format!(
+                "SELECT rowid, body FROM {table} WHERE project = ?1 ORDER BY rowid"
+            ))?;
+            let rows = stmt.query_map(params![project], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            rows.map(|row| {
+                let (n, body) = row?;
+                Ok((n, json(body)?))
+            })
+            .collect()
+        })
+    }
+
     pub fn versions(&self, model: &str) -> Result<Vec<(i64, Value)>> {
         self.transaction(|tx| tx.versions(model))
     }

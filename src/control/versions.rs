@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::list::{page, ListQuery};
+use super::list::{page_keyed, ListQuery};
 use super::operations::{self, listed, EMPTY_TYPE, VERSION_TYPE};
 use super::roots::Access;
-use super::store::Kind;
+use super::store::{Kind, Tx};
 use super::{check_fields, check_types, etag, internal, names, now, ControlPlane, FieldType};
 use crate::repository::VersionState;
-use crate::status::{Error, Result};
+use crate::status::{Code, Error, Result};
 
 const VERSION_FIELDS: &[&str] = &[
     "name",
@@ -108,6 +108,31 @@ fn state(v: &Value) -> &str {
     v.get("state").and_then(Value::as_str).unwrap_or("UNKNOWN")
 }
 
+/// Stores a new version and its operation, in `tx`: refused when the model is gone or the name
+/// taken; the version's directory number otherwise.
+pub(super) fn insert_version(
+    tx: &Tx,
+    project: &str,
+    model: &str,
+    id: &str,
+    version: &Value,
+    op: &Value,
+) -> anyhow::Result<Result<i64>> {
+    if tx.get(Kind::Model, model)?.is_none() {
+        return Ok(Err(super::models::not_found(model)));
+    }
+    if tx.version(model, id)?.is_some() {
+        return Ok(Err(Error::already_exists(
+            "A version with the same name already exists.",
+        )
+        .on_field("version.name")));
+    }
+    let n = tx.next_number(model)?;
+    tx.put_version(model, id, n, version)?;
+    operations::put(tx, project, op)?;
+    Ok(Ok(n))
+}
+
 impl ControlPlane {
     fn model_default(&self, model: &str) -> Result<Option<String>> {
         Ok(self
@@ -177,24 +202,12 @@ impl ControlPlane {
             o.remove("lastUseTime");
         }
         let op = operations::new(project, "create", "CREATE_VERSION", model, Some(&version));
+        // The model is looked for again in the transaction that inserts: a model deleted since
+        // the check above would otherwise leave this version behind it, served by no model.
         let number = self
             .store
-            .transaction(|tx| {
-                if tx.version(model, id)?.is_some() {
-                    return Ok(None);
-                }
-                let n = tx.next_number(model)?;
-                tx.put_version(model, id, n, &version)?;
-                operations::put(tx, project, &op)?;
-                Ok(Some(n))
-            })
-            .map_err(internal)?;
-        let Some(number) = number else {
-            return Err(
-                Error::already_exists("A version with the same name already exists.")
-                    .on_field("version.name"),
-            );
-        };
+            .transaction(|tx| insert_version(tx, project, model, id, &version, &op))
+            .map_err(internal)??;
         self.spawn_deploy(model, number, version);
         Ok(op)
     }
@@ -341,31 +354,37 @@ impl ControlPlane {
             .versions(model)
             .map_err(internal)?
             .into_iter()
-            .map(|(_, v)| self.marked(model, v))
+            .map(|(number, v)| Ok((number, self.marked(model, v)?)))
             .collect::<Result<Vec<_>>>()?;
-        let (versions, next) = page(all, query)?;
+        let (versions, next) = page_keyed(all, query, false)?;
         Ok(listed("versions", versions, next))
     }
 
     /// `versions.setDefault`: synchronous; answers the version, now the default.
     pub fn set_default(&self, project: &str, model: &str, id: &str) -> Result<Value> {
-        let v = self.get_version(project, model, id)?;
-        if state(&v) != "READY" {
-            return Err(Error::failed_precondition(format!(
-                "version '{id}' is {}; only a READY version can be the default",
-                state(&v)
-            )));
-        }
+        self.get_version(project, model, id)?;
+        // The state is read where the default is written: a version that began its deletion
+        // since the read above must not become the default.
         self.store
             .transaction(|tx| {
-                if let Some(mut m) = tx.get(Kind::Model, model)? {
-                    m["defaultVersion"] = json!(id);
-                    m["etag"] = json!(etag());
-                    tx.put(Kind::Model, model, project, &m)?;
+                let Some(mut m) = tx.get(Kind::Model, model)? else {
+                    return Ok(Err(super::models::not_found(model)));
+                };
+                let Some((_, v)) = tx.version(model, id)? else {
+                    return Ok(Err(not_found(id)));
+                };
+                if state(&v) != "READY" {
+                    return Ok(Err(Error::failed_precondition(format!(
+                        "version '{id}' is {}; only a READY version can be the default",
+                        state(&v)
+                    ))));
                 }
-                Ok(())
+                m["defaultVersion"] = json!(id);
+                m["etag"] = json!(etag());
+                tx.put(Kind::Model, model, project, &m)?;
+                Ok(Ok(()))
             })
-            .map_err(internal)?;
+            .map_err(internal)??;
         self.apply(model, None)
             .map_err(|e| Error::internal(format!("{e:#}")))?;
         self.get_version(project, model, id)
@@ -404,11 +423,22 @@ impl ControlPlane {
             }
         }
         let mut op = operations::new(project, "update", "UPDATE_VERSION", model, Some(&current));
+        // The etag is compared in the transaction that writes: two patches that read the same
+        // etag cannot both land.
         self.store
             .transaction(|tx| {
                 let Some((number, mut v)) = tx.version(model, id)? else {
-                    return Ok(op.clone());
+                    return Ok(Err(not_found(id)));
                 };
+                if let Some(tag) = body.get("etag").and_then(Value::as_str) {
+                    if v["etag"].as_str() != Some(tag) {
+                        return Ok(Err(Error::new(
+                            Code::Aborted,
+                            "The etag does not match the version's: it changed since it was read.",
+                        )
+                        .on_field("version.etag")));
+                    }
+                }
                 for field in mask {
                     let path: Vec<&str> = field.split('.').collect();
                     let pointer = format!("/{}", path.join("/"));
@@ -421,9 +451,9 @@ impl ControlPlane {
                 response["@type"] = json!(VERSION_TYPE);
                 operations::finish(&mut op, Ok(response));
                 operations::put(tx, project, &op)?;
-                Ok(op.clone())
+                Ok(Ok(op.clone()))
             })
-            .map_err(internal)
+            .map_err(internal)?
     }
 
     /// `versions.delete`: refused for the default version while others exist; the version is
@@ -514,5 +544,41 @@ impl ControlPlane {
         if let Some(op) = self.pending_operation(&name, "DELETE_VERSION") {
             let _ = self.finish_operation(&op, Ok(json!({"@type": EMPTY_TYPE})));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::store::Store;
+
+    #[test]
+    fn a_version_is_never_inserted_under_a_deleted_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let version = json!({"name": "projects/_/models/m/versions/v1", "state": "CREATING"});
+        let op = operations::new("_", "create", "CREATE_VERSION", "m", Some(&version));
+        // The model was there when the request was checked, and deleted since.
+        let insert = |op: &Value| {
+            store
+                .transaction(|tx| insert_version(tx, "_", "m", "v1", &version, op))
+                .unwrap()
+        };
+        assert_eq!(insert(&op).unwrap_err().code, Code::NotFound);
+        assert!(store.versions("m").unwrap().is_empty());
+        assert!(store.unfinished(&[]).unwrap().0.is_empty(), "no operation");
+        store
+            .transaction(|tx| {
+                tx.put(
+                    Kind::Model,
+                    "m",
+                    "_",
+                    &json!({"name": "projects/_/models/m"}),
+                )
+            })
+            .unwrap();
+        assert_eq!(insert(&op).unwrap(), 1);
+        let again = operations::new("_", "create", "CREATE_VERSION", "m", Some(&version));
+        assert_eq!(insert(&again).unwrap_err().code, Code::AlreadyExists);
     }
 }

@@ -303,6 +303,19 @@ impl Location {
     }
 }
 
+/// A failed write through a buffered object writer (an `io::Error` around the store's own), as
+/// one line like [`failed`]'s.
+pub fn write_failed(uri: &str, e: std::io::Error) -> anyhow::Error {
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<object_store::Error>())
+    {
+        Some(Ok(store)) => failed("write to", uri, *store),
+        Some(Err(other)) => anyhow::anyhow!("cannot write to {uri}: {other}"),
+        None => anyhow::anyhow!("cannot write to {uri}"),
+    }
+}
+
 /// A storage failure as one clear line. Without credentials, object_store falls back to the
 /// cloud's metadata server, which answers nothing useful off the cloud: say once what is missing
 /// and which variable sets it, rather than the token request's failure.

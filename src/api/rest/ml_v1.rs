@@ -191,7 +191,9 @@ pub async fn handle(state: &Shared, project: String, call: Manage, req: Request)
     };
     let result = async {
         check_project(&project)?;
-        let (list, mask, offset) = query(&req)?;
+        let (mut list, mask, offset) = query(&req)?;
+        // Filters compare names as the answer will show them, under the request's project.
+        list.projects = Some((PROJECT.to_string(), project.clone()));
         let bytes = read_body(state, req).await?;
         // setDefault and cancel may come with an empty body and no content type.
         let body = if bytes.iter().all(u8::is_ascii_whitespace) {

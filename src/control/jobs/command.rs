@@ -69,10 +69,7 @@ impl ControlPlane {
                     .arg("--job-dir")
                     .arg(job_dir.unwrap_or_default())
                     .arg("--study-id")
-                    .arg(format!(
-                        "projects/{project}/jobs/{}",
-                        job["jobId"].as_str().unwrap_or_default()
-                    ));
+                    .arg(job["jobId"].as_str().unwrap_or_default());
                 if let Some(previous) = spec.get("resumePreviousJobId").and_then(Value::as_str) {
                     cmd.arg("--resume-from").arg(
                         self.previous_tuning_dir(project, previous)

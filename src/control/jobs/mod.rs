@@ -17,7 +17,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use serde_json::{json, Value};
 
-use super::list::{page, ListQuery};
+use super::list::{page_keyed, ListQuery};
 use super::operations::listed;
 use super::roots::Access;
 use super::store::Kind;
@@ -40,6 +40,89 @@ const JOB_FIELDS: &[&str] = &[
     "jobPosition",
 ];
 
+/// TrainingInput's fields, as the API's discovery document lists them.
+const TRAINING_FIELDS: &[&str] = &[
+    "scaleTier",
+    "masterType",
+    "workerType",
+    "parameterServerType",
+    "evaluatorType",
+    "workerCount",
+    "parameterServerCount",
+    "evaluatorCount",
+    "masterConfig",
+    "workerConfig",
+    "parameterServerConfig",
+    "evaluatorConfig",
+    "packageUris",
+    "pythonModule",
+    "args",
+    "hyperparameters",
+    "region",
+    "jobDir",
+    "runtimeVersion",
+    "pythonVersion",
+    "scheduling",
+    "network",
+    "serviceAccount",
+    "encryptionConfig",
+    "useChiefInTfConfig",
+    "enableWebAccess",
+];
+
+/// PredictionInput's fields; `accelerator` is not in the current discovery document but
+/// gcloud's bundled client still sends it.
+const PREDICTION_FIELDS: &[&str] = &[
+    "dataFormat",
+    "outputDataFormat",
+    "inputPaths",
+    "outputPath",
+    "region",
+    "modelName",
+    "versionName",
+    "uri",
+    "runtimeVersion",
+    "maxWorkerCount",
+    "batchSize",
+    "signatureName",
+    "accelerator",
+];
+
+/// The type of each Job field the request sets (output-only fields are never read).
+fn job_field(key: &str) -> FieldType {
+    match key {
+        "jobId" | "etag" => FieldType::String,
+        "trainingInput" | "predictionInput" => FieldType::Object,
+        "labels" => FieldType::Labels,
+        _ => FieldType::Any,
+    }
+}
+
+fn training_field(key: &str) -> FieldType {
+    match key {
+        "workerCount" | "parameterServerCount" | "evaluatorCount" => FieldType::Int64,
+        "masterConfig"
+        | "workerConfig"
+        | "parameterServerConfig"
+        | "evaluatorConfig"
+        | "hyperparameters"
+        | "scheduling"
+        | "encryptionConfig" => FieldType::Object,
+        "packageUris" | "args" => FieldType::Strings,
+        "useChiefInTfConfig" | "enableWebAccess" => FieldType::Bool,
+        _ => FieldType::String,
+    }
+}
+
+fn prediction_field(key: &str) -> FieldType {
+    match key {
+        "inputPaths" => FieldType::Strings,
+        "maxWorkerCount" | "batchSize" => FieldType::Int64,
+        "accelerator" => FieldType::Object,
+        _ => FieldType::String,
+    }
+}
+
 fn final_state(state: &str) -> bool {
     matches!(state, "SUCCEEDED" | "FAILED" | "CANCELLED")
 }
@@ -51,12 +134,35 @@ fn not_found(job: &str) -> Error {
 impl ControlPlane {
     pub fn create_job(&self, project: &str, body: &Value) -> Result<Value> {
         check_fields(body, JOB_FIELDS, "job")?;
+        check_types(body, "job", job_field)?;
+        // Unknown or mistyped inputs are refused before the job is stored: a typo would
+        // otherwise be dropped silently, and the runner reads these fields as their types.
+        for (key, field, allowed, type_of) in [
+            (
+                "trainingInput",
+                "job.training_input",
+                TRAINING_FIELDS,
+                training_field as fn(&str) -> FieldType,
+            ),
+            (
+                "predictionInput",
+                "job.prediction_input",
+                PREDICTION_FIELDS,
+                prediction_field,
+            ),
+        ] {
+            if let Some(input) = body.get(key).filter(|v| !v.is_null()) {
+                check_fields(input, allowed, field)?;
+                check_types(input, field, type_of)?;
+            }
+        }
         let id = body
             .get("jobId")
             .and_then(Value::as_str)
             .ok_or_else(|| Error::invalid("A job needs a jobId.").on_field("job.job_id"))?;
         names::check_id(id, "job.job_id")?;
-        match (body.get("trainingInput"), body.get("predictionInput")) {
+        let input = |key| body.get(key).filter(|v: &&Value| !v.is_null());
+        match (input("trainingInput"), input("predictionInput")) {
             (Some(t), None) => self.check_training(project, t)?,
             (None, Some(p)) => self.check_prediction(project, p)?,
             _ => {
@@ -111,6 +217,9 @@ impl ControlPlane {
             .get("packageUris")
             .and_then(Value::as_array)
             .is_some_and(|p| !p.is_empty());
+        if !custom {
+            check_tuned_flags(t)?;
+        }
         if custom && !self.jobs.allow_custom_code() {
             return Err(Error::failed_precondition(
                 "this server runs a user's own Python trainer (packageUris and pythonModule) only \
@@ -281,10 +390,16 @@ impl ControlPlane {
 
     /// Newest first.
     pub fn list_jobs(&self, project: &str, query: &ListQuery) -> Result<Value> {
-        let mut all = self.store.list(Kind::Job, project).map_err(internal)?;
+        let mut all = self
+            .store
+            .list_keyed(Kind::Job, project)
+            .map_err(internal)?;
         all.reverse();
-        let all = all.into_iter().map(|j| self.job_view(j)).collect();
-        let (jobs, next) = page(all, query)?;
+        let all = all
+            .into_iter()
+            .map(|(key, j)| (key, self.job_view(j)))
+            .collect();
+        let (jobs, next) = page_keyed(all, query, true)?;
         Ok(listed("jobs", jobs, next))
     }
 
@@ -484,6 +599,37 @@ impl ControlPlane {
             tracing::error!("cannot record the end of job {id}: {e:#}");
         }
     }
+}
+
+/// `mlengine train`'s flags that name files or folders. A trial appends `--{parameterName}=
+/// {value}` after the job's args and the trainer takes a repeated flag's last value, so a tuned
+/// path flag would override the paths checked against the allowed roots.
+const TRAIN_PATH_FLAGS: &[&str] = &["job-dir", "train-files", "eval-files"];
+
+/// Refuses hyperparameters named as a path flag of mlengine's own trainer: their values (any
+/// categorical string, relative paths included) are never held to the allowed roots.
+fn check_tuned_flags(t: &Value) -> Result<()> {
+    let params = t
+        .pointer("/hyperparameters/params")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (i, p) in params.iter().enumerate() {
+        let name = p
+            .get("parameterName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if TRAIN_PATH_FLAGS.contains(&name) {
+            return Err(Error::invalid(format!(
+                "--{name} names files or folders, and path flags cannot be tuned through the \
+                 management API: give it in args or jobDir"
+            ))
+            .on_field(&format!(
+                "job.training_input.hyperparameters.params[{i}].parameterName"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {

@@ -292,25 +292,28 @@ impl ControlPlane {
         match status {
             Some(s) if s.success() => self.finish_job(id, "SUCCEEDED", None, output),
             other => {
-                let tail: Vec<&str> = text
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .take(ERROR_LINES)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
                 let code = other
                     .and_then(|s| s.code())
                     .map_or("a signal".to_string(), |c| format!("code {c}"));
-                let message = format!("The job exited with {code}: {}", tail.join("\n"));
+                let message = format!("The job exited with {code}: {}", error_lines(&text));
                 self.finish_job(id, "FAILED", Some(message), output);
             }
         }
     }
+}
+
+/// The lines of a failed job's log its errorMessage keeps: the last few, and before them the
+/// first `error:` line when the tail lacks it (clap prints the reason for a bad flag first and
+/// its usage after, which alone would fill the tail).
+fn error_lines(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    let start = lines.len().saturating_sub(ERROR_LINES);
+    let mut kept = Vec::with_capacity(ERROR_LINES + 1);
+    if let Some(first) = lines[..start].iter().find(|l| l.starts_with("error:")) {
+        kept.push(*first);
+    }
+    kept.extend_from_slice(&lines[start..]);
+    kept.join("\n")
 }
 
 fn signal(pid: u32, name: &str) {
