@@ -31,10 +31,22 @@ pub async fn predict(
             _ => call.resolve(model, selector)?,
         };
         let deadline = call.deadline(requested_timeout(req.headers())?);
+        // Vertex names the model behind the endpoint: here the endpoint's own model.
+        let vertex_model = (api == Api::Vertex).then(|| {
+            let path = req.uri().path();
+            let name = path.strip_prefix("/v1/").unwrap_or(path);
+            let name = name.rsplit_once(':').map_or(name, |(n, _)| n);
+            name.replacen("/endpoints/", "/models/", 1)
+        });
         let body = read_body(state, req).await?;
         let (inputs, layout) = decode_predict_body(version.signature(), &body)?;
         let outputs = call.run(&version, inputs, vec![], deadline).await?;
-        answer(api, layout, &version.version_id, &outputs)
+        let served = Served {
+            model,
+            version: &version.version_id,
+            vertex_model: vertex_model.as_deref(),
+        };
+        answer(api, layout, &served, &outputs)
     }
     .await;
     call.finish(&result);
@@ -44,15 +56,22 @@ pub async fn predict(
     }
 }
 
-fn answer(api: Api, layout: Layout, version: &str, outputs: &Outputs) -> Result<Vec<u8>> {
+/// What answered, for the answers that say it (Vertex's).
+struct Served<'a> {
+    model: &'a str,
+    version: &'a str,
+    vertex_model: Option<&'a str>,
+}
+
+fn answer(api: Api, layout: Layout, served: &Served, outputs: &Outputs) -> Result<Vec<u8>> {
     if layout == Layout::Columns {
         return Ok(columnar::write_answer(outputs));
     }
     let [(name, tensor)] = outputs.as_slice() else {
-        return predictions_body(api, version, outputs);
+        return predictions_body(api, served, outputs);
     };
     if api != Api::TfServing {
-        return predictions_body(api, version, outputs);
+        return predictions_body(api, served, outputs);
     }
     // TF Serving answers a single-output model's rows as bare values.
     let mut out = b"{\"predictions\":[".to_vec();
@@ -61,8 +80,9 @@ fn answer(api: Api, layout: Layout, version: &str, outputs: &Outputs) -> Result<
     Ok(out)
 }
 
-/// `{"predictions": [...]}` (and Vertex's `deployedModelId`), written without JSON values.
-fn predictions_body(api: Api, version: &str, outputs: &Outputs) -> Result<Vec<u8>> {
+/// `{"predictions": [...]}` (and Vertex's `deployedModelId`, `model`, `modelDisplayName` and
+/// `modelVersionId`), written without JSON values.
+fn predictions_body(api: Api, served: &Served, outputs: &Outputs) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(64 + 96 * outputs.first().map_or(0, |(_, t)| t.rows()));
     out.extend_from_slice(b"{\"predictions\":[");
     if write_predictions(outputs, b",", &mut out)? > 0 {
@@ -70,8 +90,18 @@ fn predictions_body(api: Api, version: &str, outputs: &Outputs) -> Result<Vec<u8
     }
     out.push(b']');
     if api == Api::Vertex {
-        out.extend_from_slice(b",\"deployedModelId\":");
-        out.extend_from_slice(Value::from(version).to_string().as_bytes());
+        let fields = [
+            ("deployedModelId", Some(served.version)),
+            ("model", served.vertex_model),
+            ("modelDisplayName", Some(served.model)),
+            ("modelVersionId", Some(served.version)),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                out.extend_from_slice(format!(",\"{key}\":").as_bytes());
+                out.extend_from_slice(Value::from(value).to_string().as_bytes());
+            }
+        }
     }
     out.push(b'}');
     Ok(out)
