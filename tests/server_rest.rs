@@ -62,10 +62,7 @@ fn cloud_ml_vertex_and_tf_serving_endpoints() {
     assert_eq!(a["deployedModelId"], version.as_str());
     assert_eq!(a["modelVersionId"], version.as_str());
     assert_eq!(a["modelDisplayName"], "census");
-    assert_eq!(
-        a["model"],
-        "projects/p/locations/us-central1/models/census"
-    );
+    assert_eq!(a["model"], "projects/p/locations/us-central1/models/census");
 
     // TF Serving columnar form.
     let mut columns = serde_json::Map::new();
