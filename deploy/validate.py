@@ -10,6 +10,8 @@
   (`mlengine <command> --help`); a server's declared ports, probes and Service ports are the ports
   it listens on; its termination grace outlasts --shutdown-grace-seconds; its image is one the
   Dockerfile builds, with a shell where Katib or the MPI Operator need one.
+- Every container of the project's images runs hardened, on its own or through its pod: non-root,
+  no privilege escalation, every capability dropped, the runtime's default seccomp profile.
 - The Dockerfile passes hadolint.
 
     validate.py --mlengine BIN --kustomize BIN --hadolint BIN [--root DEPLOY_DIR]
@@ -181,6 +183,7 @@ class Checker:
         self.checked["containers"] += 1
         if image not in IMAGES:
             self.problem(where, f"image {image} is none of the Dockerfile's: {sorted(IMAGES)}")
+        self.hardening(where, pod, c)
         if needs_shell and image not in SHELL_IMAGES:
             self.problem(where, f"needs a shell and OpenMPI (Katib wraps the command in sh, the "
                                 f"MPI Operator runs sshd): use {sorted(SHELL_IMAGES)}, not {image}")
@@ -208,6 +211,22 @@ class Checker:
                 self.problem(where, f"mlengine {sub} reads no variable {var}")
         if sub == "serve":
             self.serve_ports(where, pod, c, values)
+
+    def hardening(self, where, pod, c):
+        own = c.get("securityContext") or {}
+        shared = pod.get("securityContext") or {}
+
+        def effective(key):
+            return own.get(key, shared.get(key))
+
+        if effective("runAsNonRoot") is not True:
+            self.problem(where, "securityContext: runAsNonRoot is not true")
+        if own.get("allowPrivilegeEscalation") is not False:
+            self.problem(where, "securityContext: allowPrivilegeEscalation is not false")
+        if "ALL" not in ((own.get("capabilities") or {}).get("drop") or []):
+            self.problem(where, "securityContext: capabilities do not drop ALL")
+        if (effective("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            self.problem(where, "securityContext: seccompProfile is not RuntimeDefault")
 
     def serve_ports(self, where, pod, c, values):
         ports = {}

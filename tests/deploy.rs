@@ -148,6 +148,17 @@ fn the_validator_finds_planted_mistakes() {
             "image: mlengine:latest",
         ),
         ("image/Dockerfile", "WORKDIR /src\n", "RUN cd /src\n"),
+        // Hardening lost by the MPI launcher and the batch job.
+        (
+            "kubernetes/jobs/mpijob-census-train.yaml",
+            "runAsNonRoot: true",
+            "runAsNonRoot: false",
+        ),
+        (
+            "kubernetes/jobs/batch-predict-indexed-job.yaml",
+            "allowPrivilegeEscalation: false",
+            "allowPrivilegeEscalation: true",
+        ),
     ] {
         edit(&deploy.join(file), from, to);
     }
@@ -162,6 +173,9 @@ fn the_validator_finds_planted_mistakes() {
         "h2c port 8500 is not the runtime's --grpc-port 9000",
         "needs a shell",
         "DL3003",
+        "MPIJob/census-train Launcher container launcher: securityContext: runAsNonRoot is not true",
+        "Job/census-batch-predict container batch-predict: securityContext: \
+         allowPrivilegeEscalation is not false",
     ] {
         assert!(problems.contains(needle), "{needle:?} not in {problems}");
     }

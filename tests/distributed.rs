@@ -232,3 +232,174 @@ fn children_of(pid: u32) -> Vec<u32> {
     kids.sort();
     kids
 }
+
+/// `mpirun -np 1 mlengine A : -np 1 mlengine B`: two ranks with their own command lines.
+fn two_ranks(tmp: &Path, rank0: &[String], rank1: &[String]) -> Command {
+    let mut cmd = mpirun(tmp);
+    cmd.args(["-np", "1"])
+        .arg(env!("CARGO_BIN_EXE_mlengine"))
+        .args(rank0)
+        .arg(":")
+        .args(["-np", "1"])
+        .arg(env!("CARGO_BIN_EXE_mlengine"))
+        .args(rank1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs the job to its end (bounded: a job that hangs fails the test) and returns its stderr.
+fn failed_job(mut cmd: Command, what: &str) -> String {
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_exit(&mut child, what);
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!status.success(), "{err}");
+    err
+}
+
+#[test]
+fn ranks_that_read_different_data_stop_before_the_first_exchange() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    // The fixture's first 300 training rows: with --num-epochs rank 1 would take fewer steps
+    // and leave rank 0 waiting for its exchanges.
+    let part = tmp.path().join("part.data");
+    let rows = mlengine::census::fixture::rows(400, 11);
+    std::fs::write(
+        &part,
+        mlengine::census::fixture::to_uci_csv(&rows[..300], false),
+    )
+    .unwrap();
+    let job = tmp.path().join("job");
+    let args = |train: &Path| {
+        let mut a = train_args(train, &eval, &job, "1");
+        a[4] = "--num-epochs=3".into();
+        a
+    };
+    let err = failed_job(
+        two_ranks(tmp.path(), &args(&train), &args(&part)),
+        "ranks with different data",
+    );
+    assert!(
+        err.contains(
+            "error: rank 1 of 2: the number of training rows (300) differs from rank 0's (400)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("the training data (digest "), "{err}");
+    assert!(exported_versions(&job).is_empty());
+}
+
+#[test]
+fn a_rank_without_the_checkpoint_stops_before_the_first_exchange() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    // Rank 0's job-dir holds step 20; rank 1's is its own, empty: it would start at step 0
+    // and take 20 more exchanges than rank 0.
+    let trained = tmp.path().join("trained");
+    let out = run(bin().args(train_args(&train, &eval, &trained, "20")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let empty = tmp.path().join("empty");
+    let err = failed_job(
+        two_ranks(
+            tmp.path(),
+            &train_args(&train, &eval, &trained, "40"),
+            &train_args(&train, &eval, &empty, "40"),
+        ),
+        "ranks resuming from different steps",
+    );
+    assert!(
+        err.contains("error: rank 1 of 2:")
+            && err.contains("the global step (0) differs from rank 0's (20)"),
+        "{err}"
+    );
+    assert_eq!(exported_versions(&trained).len(), 1);
+}
+
+#[test]
+fn a_batch_smaller_than_the_ranks_is_refused_before_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let job = tmp.path().join("job");
+    let mut cmd = mpirun(tmp.path());
+    cmd.args(["-np", "3"])
+        .arg(env!("CARGO_BIN_EXE_mlengine"))
+        .args(train_args(&train, &eval, &job, "10"))
+        .arg("--train-batch-size=2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let err = failed_job(cmd, "a batch smaller than the ranks");
+    assert!(
+        err.contains(
+            "error: rank 0 of 3: --train-batch-size 2 is smaller than the 3 ranks; each rank \
+             needs at least one row"
+        ),
+        "{err}"
+    );
+    assert!(!job.join("checkpoint.json").exists());
+}
+
+/// The pids of the processes whose command line names `needle`.
+fn processes_naming(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_to_the_launcher_checkpoints_and_ends_every_rank() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let job = tmp.path().join("job");
+    let mut launch = bin();
+    launch
+        .args(train_args(&train, &eval, &job, "100000000"))
+        .args(["--save-checkpoints-steps", "100"])
+        .args(["--distributed", "--worker-count", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    mpi_env(&mut launch, tmp.path());
+    let mut child = launch.spawn().unwrap();
+    wait_until("the first checkpoint", || {
+        job.join("checkpoint.json").exists()
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = wait_exit(&mut child, "the launcher after SIGTERM");
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    let needle = job.to_str().unwrap();
+    let left = processes_naming(needle);
+    for pid in &left {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    assert!(left.is_empty(), "ranks left running: {left:?}; {err}");
+    assert!(!status.success(), "{err}");
+    // Rank 0 checkpointed the step the job stopped at, and said which.
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("training interrupted; step "))
+        .unwrap_or_else(|| panic!("{err}"));
+    let step: String = line["training interrupted; step ".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(job.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["latest"],
+        format!("model.ckpt-{step}.safetensors"),
+        "{err}"
+    );
+}

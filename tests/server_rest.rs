@@ -330,8 +330,8 @@ fn bad_requests_get_4xx_naming_the_problem() {
         ("/v1/projects/p/models/census/versions/prod:predict", json!({"instances": [good]}).to_string(), 404, "has no version label 'prod'"),
         ("/v1/models/census/labels/prod:predict", json!({"instances": [good]}).to_string(), 404, "has no version label 'prod'"),
         ("/v2/models/census/infer", json!({"inputs": [{"name": "age", "shape": [1], "datatype": "BYTES", "data": ["1"]}]}).to_string(), 400, "datatype \"BYTES\" does not match the model's INT64"),
-        ("/v2/models/census/infer", json!({"inputs": kserve_inputs(&[good.clone()]), "outputs": "probabilities"}).to_string(), 400, "outputs must be a list of output objects"),
-        ("/v2/models/census/infer", json!({"inputs": kserve_inputs(&[good.clone()]), "id": 5}).to_string(), 400, "id must be a string"),
+        ("/v2/models/census/infer", json!({"inputs": kserve_inputs(std::slice::from_ref(&good)), "outputs": "probabilities"}).to_string(), 400, "outputs must be a list of output objects"),
+        ("/v2/models/census/infer", json!({"inputs": kserve_inputs(std::slice::from_ref(&good)), "id": 5}).to_string(), 400, "id must be a string"),
         (predict, format!("{{\"instances\": [{}]}}", vec![good.to_string(); 200].join(",")), 413, "larger than the limit of 20000 bytes"),
     ];
     for (path, body, want_status, needle) in cases {

@@ -242,3 +242,77 @@ fn a_trial_reporting_only_through_tensorboard_events_is_read_from_them() {
     }
     assert_eq!(trials[0]["hyperparameters"]["x"], "0.3");
 }
+
+/// A run killed after its event files got points past its last checkpoint leaves them behind;
+/// the resumed run writes those steps again. Its files start with `SessionLog{START}` at its
+/// first step, so TensorBoard's reader drops the orphans: every curve goes forward, once.
+#[test]
+fn a_resumed_run_s_session_start_drops_what_a_killed_run_left_past_its_checkpoint() {
+    use mlengine::observability::tfevents::EventWriter;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let job = tmp.path().join("job");
+    let train_to = |steps: &str| {
+        let out = run(train_command(&train, &eval, &job)
+            .args(["--train-steps", steps])
+            .args(["--save-checkpoints-steps", "100"])
+            .args(["--log-step-count-steps", "50"])
+            .args(["--eval-delay-secs", "0", "--min-eval-frequency", "1"]));
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    train_to("300");
+    // What the killed run (resumed from 300, killed at 400 before checkpointing it) flushed:
+    // files named right after the first run's.
+    let orphan = |folder: &Path, tag: &str, steps: &[u64]| {
+        let scratch = tempfile::tempdir().unwrap();
+        let mut w = EventWriter::create(scratch.path()).unwrap();
+        w.session_start(301).unwrap();
+        for step in steps {
+            w.scalars(*step, &[(tag, 1e6)]).unwrap();
+        }
+        w.flush().unwrap();
+        let after = format!("{}.killed", event_files(folder)[0]);
+        std::fs::rename(w.path(), folder.join(after)).unwrap();
+    };
+    orphan(&job, "loss", &[350, 400]);
+    orphan(&job.join("eval"), "accuracy", &[400]);
+    // The resumed run's files sort after them (their names start with the second they open).
+    let first: u64 = event_files(&job)[0]
+        .split('.')
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    wait_until("the clock to pass the first run's second", || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            > first
+    });
+    train_to("500");
+    assert_eq!(event_files(&job).len(), 3, "{:?}", event_files(&job));
+
+    let runs = read_runs(&job);
+    let every_50: Vec<u64> = (1..=10).map(|i| i * 50).collect();
+    let loss = &runs["."]["scalars"]["loss"];
+    assert_eq!(steps(loss), every_50, "{loss}");
+    assert!(
+        loss.as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p[1].as_f64().unwrap() < 1e5),
+        "an orphaned point survived: {loss}"
+    );
+    let accuracy = &runs["eval"]["scalars"]["accuracy"];
+    assert_eq!(steps(accuracy), [100, 200, 300, 400, 500], "{accuracy}");
+    assert!(
+        accuracy
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p[1].as_f64().unwrap() <= 1.0),
+        "{accuracy}"
+    );
+}

@@ -805,12 +805,99 @@ fn tf_config_parameter_servers_evaluators_and_workers_outside_mpi_have_nothing_t
             .args(["--train-steps", "10"])
             .env(
                 "TF_CONFIG",
-                format!(r#"{{"cluster": {{}}, "task": {{"type": "{kind}", "index": 0}}}}"#),
+                format!(
+                    r#"{{"cluster": {{"master": ["m:2222"], "worker": ["w:2222"]}},
+                        "task": {{"type": "{kind}", "index": 0}}}}"#
+                ),
             ));
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(stderr(&out).contains(why), "{}", stderr(&out));
         assert!(!job.exists(), "a {kind} task wrote its job-dir");
     }
+}
+
+/// TensorFlow's convention: a cluster without a chief or master has worker 0 as its chief, so
+/// it trains (alone, outside MPI) and the other workers have nothing to do.
+#[test]
+fn tf_config_without_a_chief_or_master_makes_worker_0_the_chief() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, _) = fixture_files(tmp.path());
+    let tf_config = |index: u32| {
+        format!(
+            r#"{{"cluster": {{"worker": ["w0:2222", "w1:2222"]}},
+                "task": {{"type": "worker", "index": {index}}}}}"#
+        )
+    };
+    let job = tmp.path().join("worker0");
+    let out = run(train_command(&train, &eval, &job)
+        .args(["--train-steps", "10"])
+        .env("TF_CONFIG", tf_config(0)));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Saving dict for global step 10"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(exported_versions(&job).len(), 1);
+    let job = tmp.path().join("worker1");
+    let out = run(train_command(&train, &eval, &job)
+        .args(["--train-steps", "10"])
+        .env("TF_CONFIG", tf_config(1)));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("worker 0 trains alone as the chief"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!job.exists(), "worker 1 wrote its job-dir");
+}
+
+/// With --eval-steps the final evaluation reads as many batches as the periodic ones (the
+/// first ones: the same metrics as an eval file holding only those rows); a finished job run
+/// again evaluates its last step but records it once.
+#[test]
+fn the_final_evaluation_takes_eval_steps_and_is_recorded_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (train, eval, eval_rows) = fixture_files(tmp.path());
+    let first = tmp.path().join("first.test");
+    std::fs::write(
+        &first,
+        mlengine::census::fixture::to_uci_csv(&eval_rows[..50], true),
+    )
+    .unwrap();
+    let metrics = |job: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(job.join("eval_metrics.json")).unwrap()).unwrap()
+    };
+    let steps = ["--train-steps", "20", "--eval-batch-size", "25"];
+    let limited = tmp.path().join("limited");
+    let out = run(train_command(&train, &eval, &limited)
+        .args(steps)
+        .args(["--eval-steps", "2"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let whole = tmp.path().join("whole");
+    let out = run(train_command(&train, &first, &whole).args(steps));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(metrics(&limited), metrics(&whole));
+
+    // Again, with nothing left to train: the evaluation is shown, the history keeps one line
+    // and the eval events one point at step 20.
+    let out = run(train_command(&train, &eval, &limited)
+        .args(steps)
+        .args(["--eval-steps", "2"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Saving dict for global step 20"),
+        "{}",
+        stdout(&out)
+    );
+    let history = std::fs::read_to_string(limited.join("eval_history.jsonl")).unwrap();
+    assert_eq!(history.lines().count(), 1, "{history}");
+    let points = mlengine::observability::tfevents::read_scalars(&limited.join("eval"), "accuracy");
+    assert_eq!(
+        points.iter().map(|p| p.0).collect::<Vec<_>>(),
+        [20],
+        "{points:?}"
+    );
 }
 
 /// A build without MPI started by mpirun would train N copies that never meet: it refuses.

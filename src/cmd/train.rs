@@ -156,6 +156,10 @@ impl Observer for Console {
         Ok(())
     }
 
+    fn evaluated_again(&mut self, metrics: &EvalMetrics) -> Result<()> {
+        self.evaluated(metrics)
+    }
+
     fn finished(&mut self, global_step: u64) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();

@@ -92,6 +92,7 @@ pub fn run(args: &TuneArgs) -> Result<ExitCode> {
         &config.job_dir,
         &format!("--job-dir {}", config.job_dir.display()),
     )?;
+    tune::study_of(&config)?;
     eprintln!(
         "Tuning {} trial(s), {} at a time, {} ({} core(s) each); trials in {}",
         config.spec.max_trials,

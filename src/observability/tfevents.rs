@@ -23,8 +23,8 @@ use prost::Message;
 
 use crate::proto::tensorboard::hparams as hp;
 use crate::proto::tensorflow::{
-    event, summary, summary_metadata, tensor_shape_proto, DataType, Event, Summary,
-    SummaryMetadata, TensorProto, TensorShapeProto,
+    event, session_log, summary, summary_metadata, tensor_shape_proto, DataType, Event, SessionLog,
+    Summary, SummaryMetadata, TensorProto, TensorShapeProto,
 };
 
 /// The version string of the first record of every file.
@@ -77,6 +77,17 @@ fn hostname() -> String {
     }
 }
 
+/// `events.out.tfevents.<secs>.<host>.<pid>.<n>`, unique in this process.
+fn file_name(secs: u64) -> String {
+    format!(
+        "events.out.tfevents.{:010}.{}.{}.{}",
+        secs,
+        hostname(),
+        std::process::id(),
+        OPENED.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// One event file: one run of TensorBoard is a folder, and may hold several of them.
 pub struct EventWriter {
     path: PathBuf,
@@ -88,14 +99,46 @@ impl EventWriter {
     pub fn create(dir: &Path) -> Result<EventWriter> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let now = wall_time();
-        let name = format!(
-            "events.out.tfevents.{:010}.{}.{}.{}",
-            now as u64,
-            hostname(),
-            std::process::id(),
-            OPENED.fetch_add(1, Ordering::Relaxed)
-        );
-        let path = dir.join(name);
+        let name = file_name(now as u64);
+        Self::open(dir.join(name), now)
+    }
+
+    /// Opens a new file in `dir` whose name sorts after every event file already there, so
+    /// that a reader, which takes a run's files in name order, reads what it holds last. A file
+    /// another process opened in the same second may otherwise sort after it (the names differ
+    /// by host and pid).
+    pub fn create_last(dir: &Path) -> Result<EventWriter> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let now = wall_time();
+        let newest = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.contains("tfevents"))
+            .max();
+        let mut name = file_name(now as u64);
+        if let Some(newest) = newest.filter(|n| *n >= name) {
+            // A later second sorts after it when the newest is named as ours are; otherwise
+            // (another writer's form, or the last ten-digit second) its name extended does.
+            let secs = newest
+                .strip_prefix("events.out.tfevents.")
+                .and_then(|rest| rest.split('.').next())
+                .filter(|s| s.len() == 10)
+                .and_then(|s| s.parse::<u64>().ok());
+            name = secs
+                .map(|s| file_name(s + 1))
+                .filter(|n| *n > newest)
+                .unwrap_or_else(|| {
+                    format!(
+                        "{newest}.{}.{}",
+                        std::process::id(),
+                        OPENED.fetch_add(1, Ordering::Relaxed)
+                    )
+                });
+        }
+        Self::open(dir.join(name), now)
+    }
+
+    fn open(path: PathBuf, now: f64) -> Result<EventWriter> {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -138,6 +181,22 @@ impl EventWriter {
             })
             .collect();
         self.summary(step, Summary { value })
+    }
+
+    /// `SessionLog{START}` at `step`: TensorBoard's Python reader drops the points it has read
+    /// so far (from the run's earlier files) at `step` and after, which a killed run left past
+    /// its last checkpoint and a resumed one writes again. A resumed run writes it first, at
+    /// the first step it trains (the checkpoint's own step keeps its points), as TF's
+    /// `SummarySaverHook` did. Rustboard ignores it.
+    pub fn session_start(&mut self, step: u64) -> Result<()> {
+        self.write(&Event {
+            wall_time: wall_time(),
+            step: step as i64,
+            what: Some(event::What::SessionLog(SessionLog {
+                status: session_log::SessionStatus::Start as i32,
+                ..Default::default()
+            })),
+        })
     }
 
     pub fn summary(&mut self, step: u64, summary: Summary) -> Result<()> {
@@ -493,5 +552,62 @@ mod tests {
         // A second writer in the same folder gets its own file.
         let other = EventWriter::create(dir.path()).unwrap();
         assert_ne!(other.path(), w.path());
+    }
+
+    #[test]
+    fn a_session_start_is_a_session_log_at_its_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = EventWriter::create(dir.path()).unwrap();
+        w.session_start(301).unwrap();
+        w.flush().unwrap();
+        let bytes = std::fs::read(w.path()).unwrap();
+        let events: Vec<Event> = records(&bytes)
+            .iter()
+            .map(|r| Event::decode(*r).unwrap())
+            .collect();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].step, 301);
+        let Some(event::What::SessionLog(log)) = &events[1].what else {
+            panic!("{:?}", events[1]);
+        };
+        assert_eq!(log.status, session_log::SessionStatus::Start as i32);
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn create_last_sorts_after_every_file_already_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let last = |dir: &Path| {
+            let w = EventWriter::create_last(dir).unwrap();
+            let name = w.path().file_name().unwrap().to_str().unwrap().to_string();
+            assert_eq!(names(dir).last(), Some(&name), "{:?}", names(dir));
+            assert!(name.contains("tfevents"), "{name}");
+            name
+        };
+        // Alone in its folder, it is named as any.
+        let first = last(dir.path());
+        assert!(first.starts_with("events.out.tfevents."), "{first}");
+        // Another process's file of the same second whose host sorts after ours; one of a
+        // later second (a clock ahead); another writer's form; the last ten-digit second.
+        let now = wall_time() as u64;
+        for other in [
+            format!("events.out.tfevents.{now:010}.zzzz.1.0"),
+            format!("events.out.tfevents.{:010}.host.1.0", now + 100),
+            format!("events.out.tfevents.{:010}.host.1.0.v2", now + 200),
+            "events.out.tfevents.9999999999.zzzz.1.0".to_string(),
+            "zz.tfevents".to_string(),
+        ] {
+            std::fs::write(dir.path().join(&other), b"").unwrap();
+            let name = last(dir.path());
+            assert!(name > other, "{name} {other}");
+        }
     }
 }

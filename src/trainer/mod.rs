@@ -173,10 +173,20 @@ pub fn run(
             (state, network, optimizer)
         }
     };
-    // Every process starts from rank 0's parameters (identical by seed already; this makes sure).
-    collective.broadcast_parameters(&network.named_vars())?;
     let train = state.spec.encode(&train_rows);
     let eval = state.spec.encode(&eval_rows);
+    // Rank 0 alone says so: the others wait for it in the agreement below, and its failure
+    // ends them.
+    if collective.rank() == 0 {
+        enough_rows_per_rank(config, &state, train.n, collective.size())?;
+    }
+    // Before the first exchange, whose count and sizes depend on all of this.
+    collective::agree(
+        collective,
+        &held_by_every_rank(config, &state, &hidden_units, &train),
+    )?;
+    // Every process starts from rank 0's parameters (identical by seed already; this makes sure).
+    collective.broadcast_parameters(&network.named_vars())?;
     // An export never carries an older step than one already exported from this job-dir (a
     // server following `latest` would quietly roll back): refused before any training.
     let last = train_loop::last_step(config, &state, train.n).unwrap_or(state.global_step);
@@ -224,11 +234,18 @@ pub fn run(
         &network,
         &eval,
         config.eval_batch_size,
-        None,
+        config.eval_steps,
         state.global_step,
     )?;
+    // A finished job run again evaluates the step it already evaluated: shown, not recorded a
+    // second time in the job-dir's history and event files.
+    let again = observe::last_evaluated_step(&job_dir) == Some(state.global_step);
     for o in observers.iter_mut() {
-        o.evaluated(&metrics)?;
+        if again {
+            o.evaluated_again(&metrics)?;
+        } else {
+            o.evaluated(&metrics)?;
+        }
     }
     // One step is exported once.
     if let Some((uri, step)) = exported {
@@ -264,6 +281,94 @@ pub fn run(
         export,
         exported_now: true,
     })
+}
+
+/// Every rank takes its share of every batch: a rank with none would average no rows.
+fn enough_rows_per_rank(
+    config: &TrainConfig,
+    state: &CheckpointState,
+    rows: usize,
+    ranks: usize,
+) -> Result<()> {
+    if ranks <= 1 {
+        return Ok(());
+    }
+    let batch = state.train_batch_size;
+    if batch < ranks {
+        let whose = if batch == config.train_batch_size {
+            ""
+        } else {
+            "the checkpoint's "
+        };
+        anyhow::bail!(
+            "{whose}--train-batch-size {batch} is smaller than the {ranks} ranks; each rank \
+             needs at least one row"
+        );
+    }
+    if rows < ranks {
+        anyhow::bail!(
+            "the {rows} training rows are fewer than the {ranks} ranks; each rank needs at \
+             least one row"
+        );
+    }
+    Ok(())
+}
+
+/// What decides the number of steps, the batches and the shapes exchanged: every rank must
+/// hold the same (see [`collective::agree`]).
+fn held_by_every_rank(
+    config: &TrainConfig,
+    state: &CheckpointState,
+    hidden_units: &[usize],
+    train: &Encoded,
+) -> Vec<collective::Held> {
+    use collective::{Digest, Held, Shown};
+    let mut data = Digest::default();
+    for id in train.wide_ids.iter().chain(&train.embedding_ids) {
+        data = data.bytes(&id.to_le_bytes());
+    }
+    for x in train.dense.iter().chain(&train.labels) {
+        data = data.bytes(&x.to_bits().to_le_bytes());
+    }
+    // The spec serializes the same everywhere (vectors in order, no maps).
+    let vocabularies = Digest::default()
+        .bytes(&serde_json::to_vec(&state.spec).unwrap_or_default())
+        .value();
+    let model = Digest::default()
+        .bytes(format!("{} {:?}", state.embedding_size, hidden_units).as_bytes())
+        .value();
+    let optimizer = Digest::default()
+        .bytes(format!("{:?}", config.optimizer_config()).as_bytes())
+        .value();
+    let number = |what, value: u64| Held {
+        what,
+        value,
+        shown: Shown::Number,
+    };
+    let flag = |what, value: Option<u64>| Held {
+        what,
+        value: value.unwrap_or(u64::MAX),
+        shown: Shown::Flag,
+    };
+    let digest = |what, value| Held {
+        what,
+        value,
+        shown: Shown::Digest,
+    };
+    vec![
+        number("the number of training rows", train.n as u64),
+        digest("the training data", data.value()),
+        digest("the fitted vocabularies", vocabularies),
+        number("the global step", state.global_step),
+        number("the epoch", state.epoch),
+        number("the batch in the epoch", state.batch_in_epoch),
+        number("the train batch size", state.train_batch_size as u64),
+        number("the seed", state.seed),
+        digest("the optimizer's settings", optimizer),
+        digest("the model's layers", model),
+        flag("--train-steps", config.train_steps),
+        flag("--num-epochs", config.num_epochs),
+    ]
 }
 
 /// Metrics on the eval set (at most `max_batches` batches).

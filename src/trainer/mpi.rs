@@ -85,6 +85,11 @@ impl Collective for Mpi {
         self.size
     }
 
+    fn broadcast_u64(&self, values: &mut [u64]) -> Result<()> {
+        self.world.process_at_rank(0).broadcast_into(values);
+        Ok(())
+    }
+
     fn broadcast_parameters(&self, vars: &[(String, &Var)]) -> Result<()> {
         let root = self.world.process_at_rank(0);
         for (name, var) in vars {

@@ -25,6 +25,13 @@ pub trait Observer {
         Ok(())
     }
 
+    /// After the final evaluation of a step that the job-dir's history already holds (a
+    /// finished job run again): what only shows or reports it takes it as any evaluation,
+    /// what records it does not record it twice.
+    fn evaluated_again(&mut self, _metrics: &EvalMetrics) -> Result<()> {
+        Ok(())
+    }
+
     /// After a checkpoint of `global_step` is saved.
     fn checkpointed(&mut self, _global_step: u64) {}
 
@@ -60,6 +67,16 @@ impl Observer for MetricFiles {
     }
 }
 
+/// The global step of the last evaluation in the job-dir's history, if any.
+pub fn last_evaluated_step(job_dir: &JobDir) -> Option<u64> {
+    let text = std::fs::read_to_string(job_dir.path(METRICS_HISTORY)).ok()?;
+    let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    serde_json::from_str::<serde_json::Value>(last)
+        .ok()?
+        .get("global_step")?
+        .as_u64()
+}
+
 /// TensorBoard's event files, where a TF Estimator wrote them: training scalars (`loss`,
 /// `global_step/sec`, `learning_rate`) in the job-dir every `--log-step-count-steps`, and every
 /// evaluation's metrics in `<job-dir>/eval/` at its global step. Each run opens new files, so a
@@ -73,6 +90,9 @@ pub struct EventFiles {
     eval: Option<EventWriter>,
     /// The step and time the next `global_step/sec` is counted from.
     rate_from: Option<(u64, Instant)>,
+    /// A resumed run's first step, where its files start a session (see
+    /// [`EventWriter::session_start`]).
+    resumed_at: Option<u64>,
     /// A write that failed between evaluations, reported at the next one.
     failed: Option<anyhow::Error>,
 }
@@ -89,6 +109,7 @@ impl EventFiles {
             train: None,
             eval: None,
             rate_from: None,
+            resumed_at: None,
             failed: None,
         }
     }
@@ -113,6 +134,15 @@ impl EventFiles {
         Ok(())
     }
 
+    /// A new file in `folder`; a resumed run's begins with its session's start.
+    fn open(&self, folder: &str) -> Result<EventWriter> {
+        let mut w = EventWriter::create(&self.job_dir.path(folder))?;
+        if let Some(step) = self.resumed_at {
+            w.session_start(step)?;
+        }
+        Ok(w)
+    }
+
     fn keep(&mut self, result: Result<()>) {
         if let Err(e) = result {
             self.failed.get_or_insert(e);
@@ -122,7 +152,8 @@ impl EventFiles {
 
 impl Observer for EventFiles {
     fn started(&mut self, global_step: u64, _last_step: Option<u64>) {
-        match EventWriter::create(&self.job_dir.path("")) {
+        self.resumed_at = (global_step > 0).then_some(global_step + 1);
+        match self.open("") {
             Ok(w) => self.train = Some(w),
             Err(e) => self.keep(Err(e)),
         }
@@ -158,7 +189,7 @@ impl Observer for EventFiles {
             return Err(e.context("cannot write TensorBoard's event files"));
         }
         if self.eval.is_none() {
-            self.eval = Some(EventWriter::create(&self.job_dir.path(EVAL_EVENTS))?);
+            self.eval = Some(self.open(EVAL_EVENTS)?);
         }
         if let Some(w) = self.eval.as_mut() {
             w.scalars(metrics.global_step, &metrics.scalars())?;
@@ -252,6 +283,11 @@ pub fn metric_names() -> Vec<String> {
 }
 
 impl Observer for HypertuneReport {
+    // The tuner reads the trial's report file, which a run of its own may not have written.
+    fn evaluated_again(&mut self, metrics: &EvalMetrics) -> Result<()> {
+        self.evaluated(metrics)
+    }
+
     fn evaluated(&mut self, metrics: &EvalMetrics) -> Result<()> {
         let Some((_, value)) = metrics.scalars().into_iter().find(|(n, _)| *n == self.tag) else {
             return Ok(());

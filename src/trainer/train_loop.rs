@@ -195,7 +195,7 @@ impl Loop<'_> {
                 last_saved = self.state.global_step;
                 let due = self.state.global_step - last_eval_step >= self.config.min_eval_frequency
                     && start.elapsed().as_secs() >= self.config.eval_delay_secs;
-                // The final evaluation, on the whole eval set, follows the loop. Rank 0 alone
+                // The final evaluation follows the loop. Rank 0 alone
                 // evaluates (the others go on to the next exchange and wait for it there).
                 if due && !finished && self.collective.rank() == 0 {
                     let metrics = evaluate(

@@ -5,7 +5,7 @@
 //! where the experiment's metrics are read from.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -61,7 +61,7 @@ pub fn write_experiment(job_dir: &Path, name: &str, spec: &Spec) -> Result<()> {
 
 /// A trial's session: its start is written when it is launched, its end when it ends.
 pub struct Session {
-    writer: EventWriter,
+    dir: PathBuf,
 }
 
 impl Session {
@@ -80,11 +80,60 @@ impl Session {
         let mut writer = EventWriter::create(trial_dir)?;
         writer.summary(0, hparams::session_start(&hparams, &id.to_string()))?;
         writer.flush()?;
-        Ok(Session { writer })
+        Ok(Session {
+            dir: trial_dir.to_path_buf(),
+        })
     }
 
-    pub fn end(mut self, succeeded: bool) -> Result<()> {
-        self.writer.summary(0, hparams::session_end(succeeded))?;
-        self.writer.flush()
+    /// In a file of its own that sorts after the trainer's: TensorBoard follows a folder's files
+    /// in name order and, once it has moved on to a later file, seldom reads an earlier one
+    /// again, so an end appended to the start's file (older than the trainer's) goes unseen.
+    pub fn end(self, succeeded: bool) -> Result<()> {
+        let mut writer = EventWriter::create_last(&self.dir)?;
+        writer.summary(0, hparams::session_end(succeeded))?;
+        writer.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::observability::tfevents::records;
+    use crate::proto::tensorflow::{event, Event};
+
+    /// The tags of the summaries in an event file.
+    fn tags(path: &Path) -> Vec<String> {
+        let bytes = std::fs::read(path).unwrap();
+        records(&bytes)
+            .iter()
+            .filter_map(|r| match Event::decode(*r).unwrap().what {
+                Some(event::What::Summary(s)) => Some(s.value[0].tag.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_session_ends_in_the_file_that_sorts_last() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("1");
+        let session = Session::start(&dir, 1, &[("x".into(), Value::Double(0.5))]).unwrap();
+        // The trainer's file, opened after the start's in the same second by another process
+        // whose name sorts after this one's.
+        let now = crate::observability::tfevents::wall_time() as u64;
+        let trainer = dir.join(format!("events.out.tfevents.{now:010}.zzzz.99999999.0"));
+        std::fs::write(&trainer, b"").unwrap();
+        session.end(true).unwrap();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert_eq!(tags(&files[0]), [hparams::SESSION_START_TAG]);
+        assert_eq!(files[1], trainer);
+        assert_eq!(tags(&files[2]), [hparams::SESSION_END_TAG]);
     }
 }

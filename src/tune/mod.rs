@@ -55,6 +55,23 @@ pub struct TuneConfig {
     pub study_id: Option<String>,
 }
 
+/// The name the job's trials carry. Two jobs given one job-dir (both queued before either ran):
+/// the second, finding the first's trials, is refused rather than taking them as its own. A job
+/// without a name keeps the name it resumes.
+pub fn study_of(config: &TuneConfig) -> Result<Option<String>> {
+    let found = output::read_study_id(&config.job_dir.join(OUTPUT_FILE))?;
+    Ok(match (&config.study_id, found) {
+        (Some(id), Some(found)) if found.as_deref() != Some(id.as_str()) => bail!(
+            "job-dir {} holds the trials of {}, not of {id}: give this job a new job-dir \
+             (resuming that job's trials from it, if wanted)",
+            config.job_dir.display(),
+            found.map_or("a job without a name".to_string(), |f| format!("job {f}")),
+        ),
+        (Some(id), _) => Some(id.clone()),
+        (None, found) => found.flatten(),
+    })
+}
+
 /// What watches a tuning job.
 pub trait Observer {
     fn trial_started(&mut self, _trial: &TrialRecord) {}
@@ -117,19 +134,7 @@ pub fn run(
     let mut rerun: std::collections::VecDeque<(Option<u32>, Vec<Value>)> = Default::default();
     let mut launched = 0u32;
     let mut failed = 0u32;
-    // Two jobs given one job-dir (both queued before either ran): the second would take the
-    // first's trials as its own. A job without a name keeps the name it resumes.
-    let found = output::read_study_id(&job_dir.join(OUTPUT_FILE))?;
-    let study_id = match (&config.study_id, found) {
-        (Some(id), Some(found)) if found.as_deref() != Some(id.as_str()) => bail!(
-            "job-dir {} holds the trials of {}, not of {id}: give this job a new job-dir \
-             (resuming that job's trials from it, if wanted)",
-            job_dir.display(),
-            found.map_or("a job without a name".to_string(), |f| format!("job {f}")),
-        ),
-        (Some(id), _) => Some(id.clone()),
-        (None, found) => found.flatten(),
-    };
+    let study_id = study_of(config)?;
     for (dir, own) in [
         (config.resume_from.as_deref(), false),
         (Some(job_dir.as_path()), true),

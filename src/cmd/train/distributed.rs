@@ -73,6 +73,10 @@ impl World {
 /// This task in Cloud ML Engine's `TF_CONFIG` (`{"task": {"type", "index", "trial"}, ...}`).
 pub struct CloudTask {
     kind: String,
+    index: u64,
+    /// Whether the cluster has a chief or master; without one, TensorFlow's convention makes
+    /// worker 0 the chief.
+    has_chief: bool,
 }
 
 impl CloudTask {
@@ -86,12 +90,19 @@ impl CloudTask {
                  servers or separate evaluators, so there is nothing for it to do",
                 self.kind
             )),
-            "worker" if launched_size() <= 1 => Some(
+            "worker" if launched_size() <= 1 && self.has_chief => Some(
                 "TF_CONFIG names this task a worker, but no MPI launcher started it: the master \
                  trains alone and this task does nothing (data-parallel training runs its \
                  processes under mpirun: README, distributed training)"
                     .to_string(),
             ),
+            "worker" if launched_size() <= 1 && self.index != 0 => Some(format!(
+                "TF_CONFIG names this task worker {}, but no MPI launcher started it: the \
+                 cluster has no chief or master, so worker 0 trains alone as the chief and \
+                 this task does nothing (data-parallel training runs its processes under \
+                 mpirun: README, distributed training)",
+                self.index
+            )),
             _ => None,
         }
     }
@@ -110,11 +121,24 @@ pub fn cloud_task() -> Result<Option<CloudTask>> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    Ok(Some(CloudTask { kind }))
+    let index = config["task"]["index"].as_u64().unwrap_or(0);
+    let has_chief = ["chief", "master"].iter().any(|k| {
+        config["cluster"]
+            .get(k)
+            .is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))
+    });
+    Ok(Some(CloudTask {
+        kind,
+        index,
+        has_chief,
+    }))
 }
 
 /// `--distributed`: this command again under `mpirun -np N`, which forwards signals to the
-/// ranks and ends them all when one fails.
+/// ranks and ends them all when one fails. This process becomes mpirun (nothing is left to do
+/// after it), so a SIGTERM or Ctrl-C meant for the job reaches mpirun, and through it the
+/// ranks, which checkpoint and stop; a parent that waited instead would die of the signal and
+/// leave the job running.
 pub fn launch(workers: u32) -> Result<ExitCode> {
     if !cfg!(feature = "mpi") {
         bail!(
@@ -154,13 +178,11 @@ pub fn launch(workers: u32) -> Result<ExitCode> {
         .args(&args)
         .env_remove("MLENGINE_DISTRIBUTED")
         .env_remove("MLENGINE_DISTRIBUTED_WORKER_COUNT");
-    let status = mpirun.status().context(
+    use std::os::unix::process::CommandExt;
+    // Returns only when mpirun could not be started.
+    let error = mpirun.exec();
+    Err(anyhow::Error::new(error).context(
         "cannot start mpirun: install OpenMPI (apt-get install openmpi-bin) or run \
          `mpirun -np N mlengine train ...` yourself",
-    )?;
-    Ok(match status.code() {
-        Some(0) => ExitCode::SUCCESS,
-        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        None => ExitCode::FAILURE,
-    })
+    ))
 }
