@@ -1375,6 +1375,19 @@ fn a_model_patch_answers_the_default_version_in_full_and_patches_check_the_etag(
         ),
         "version.etag",
     );
+    // An empty etag is none (proto3's unset string); jobs.patch reads it the same way.
+    for path in [
+        "models/m?updateMask=description",
+        "models/m/versions/v1?updateMask=description",
+    ] {
+        let (status, op) = call(
+            &server,
+            "PATCH",
+            path,
+            json!({"description": "no etag", "etag": ""}),
+        );
+        assert_eq!(status, 200, "{path}: {op}");
+    }
 }
 
 #[test]

@@ -729,6 +729,11 @@ fn connections_that_never_finish_their_request_head_are_closed() {
     let mut grpc_half = connect(&server.grpc_addr);
     grpc_half.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
     let mut grpc_nothing = connect(&server.grpc_addr);
+    // The magic alone is not the whole preface: hyper then waits for the SETTINGS frame.
+    let mut grpc_magic = connect(&server.grpc_addr);
+    grpc_magic
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .unwrap();
     // A keep-alive client is answered, then closed once idle past the timeout.
     let mut idle = connect(&server.addr);
     idle.write_all(b"GET /v1/models/census HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -743,6 +748,7 @@ fn connections_that_never_finish_their_request_head_are_closed() {
         ("idle", &mut idle),
         ("gRPC half-preface", &mut grpc_half),
         ("gRPC silent", &mut grpc_nothing),
+        ("gRPC magic only", &mut grpc_magic),
     ] {
         assert!(
             closed_by_server(stream, bound),
@@ -755,6 +761,28 @@ fn connections_that_never_finish_their_request_head_are_closed() {
         &json!({"instances": [census_instance()]}).to_string(),
     );
     assert_eq!(status, 200, "{body}");
+    // A connection that never greeted has no call to finish: on SIGTERM it does not hold the
+    // server for its grace period (10 minutes here, with an hour to greet).
+    let (mut server, _) = bundled_server(&[
+        "--shutdown-grace-seconds",
+        "600",
+        "--header-read-timeout-seconds",
+        "3600",
+    ]);
+    let _silent = connect(&server.grpc_addr);
+    let _magic = {
+        let mut s = connect(&server.grpc_addr);
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        s
+    };
+    let _idle = connect(&server.addr);
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status();
+    wait_until("the server's exit after SIGTERM", || {
+        server.child.try_wait().unwrap().is_some()
+    });
 }
 
 #[test]

@@ -822,7 +822,7 @@ fn tf_config_parameter_servers_evaluators_and_workers_outside_mpi_have_nothing_t
 fn tf_config_without_a_chief_or_master_makes_worker_0_the_chief() {
     let tmp = tempfile::tempdir().unwrap();
     let (train, eval, _) = fixture_files(tmp.path());
-    let tf_config = |index: u32| {
+    let tf_config = |index: &str| {
         format!(
             r#"{{"cluster": {{"worker": ["w0:2222", "w1:2222"]}},
                 "task": {{"type": "worker", "index": {index}}}}}"#
@@ -831,7 +831,7 @@ fn tf_config_without_a_chief_or_master_makes_worker_0_the_chief() {
     let job = tmp.path().join("worker0");
     let out = run(train_command(&train, &eval, &job)
         .args(["--train-steps", "10"])
-        .env("TF_CONFIG", tf_config(0)));
+        .env("TF_CONFIG", tf_config("0")));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("Saving dict for global step 10"),
@@ -839,17 +839,20 @@ fn tf_config_without_a_chief_or_master_makes_worker_0_the_chief() {
         stdout(&out)
     );
     assert_eq!(exported_versions(&job).len(), 1);
-    let job = tmp.path().join("worker1");
-    let out = run(train_command(&train, &eval, &job)
-        .args(["--train-steps", "10"])
-        .env("TF_CONFIG", tf_config(1)));
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("worker 0 trains alone as the chief"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(!job.exists(), "worker 1 wrote its job-dir");
+    // The index as a number or, as some launchers write it, a string.
+    for index in ["1", "\"1\""] {
+        let job = tmp.path().join("worker1");
+        let out = run(train_command(&train, &eval, &job)
+            .args(["--train-steps", "10"])
+            .env("TF_CONFIG", tf_config(index)));
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("worker 0 trains alone as the chief"),
+            "{index}: {}",
+            stderr(&out)
+        );
+        assert!(!job.exists(), "worker 1 ({index}) wrote its job-dir");
+    }
 }
 
 /// With --eval-steps the final evaluation reads as many batches as the periodic ones (the

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::instances::{decode_each, decode_lines};
-use crate::codec::predictions::{encode_predictions, write_prediction_lines};
+use crate::codec::predictions::{write_keyed_predictions, write_prediction_lines};
 use crate::runtime::pool::SessionPool;
 use crate::runtime::{library, Device, SessionConfig};
 use crate::storage::remote::{self, Object};
@@ -390,21 +390,14 @@ fn score_keyed(
     let mut text = Vec::new();
     let mut predictions = 0;
     if let Some(inputs) = decoded.tensors {
-        match sessions
-            .run(&inputs, &[])
-            .and_then(|outputs| encode_predictions(&outputs))
-        {
-            Ok(rows) => {
-                for (mut row, k) in rows.into_iter().zip(keys) {
-                    if let Some(o) = row.as_object_mut() {
-                        o.insert(key.to_string(), k);
-                    }
-                    text.extend_from_slice(row.to_string().as_bytes());
-                    text.push(b'\n');
-                    predictions += 1;
-                }
+        match sessions.run(&inputs, &[]).and_then(|outputs| {
+            write_keyed_predictions(&outputs, Some((key, &keys)), b"\n", &mut text)
+        }) {
+            Ok(n) => predictions += n as u64,
+            Err(e) => {
+                text.clear();
+                errors.extend(good.into_iter().map(|p| (e.message.clone(), p)))
             }
-            Err(e) => errors.extend(good.into_iter().map(|p| (e.message.clone(), p))),
         }
     }
     Scored {

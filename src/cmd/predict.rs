@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::cli::PredictArgs;
 use crate::codec::instances::decode_each;
-use crate::codec::predictions::encode_predictions;
+use crate::codec::predictions::write_prediction_lines;
 use crate::runtime::{load_model, SessionConfig};
 
 /// The instances of the input with their line numbers, and the input's name for messages.
@@ -102,9 +102,7 @@ fn local(
         let outputs = session
             .run(&inputs, &[])
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        for prediction in encode_predictions(&outputs).map_err(|e| anyhow::anyhow!("{e}"))? {
-            writeln!(text, "{prediction}")?;
-        }
+        write_prediction_lines(&outputs, &mut text).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     std::io::stdout().write_all(&text)?;
     Ok(())

@@ -109,8 +109,12 @@ pub fn from_json(example: &Map<String, Value>) -> std::result::Result<Features, 
                 items
                     .iter()
                     .filter_map(|v| v.as_f64().or_else(|| non_finite_value(v)))
-                    .map(|f| f as f32)
-                    .collect(),
+                    .map(|f| {
+                        crate::tensor::element::to_f32(f).ok_or_else(|| {
+                            format!("feature '{name}': {f:e} is out of FP32's range")
+                        })
+                    })
+                    .collect::<std::result::Result<_, _>>()?,
             )
         } else {
             Values::Bytes(

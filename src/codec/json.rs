@@ -76,11 +76,7 @@ pub fn append(value: &Value, data: &mut TensorData) -> Result<(), String> {
         TensorData::I64(v) => int!(v, i64),
         TensorData::F32(v) => {
             let x = float(value, dtype)?;
-            // `as` would make 1e39 infinity and answer for a value the client never sent.
-            if x.is_finite() && x.abs() > f64::from(f32::MAX) {
-                return Err(format!("{x} is out of FP32's range"));
-            }
-            v.push(x as f32)
+            v.push(element::to_f32(x).ok_or_else(|| format!("{x:e} is out of FP32's range"))?)
         }
         TensorData::F64(v) => v.push(float(value, dtype)?),
         TensorData::String(v) => {

@@ -2,52 +2,35 @@
 //! (an output of shape `[N]` gives a scalar, `[N, k]` a list, and so on), either as values or
 //! written straight into a byte buffer without building them.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::json::{is_bytes_output, nest, value_at, write_element};
+use super::json::{is_bytes_output, write_element};
 use crate::status::{Error, Result};
 use crate::tensor::{Tensor, TensorData};
 
-/// One JSON object per instance with every output (or those named in `only`), as Cloud ML Engine
-/// answers: an output of shape `[N]` gives a scalar, `[N, k]` a list, and so on.
-pub fn encode_predictions(outputs: &[(String, Tensor)]) -> Result<Vec<Value>> {
-    let n = outputs
-        .first()
-        .and_then(|(_, t)| t.shape.first().copied())
-        .unwrap_or(0);
-    let mut rows: Vec<Map<String, Value>> = (0..n).map(|_| Map::new()).collect();
-    for (name, tensor) in outputs {
-        if tensor.shape.first() != Some(&n) {
-            return Err(Error::internal(format!(
-                "output '{name}' has batch size {:?}, expected {n}",
-                tensor.shape.first()
-            )));
-        }
-        let per: usize = tensor.shape[1..].iter().product();
-        for (i, row) in rows.iter_mut().enumerate() {
-            let flat = (i * per..(i + 1) * per).map(|j| value_at(&tensor.data, j));
-            row.insert(
-                name.clone(),
-                nest(
-                    &tensor.shape[1..],
-                    &mut flat.collect::<Vec<_>>().into_iter(),
-                ),
-            );
-        }
-    }
-    Ok(rows.into_iter().map(Value::Object).collect())
-}
-
-/// The predictions of [`encode_predictions`] written straight to `out` as JSON lines (one object
-/// per instance, then `\n`), byte for byte what `Value::to_string` gives, without building values.
+/// The predictions written straight to `out` as JSON lines (one object per instance, then `\n`),
+/// without building values: what `Value::to_string` gives for the objects of every output by name,
+/// but for the elements JSON values cannot hold (see [`write_element`]: non-finite floats, the
+/// strings of `_bytes` outputs).
 pub fn write_prediction_lines(outputs: &[(String, Tensor)], out: &mut Vec<u8>) -> Result<usize> {
     write_predictions(outputs, b"\n", out)
 }
 
-/// The predictions of [`encode_predictions`] written to `out`, each object followed by
+/// The predictions written to `out` as [`write_prediction_lines`] does, each object followed by
 /// `separator` (the caller trims the last one where a list needs it).
 pub fn write_predictions(
     outputs: &[(String, Tensor)],
+    separator: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<usize> {
+    write_keyed_predictions(outputs, None, separator, out)
+}
+
+/// [`write_predictions`] with each object's key (batch prediction's `--key-field`) as its last
+/// field; an output of the key's name is left out, the key taking its place.
+pub fn write_keyed_predictions(
+    outputs: &[(String, Tensor)],
+    key: Option<(&str, &[Value])>,
     separator: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<usize> {
@@ -64,10 +47,20 @@ pub fn write_predictions(
         }
         names.push(serde_json::to_string(name).map_err(|e| Error::internal(e.to_string()))?);
     }
+    let key_name = match key {
+        Some((name, _)) => {
+            Some(serde_json::to_string(name).map_err(|e| Error::internal(e.to_string()))?)
+        }
+        None => None,
+    };
     for i in 0..n {
         out.push(b'{');
-        for (k, ((raw, tensor), name)) in outputs.iter().zip(&names).enumerate() {
-            if k > 0 {
+        let mut first = true;
+        for ((raw, tensor), name) in outputs.iter().zip(&names) {
+            if key.is_some_and(|(k, _)| k == raw) {
+                continue;
+            }
+            if !std::mem::take(&mut first) {
                 out.push(b',');
             }
             out.extend_from_slice(name.as_bytes());
@@ -75,6 +68,15 @@ pub fn write_predictions(
             let per: usize = tensor.shape[1..].iter().product();
             let b64 = is_bytes_output(raw);
             write_nested(&tensor.data, &tensor.shape[1..], &mut (i * per), b64, out);
+        }
+        if let (Some((_, values)), Some(name)) = (key, &key_name) {
+            if !first {
+                out.push(b',');
+            }
+            out.extend_from_slice(name.as_bytes());
+            out.push(b':');
+            let value = values.get(i).unwrap_or(&Value::Null);
+            let _ = serde_json::to_writer(&mut *out, value);
         }
         out.push(b'}');
         out.extend_from_slice(separator);
@@ -137,6 +139,39 @@ fn write_nested(
 mod tests {
     use super::*;
     use serde_json::json;
+    use serde_json::Map;
+
+    use crate::codec::json::{nest, value_at};
+
+    /// One JSON object per instance with every output, built as values: the reference the written
+    /// predictions are compared with.
+    fn encode_predictions(outputs: &[(String, Tensor)]) -> Result<Vec<Value>> {
+        let n = outputs
+            .first()
+            .and_then(|(_, t)| t.shape.first().copied())
+            .unwrap_or(0);
+        let mut rows: Vec<Map<String, Value>> = (0..n).map(|_| Map::new()).collect();
+        for (name, tensor) in outputs {
+            if tensor.shape.first() != Some(&n) {
+                return Err(Error::internal(format!(
+                    "output '{name}' has batch size {:?}, expected {n}",
+                    tensor.shape.first()
+                )));
+            }
+            let per: usize = tensor.shape[1..].iter().product();
+            for (i, row) in rows.iter_mut().enumerate() {
+                let flat = (i * per..(i + 1) * per).map(|j| value_at(&tensor.data, j));
+                row.insert(
+                    name.clone(),
+                    nest(
+                        &tensor.shape[1..],
+                        &mut flat.collect::<Vec<_>>().into_iter(),
+                    ),
+                );
+            }
+        }
+        Ok(rows.into_iter().map(Value::Object).collect())
+    }
 
     #[test]
     fn prediction_lines_equal_the_values_text() {
@@ -158,6 +193,35 @@ mod tests {
             .map(|v| format!("{v}\n"))
             .collect();
         assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+
+    /// Bytes outputs as b64, non-finite floats as tokens, and a key that takes the place of an
+    /// output of its name, on every path that writes predictions (online, local, batch).
+    #[test]
+    fn keyed_lines_write_bytes_tokens_and_the_key_last() {
+        let outputs = vec![
+            (
+                "text_bytes".to_string(),
+                Tensor::new(vec![2], TensorData::String(vec!["hi".into(), "".into()])),
+            ),
+            (
+                "y".to_string(),
+                Tensor::new(vec![2], TensorData::F32(vec![f32::NAN, f32::NEG_INFINITY])),
+            ),
+            (
+                "k".to_string(),
+                Tensor::new(vec![2], TensorData::I64(vec![5, 6])),
+            ),
+        ];
+        let keys = [json!("a"), json!(7)];
+        let mut out = Vec::new();
+        let n = write_keyed_predictions(&outputs, Some(("k", &keys)), b"\n", &mut out).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"text_bytes\":{\"b64\":\"aGk=\"},\"y\":NaN,\"k\":\"a\"}\n\
+             {\"text_bytes\":{\"b64\":\"\"},\"y\":-Infinity,\"k\":7}\n"
+        );
     }
 
     #[test]

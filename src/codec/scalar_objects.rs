@@ -256,7 +256,8 @@ impl<'de> Visitor<'de> for Scalar<'_> {
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
         match self.0 {
-            TensorData::F32(c) => c.push(v as f32),
+            // Past FP32's range: the general decoder names the value.
+            TensorData::F32(c) => c.push(element::to_f32(v).ok_or_else(|| E::custom("range"))?),
             TensorData::F64(c) => c.push(v),
             _ => match element::integral(v) {
                 Some(i) => return self.integer(i),

@@ -199,7 +199,12 @@ impl ControlPlane {
                 let Some(mut model) = tx.get(Kind::Model, id)? else {
                     return Ok(Err(not_found(id)));
                 };
-                if let Some(tag) = body.get("etag").and_then(Value::as_str) {
+                // proto3 reads an empty string as unset: no etag to compare.
+                if let Some(tag) = body
+                    .get("etag")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                {
                     if model["etag"].as_str() != Some(tag) {
                         return Ok(Err(stale()));
                     }

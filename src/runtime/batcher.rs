@@ -633,7 +633,7 @@ impl<R: Runner> Worker<R> {
             for (column, tensor) in columns.iter_mut().zip(job.inputs) {
                 column.push(tensor);
             }
-            replies.push((job.reply, job.enqueued));
+            replies.push((job.reply, job.enqueued, job.deadline));
         }
         let merged: Option<Vec<Tensor>> = columns.into_iter().map(Tensor::concat_rows).collect();
         let result = match &merged {
@@ -645,10 +645,24 @@ impl<R: Runner> Worker<R> {
             // A run can fail for one request's values that no check foresaw (an index past a
             // Gather's table): each request runs again alone, so only the one at fault fails.
             if let Some(alone) = unmerge(inputs, &rows) {
-                for ((reply, enqueued), (inputs, rows)) in replies.into_iter().zip(alone) {
-                    let result = runners.timed(&mut runner, &inputs, Size::of(&inputs), &outputs);
+                for ((reply, enqueued, deadline), (inputs, rows)) in replies.into_iter().zip(alone)
+                {
+                    // Its deadline may have passed, or its client left, during the failed run.
+                    let job = Job {
+                        inputs,
+                        rows,
+                        outputs: outputs.clone(),
+                        deadline,
+                        enqueued,
+                        reply,
+                    };
+                    let Some(job) = job.admit(&self.drops, &self.load) else {
+                        continue;
+                    };
+                    let size = Size::of(&job.inputs);
+                    let result = runners.timed(&mut runner, &job.inputs, size, &outputs);
                     self.load.answered(1);
-                    let _ = reply.send(result.map(|outputs| Ran {
+                    let _ = job.reply.send(result.map(|outputs| Ran {
                         outputs,
                         batch_rows: rows,
                         first_in_batch: true,
@@ -677,7 +691,7 @@ impl<R: Runner> Worker<R> {
             Ok(())
         });
         self.load.answered(replies.len());
-        for (i, ((reply, enqueued), outputs)) in replies.into_iter().zip(per_job).enumerate() {
+        for (i, ((reply, enqueued, _), outputs)) in replies.into_iter().zip(per_job).enumerate() {
             let answer = match &result {
                 Ok(()) => Ok(Ran {
                     outputs,

@@ -13,6 +13,14 @@ pub fn integral(f: f64) -> Option<i128> {
     (f.is_finite() && f.fract() == 0.0 && (MIN..MAX).contains(&f)).then_some(f as i128)
 }
 
+/// A float as FP32, unless it is finite and past FP32's range (`as` would make it infinite and
+/// answer for a value the client never sent). Values that round to FP32's largest, such as the
+/// `3.4028235e38` every language prints for it, are kept. Every decoder takes floats through this.
+pub fn to_f32(f: f64) -> Option<f32> {
+    let narrow = f as f32;
+    (!(f.is_finite() && narrow.is_infinite())).then_some(narrow)
+}
+
 /// Checks the text of a string element: ONNX Runtime's string tensors are C strings.
 pub fn check_text(s: &str) -> Result<(), &'static str> {
     if s.contains('\0') {
@@ -145,6 +153,17 @@ mod tests {
         assert_eq!(integral(f64::INFINITY), None);
         assert_eq!(integral(1.8e19), Some(18_000_000_000_000_000_000));
         assert_eq!(integral(1.9e19), None);
+    }
+
+    #[test]
+    fn floats_past_fp32s_range_are_refused_not_made_infinite() {
+        assert_eq!(to_f32(3.4028235e38), Some(f32::MAX));
+        assert_eq!(to_f32(-3.4028235e38), Some(f32::MIN));
+        assert_eq!(to_f32(1e39), None);
+        assert_eq!(to_f32(-1e300), None);
+        assert_eq!(to_f32(f64::INFINITY), Some(f32::INFINITY));
+        assert!(to_f32(f64::NAN).is_some_and(f32::is_nan));
+        assert_eq!(to_f32(1e-50), Some(0.0));
     }
 
     #[test]

@@ -112,11 +112,7 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let greeted = Arc::new(AtomicBool::new(false));
-    let io = Greeting {
-        io: stream,
-        read: 0,
-        greeted: Arc::clone(&greeted),
-    };
+    let io = Greeting::new(stream, Arc::clone(&greeted));
     let connection = builder.serve_connection(TokioIo::new(io), dispatch);
     tokio::pin!(connection);
     // hyper waits for the preface for good: a client that connects and sends nothing (or half
@@ -140,6 +136,11 @@ async fn serve_connection<S>(
                 waiting_for_preface = false;
             }
             _ = stopped.wait_for(|stop| *stop) => {
+                // A connection that never finished its preface has no call to finish: a
+                // graceful close would wait for it until the grace period ends.
+                if !greeted.load(Ordering::Relaxed) {
+                    return;
+                }
                 connection.as_mut().graceful_shutdown();
                 break;
             }
@@ -148,15 +149,52 @@ async fn serve_connection<S>(
     let _ = connection.await;
 }
 
-/// HTTP/2's client connection preface: the first bytes every gRPC client sends.
-const PREFACE_LEN: usize = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".len();
+/// HTTP/2's client connection preface: the magic string, then the client's first frame (its
+/// SETTINGS), whose 9-byte header says how long it is.
+const MAGIC_LEN: usize = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".len();
+const GREETING_HEAD: usize = MAGIC_LEN + 9;
 
-/// A connection's stream that notes when the client has sent a preface's worth of bytes
-/// (hyper checks what they are).
+/// A connection's stream that notes when the client has sent its whole preface: the magic and
+/// its first frame (hyper checks what they are). The magic alone is not enough: hyper then
+/// waits for the SETTINGS frame for good.
 struct Greeting<S> {
     io: S,
+    /// Bytes read so far, up to the end of the preface.
     read: usize,
+    /// The magic and the first frame's header, as read.
+    head: [u8; GREETING_HEAD],
     greeted: Arc<AtomicBool>,
+}
+
+impl<S> Greeting<S> {
+    fn new(io: S, greeted: Arc<AtomicBool>) -> Self {
+        Greeting {
+            io,
+            read: 0,
+            head: [0; GREETING_HEAD],
+            greeted,
+        }
+    }
+
+    fn saw(&mut self, bytes: &[u8]) {
+        if self.greeted.load(Ordering::Relaxed) {
+            return;
+        }
+        let take = bytes.len().min(GREETING_HEAD.saturating_sub(self.read));
+        self.head[self.read.min(GREETING_HEAD)..][..take].copy_from_slice(&bytes[..take]);
+        self.read += bytes.len();
+        if self.read >= GREETING_HEAD {
+            let [a, b, c] = [
+                self.head[MAGIC_LEN],
+                self.head[MAGIC_LEN + 1],
+                self.head[MAGIC_LEN + 2],
+            ];
+            let frame = u32::from_be_bytes([0, a, b, c]) as usize;
+            if self.read >= GREETING_HEAD + frame {
+                self.greeted.store(true, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Greeting<S> {
@@ -167,11 +205,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Greeting<S> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if self.read < PREFACE_LEN {
-            self.read += buf.filled().len() - before;
-            if self.read >= PREFACE_LEN {
-                self.greeted.store(true, Ordering::Relaxed);
-            }
+        if !self.greeted.load(Ordering::Relaxed) {
+            let this = &mut *self;
+            this.saw(&buf.filled()[before..]);
         }
         polled
     }

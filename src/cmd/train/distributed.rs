@@ -121,7 +121,12 @@ pub fn cloud_task() -> Result<Option<CloudTask>> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let index = config["task"]["index"].as_u64().unwrap_or(0);
+    // Some launchers write the index as a string ("1"): read as worker 0, it would train too.
+    let index = match &config["task"]["index"] {
+        serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+        other => other.as_u64(),
+    }
+    .unwrap_or(0);
     let has_chief = ["chief", "master"].iter().any(|k| {
         config["cluster"]
             .get(k)

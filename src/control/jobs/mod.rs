@@ -467,7 +467,12 @@ impl ControlPlane {
             .store
             .transaction(|tx| {
                 let mut job = tx.get(Kind::Job, id)?.unwrap_or_default();
-                if let Some(tag) = body.get("etag").and_then(Value::as_str) {
+                // proto3 reads an empty string as unset: no etag to compare.
+                if let Some(tag) = body
+                    .get("etag")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                {
                     if job["etag"].as_str() != Some(tag) {
                         return Ok(None);
                     }
