@@ -28,6 +28,8 @@ pub enum Code {
     Aborted,
     /// Request body over the limit: HTTP 413, RESOURCE_EXHAUSTED.
     PayloadTooLarge,
+    /// A request body not sent whole in time: HTTP 408, DEADLINE_EXCEEDED.
+    RequestTimeout,
     /// A request body in an encoding the server does not decode: HTTP 415, INVALID_ARGUMENT.
     UnsupportedMediaType,
     /// Queue full: HTTP 429, RESOURCE_EXHAUSTED.
@@ -50,6 +52,7 @@ impl Code {
             Code::PermissionDenied => 403,
             Code::NotFound => 404,
             Code::MethodNotAllowed => 405,
+            Code::RequestTimeout => 408,
             Code::AlreadyExists | Code::Aborted => 409,
             Code::PayloadTooLarge => 413,
             Code::UnsupportedMediaType => 415,
@@ -65,7 +68,7 @@ impl Code {
     pub fn grpc_code(self) -> i32 {
         match self {
             Code::InvalidArgument | Code::UnsupportedMediaType => 3,
-            Code::DeadlineExceeded => 4,
+            Code::DeadlineExceeded | Code::RequestTimeout => 4,
             Code::NotFound => 5,
             Code::AlreadyExists => 6,
             Code::PermissionDenied => 7,
@@ -90,7 +93,7 @@ impl Code {
             Code::AlreadyExists => "ALREADY_EXISTS",
             Code::Aborted => "ABORTED",
             Code::PayloadTooLarge | Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Code::DeadlineExceeded | Code::RequestTimeout => "DEADLINE_EXCEEDED",
             Code::Unavailable => "UNAVAILABLE",
             Code::Unimplemented | Code::MethodNotAllowed => "UNIMPLEMENTED",
             Code::Internal => "INTERNAL",

@@ -734,6 +734,13 @@ fn connections_that_never_finish_their_request_head_are_closed() {
     grpc_magic
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         .unwrap();
+    // A body that never arrives whole: 408 (it held the connection, and shutdown, for good).
+    let mut trickle = connect(&server.addr);
+    trickle
+        .write_all(
+            b"POST /v1/models/census:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"instances\"",
+        )
+        .unwrap();
     // A keep-alive client is answered, then closed once idle past the timeout.
     let mut idle = connect(&server.addr);
     idle.write_all(b"GET /v1/models/census HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -742,6 +749,15 @@ fn connections_that_never_finish_their_request_head_are_closed() {
     std::io::Read::read_exact(&mut idle, &mut answer).unwrap();
     assert_eq!(&answer, b"HTTP/1.1 200 OK");
     let bound = std::time::Duration::from_secs(60);
+    trickle.set_read_timeout(Some(bound)).unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut trickle, &mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("the request body did not arrive whole within 1 s"),
+        "{answer}"
+    );
     for (what, stream) in [
         ("half", &mut half),
         ("silent", &mut nothing),

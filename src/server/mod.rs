@@ -245,6 +245,7 @@ impl Server {
             auth,
             control,
             max_body_bytes: config.max_body_bytes,
+            body_timeout: config.header_read_timeout,
         });
         let draining = {
             let lifecycle = Arc::clone(&lifecycle);

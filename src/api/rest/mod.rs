@@ -30,6 +30,9 @@ pub struct RestState {
     /// The management API, when the server has a state dir.
     pub control: Option<Arc<crate::control::ControlPlane>>,
     pub max_body_bytes: usize,
+    /// Longest wait for a request's whole body (a client that trickles it would hold its
+    /// connection, and shutdown, for good).
+    pub body_timeout: std::time::Duration,
 }
 
 pub type Shared = Arc<RestState>;
@@ -190,8 +193,19 @@ pub async fn read_body(state: &RestState, req: Request) -> Result<Bytes, Error> 
         None => None,
         Some(e) => Compression::of(e.as_bytes())?,
     };
-    let bytes = axum::body::to_bytes(req.into_body(), limit)
+    let read = axum::body::to_bytes(req.into_body(), limit);
+    let bytes = tokio::time::timeout(state.body_timeout, read)
         .await
+        .map_err(|_| {
+            Error::new(
+                Code::RequestTimeout,
+                format!(
+                    "the request body did not arrive whole within {} s \
+                     (--header-read-timeout-seconds)",
+                    state.body_timeout.as_secs()
+                ),
+            )
+        })?
         .map_err(|e| {
             // Only the limit is the client's size; a body cut short or badly chunked is not.
             let inner = e.into_inner();
