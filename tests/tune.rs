@@ -534,6 +534,94 @@ fn run_again_in_its_own_job_dir_each_interrupted_trial_keeps_its_id_and_values()
     }
 }
 
+/// Processes whose environment names a metric file in `job`'s tuning folder: its trials and
+/// what they started.
+fn trial_processes(job: &Path) -> Vec<u32> {
+    let needle = format!("CLOUD_ML_HP_METRIC_FILE={}/", job.join("tuning").display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let environ = std::fs::read(e.path().join("environ")).ok()?;
+            environ
+                .split(|b| *b == 0)
+                .any(|v| v.starts_with(needle.as_bytes()))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn a_tuner_killed_outright_leaves_nothing_running_once_run_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let python = python_env("hypertune", "tests/python/requirements-hypertune.txt");
+    // A wrapper that keeps running beside the trainer it starts (no exec): the trial's own
+    // process dies with the tuner, the trainer does not.
+    let wrapper = tmp.path().join("wrapper.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n{} {} \"$@\"\n",
+            python.display(),
+            root().join("tests/python/hypertune_trainer.py").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = write_config(
+        tmp.path(),
+        "leftovers.yaml",
+        "hyperparameters:
+  hyperparameterMetricTag: objective
+  algorithm: GRID_SEARCH
+  maxTrials: 2
+  maxParallelTrials: 2
+  params:
+    - {parameterName: n, type: INTEGER, minValue: 1, maxValue: 2}
+",
+    );
+    let job = std::path::absolute(tmp.path().join("job")).unwrap();
+    let args = |mode: &str| {
+        vec![
+            "--trainer".to_string(),
+            wrapper.to_str().unwrap().to_string(),
+            "--".to_string(),
+            format!("--mode={mode}"),
+        ]
+    };
+    let hang = args("hang-all");
+    let hang: Vec<&str> = hang.iter().map(String::as_str).collect();
+    let mut child = tune(&config, &job, &hang)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("both trainers to have started", || {
+        ["1", "2"]
+            .iter()
+            .all(|id| job.join(id).join("trial.json").is_file())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The wrappers die with the tuner; the trainers they started outlive it.
+    wait_until("only the trainers to be left", || {
+        trial_processes(&job).len() == 2
+    });
+    let quadratic = args("quadratic");
+    let quadratic: Vec<&str> = quadratic.iter().map(String::as_str).collect();
+    let out = run(&mut tune(&config, &job, &quadratic));
+    ok(&out);
+    assert!(
+        stderr(&out).contains("stopped 2 process(es) that an earlier run of this job left"),
+        "{}",
+        stderr(&out)
+    );
+    wait_until("no process of the job to be left", || {
+        trial_processes(&job).is_empty()
+    });
+}
+
 #[test]
 fn an_invalid_config_is_one_line_before_any_trial() {
     let tmp = tempfile::tempdir().unwrap();

@@ -117,6 +117,13 @@ pub fn run(
     let tuning_dir = job_dir.join(TUNING_DIR);
     std::fs::create_dir_all(&tuning_dir)
         .with_context(|| format!("cannot create {}", tuning_dir.display()))?;
+    let stopped = trial::stop_leftovers(&tuning_dir);
+    if stopped > 0 {
+        tracing::warn!(
+            "stopped {stopped} process(es) that an earlier run of this job left running (its \
+             tuner was killed outright; its trials' children outlived them)"
+        );
+    }
     let name = job_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

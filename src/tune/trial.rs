@@ -32,6 +32,56 @@ pub fn metric_path(tuning_dir: &Path, id: u32) -> PathBuf {
     tuning_dir.join(format!("{id}.metrics"))
 }
 
+/// The variable naming a trial's metric file (cloudml-hypertune's).
+const METRIC_FILE_VARIABLE: &str = "CLOUD_ML_HP_METRIC_FILE";
+
+/// Stops what an earlier tuner of this job left running, returning how many processes. A tuner
+/// killed outright takes its trials with it (their parent-death signal) but not what they
+/// started: a wrapper script's interpreter, a trainer's own workers. Each is known by the metric
+/// file its environment names, which lies in this job's tuning folder; the caller holds the
+/// job-dir's lock, so no live tuner owns them.
+pub fn stop_leftovers(tuning_dir: &Path) -> usize {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(dir) = std::path::absolute(tuning_dir) else {
+        return 0;
+    };
+    let needle = [
+        METRIC_FILE_VARIABLE.as_bytes(),
+        b"=",
+        dir.as_os_str().as_bytes(),
+        b"/",
+    ]
+    .concat();
+    let me = std::process::id();
+    let mut stopped = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // Processes of other users, or gone meanwhile, cannot be read: not ours.
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|v| v.starts_with(&needle)) {
+            let Ok(pid) = libc::pid_t::try_from(pid) else {
+                continue;
+            };
+            // SAFETY: kill has no memory effects; a process gone meanwhile is ESRCH.
+            if unsafe { libc::kill(pid, libc::SIGKILL) } == 0 {
+                stopped += 1;
+            }
+        }
+    }
+    stopped
+}
+
 pub struct Launch<'a> {
     pub trainer: &'a Trainer,
     pub trainer_args: &'a [String],
@@ -92,8 +142,10 @@ impl Launch<'_> {
             .env("CLOUD_ML_TRIAL_ID", &trial)
             .env("CLOUD_ML_HP_METRIC_TAG", self.metric_tag)
             .env(
-                "CLOUD_ML_HP_METRIC_FILE",
-                metric_path(self.tuning_dir, self.id),
+                METRIC_FILE_VARIABLE,
+                // Absolute: what `stop_leftovers` looks for, from any working directory.
+                std::path::absolute(metric_path(self.tuning_dir, self.id))
+                    .unwrap_or_else(|_| metric_path(self.tuning_dir, self.id)),
             );
         cmd
     }
