@@ -304,6 +304,62 @@ fn a_failed_version_is_retried_when_any_of_its_files_changes() {
     });
 }
 
+/// A version whose ONNX model keeps its weights in an external data file (as large models do)
+/// and whose weights file arrives after the model: its failed load is tried again then, though
+/// `model.onnx` did not change.
+#[test]
+fn a_failed_version_is_retried_when_its_external_weights_arrive() {
+    use onnx_protobuf::tensor_proto::DataLocation;
+    use onnx_protobuf::StringStringEntryProto;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("plus_one");
+    let mut g = GraphBuilder::new("plus_one");
+    g.input("x", DataType::FLOAT, &[Dim::Named("batch"), Dim::Fixed(2)]);
+    let one = g.const_f32("one", &[], vec![1.0]);
+    g.node("", "Add", &["x", &one], &["y"], vec![]);
+    g.output("y", DataType::FLOAT, &[Dim::Named("batch"), Dim::Fixed(2)]);
+    let mut model = g.finish("test", "");
+    let weights = &mut model.graph.as_mut().unwrap().initializer[0];
+    weights.float_data.clear();
+    weights.data_location = DataLocation::EXTERNAL.into();
+    for (key, value) in [
+        ("location", "weights.bin"),
+        ("offset", "0"),
+        ("length", "4"),
+    ] {
+        weights.external_data.push(StringStringEntryProto {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        });
+    }
+    std::fs::create_dir_all(base.join("1")).unwrap();
+    std::fs::write(base.join("1/model.onnx"), to_bytes(&model).unwrap()).unwrap();
+    let server = Server::start(&[
+        "--model-base-path",
+        base.to_str().unwrap(),
+        "--model-name",
+        "plus_one",
+        "--file-system-poll-wait-seconds",
+        "0.05",
+    ]);
+    let (_, text) = server.get("/v1/models/plus_one/versions/1");
+    assert!(text.contains("\"END\""), "{text}");
+    std::fs::write(base.join("1/weights.bin"), 1.0f32.to_le_bytes()).unwrap();
+    wait_until("version 1 loads once its weights file is there", || {
+        server
+            .get("/v1/models/plus_one/versions/1")
+            .1
+            .contains("AVAILABLE")
+    });
+    let (status, a) = server.post_json(
+        "/v1/models/plus_one:predict",
+        &json!({"instances": [[1.0, 2.0]]}),
+    );
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(a, json!({"predictions": [[2.0, 3.0]]}));
+}
+
 #[test]
 fn ready_only_when_every_model_has_a_version() {
     let tmp = tempfile::tempdir().unwrap();

@@ -288,10 +288,32 @@ impl Manager {
     }
 }
 
-/// A failed version is tried again once either file that decides its load changes.
+/// A failed version is tried again once a file of its folder changes, comes or goes: its model,
+/// its warm-up file, or the external data an ONNX model names (a missing weights file fails the
+/// load while `model.onnx` stays as it was). Bounded, so a vast folder costs a poll little.
 fn fingerprint(dir: &Path) -> Fingerprint {
-    [MODEL_FILE, warmup::WARMUP_FILE].map(|name| {
-        let meta = std::fs::metadata(dir.join(name)).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
-    })
+    // Entries, folders included: a link from a folder to its parent must not walk forever.
+    const MOST_ENTRIES: usize = 10_000;
+    let mut files = Fingerprint::new();
+    let mut folders = vec![dir.to_path_buf()];
+    let mut seen = 0;
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            seen += 1;
+            if seen > MOST_ENTRIES {
+                return files;
+            }
+            let path = entry.path();
+            // Links followed, as the load follows them.
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                folders.push(path);
+            } else if let Ok(relative) = path.strip_prefix(dir) {
+                files.insert(relative.to_path_buf(), (meta.modified().ok(), meta.len()));
+            }
+        }
+    }
+    files
 }

@@ -57,9 +57,10 @@ impl LoadedVersion {
     }
 }
 
-/// When and how large a version's files (its model file and its warm-up requests) were, to
-/// notice a changed file.
-pub(super) type Fingerprint = [Option<(SystemTime, u64)>; 2];
+/// Every file of a version's folder (below it, by relative path) with when it changed and its
+/// size, to notice a changed, added or removed file: the model file and its warm-up requests,
+/// and the external data files a large ONNX model keeps its weights in.
+pub(super) type Fingerprint = BTreeMap<std::path::PathBuf, (Option<SystemTime>, u64)>;
 
 pub struct ServedModel {
     pub name: String,
