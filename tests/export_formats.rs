@@ -132,6 +132,36 @@ fn a_csv_model_answers_as_the_json_model_everywhere() {
     );
     let results = std::fs::read_to_string(out.join("prediction.results-00000-of-00001")).unwrap();
     assert_eq!(results, from_json);
+    // With keys, a malformed row is its own error as without them (it failed every row of its
+    // batch), and so is a number the graph's cast would refuse (a no-break space before it
+    // passed the check, then failed the whole run).
+    let mut keyed: Vec<String> = csv_lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| json!({"csv_row": l, "id": i}).to_string())
+        .collect();
+    keyed.insert(
+        5,
+        json!({"csv_row": "not, a, census, row", "id": "bad"}).to_string(),
+    );
+    let nbsp = csv_lines[0].replacen(|c: char| c.is_ascii_digit(), "\u{a0}1", 1);
+    keyed.insert(9, json!({"csv_row": nbsp, "id": "nbsp"}).to_string());
+    let keyed_input = tmp.path().join("keyed.jsonl");
+    std::fs::write(&keyed_input, keyed.join("\n")).unwrap();
+    let keyed_out = tmp.path().join("keyed-out");
+    let o = run(bin()
+        .args(["batch-predict", "--key-field", "id", "--model-dir"])
+        .arg(&csv_model)
+        .arg("--input-paths")
+        .arg(&keyed_input)
+        .arg("--output-path")
+        .arg(&keyed_out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("predictionCount: 40, errorCount: 2"),
+        "{}",
+        stdout(&o)
+    );
 
     // Local predict names a malformed row by its file and line (the 6th line), in chunks or not.
     for batch_size in ["64", "2"] {

@@ -250,3 +250,34 @@ fn missing_cloud_credentials_are_one_line_naming_the_variable() {
         "cannot write to gs://bucket/out: no Google Cloud credentials; set GOOGLE_APPLICATION_CREDENTIALS",
     );
 }
+
+#[test]
+fn bench_ort_times_the_model_and_refuses_durations_it_cannot_hold() {
+    let model = bundled_version();
+    let out = run(bin()
+        .args([
+            "bench-ort",
+            "--batch-sizes",
+            "1,4",
+            "--seconds",
+            "0.2",
+            "--model-dir",
+        ])
+        .arg(&model));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    for size in ["1", "4"] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(size)),
+            "no row for batch {size}: {table}"
+        );
+    }
+    for seconds in ["inf", "1e30", "0", "NaN"] {
+        let out = run(bin()
+            .args(["bench-ort", "--seconds", seconds, "--model-dir"])
+            .arg(&model));
+        assert_one_line_error(&out, "--seconds above zero and at most 86400");
+    }
+}

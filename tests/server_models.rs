@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use mlengine::onnx::builder::{to_bytes, Dim, GraphBuilder};
+use mlengine::onnx::builder::{to_bytes, Attr, Dim, GraphBuilder};
 use onnx_protobuf::tensor_proto::DataType;
 use serde_json::{json, Value};
 
@@ -32,6 +32,68 @@ fn bytes_and_gather_model(path: &std::path::Path) {
     g.output("picked", DataType::FLOAT, &[Dim::Named("batch")]);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, to_bytes(&g.finish("test", "")).unwrap()).unwrap();
+}
+
+/// A model that answers twice as many rows as it is given (`y = concat(x, x)` on the batch
+/// axis): its rows cannot be given to instances, in any answer nor in batch prediction.
+#[test]
+fn a_model_that_does_not_answer_a_row_per_instance_is_an_error_not_a_shifted_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("double");
+    let mut g = GraphBuilder::new("double");
+    g.input("x", DataType::FLOAT, &[Dim::Named("batch"), Dim::Fixed(2)]);
+    g.node(
+        "",
+        "Concat",
+        &["x", "x"],
+        &["y"],
+        vec![("axis", Attr::Int(0))],
+    );
+    g.output("y", DataType::FLOAT, &[Dim::Named("rows"), Dim::Fixed(2)]);
+    std::fs::create_dir_all(base.join("1")).unwrap();
+    std::fs::write(
+        base.join("1/model.onnx"),
+        to_bytes(&g.finish("test", "")).unwrap(),
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--model-base-path",
+        base.to_str().unwrap(),
+        "--model-name",
+        "double",
+        "--file-system-poll-wait-seconds",
+        "0",
+    ]);
+    for path in [
+        "/v1/models/double:predict",
+        "/v1/projects/p/models/double:predict",
+    ] {
+        let (status, a) = server.post_json(path, &json!({"instances": [[1, 2], [3, 4]]}));
+        assert_eq!(status, 500, "{a}");
+        assert!(
+            a["error"]
+                .as_str()
+                .unwrap()
+                .contains("the model's output 'y' has 4 rows for 2 instances"),
+            "{a}"
+        );
+    }
+    // Batch prediction counts the instances as errors rather than writing 4 predictions.
+    let input = tmp.path().join("x.jsonl");
+    std::fs::write(&input, "[1, 2]\n[3, 4]\n").unwrap();
+    let out = run(bin()
+        .args(["batch-predict", "--model-dir"])
+        .arg(base.join("1"))
+        .arg("--input-paths")
+        .arg(&input)
+        .arg("--output-path")
+        .arg(tmp.path().join("out")));
+    assert!(
+        stdout(&out).contains("predictionCount: 0, errorCount: 2"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -86,6 +148,25 @@ fn bytes_outputs_are_b64_and_a_value_the_model_cannot_take_is_a_400() {
             .contains("model execution failed"),
         "{a}"
     );
+    // Local prediction writes the same (bytes as b64), and a failed run is one line on stderr:
+    // ONNX Runtime's own copy of the error is debug logging.
+    let instances = tmp.path().join("i.jsonl");
+    std::fs::write(&instances, "{\"s\": \"hi\", \"idx\": 1}\n").unwrap();
+    let predict = |file: &std::path::Path| {
+        run(bin()
+            .args(["predict", "--model-dir"])
+            .arg(base.join("1"))
+            .arg("--json-instances")
+            .arg(file))
+    };
+    let out = predict(&instances);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "{\"text_bytes\":{\"b64\":\"aGk=\"},\"picked\":1.5}\n"
+    );
+    std::fs::write(&instances, "{\"s\": \"hi\", \"idx\": 10}\n").unwrap();
+    assert_one_line_error(&predict(&instances), "model execution failed");
 }
 
 #[test]

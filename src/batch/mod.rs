@@ -321,10 +321,10 @@ fn score(signature: &Signature, sessions: &SessionPool, batch: lines::Batch) -> 
     };
     let mut text = Vec::new();
     let mut predictions = 0;
-    match sessions
-        .run(&inputs, &[])
-        .and_then(|outputs| write_prediction_lines(&outputs, &mut text))
-    {
+    match sessions.run(&inputs, &[]).and_then(|outputs| {
+        let rows = crate::tensor::batch_size(&inputs)?;
+        write_prediction_lines(&outputs, rows, &mut text)
+    }) {
         Ok(n) => predictions = n as u64,
         Err(e) => errors.extend(good.into_iter().map(|p| (e.message.clone(), p))),
     }
@@ -372,7 +372,41 @@ fn score_keyed(
             None => errors.push((format!("instance has no key field '{key}'"), *pos)),
         }
     }
-    let decoded = decode_each(signature, &instances);
+    let mut decoded = decode_each(signature, &instances);
+    // Instances the model itself refuses (a CSV model's malformed rows) are errors of their
+    // own, as in `score`; left in, they failed every instance of the batch.
+    if let Some(inputs) = &decoded.tensors {
+        let refused = sessions.bad_rows(inputs);
+        if !refused.is_empty() {
+            let good: Vec<usize> = (0..instances.len())
+                .filter(|i| !decoded.bad.iter().any(|(b, _)| b == i))
+                .collect();
+            let mut dropped = std::collections::BTreeSet::new();
+            for (row, input, e) in refused {
+                if let Some(&i) = good.get(row) {
+                    errors.push((format!("input '{input}': {e}"), kept[i]));
+                    dropped.insert(i);
+                }
+            }
+            let keep = |i: &usize| !dropped.contains(i);
+            let filter = |v: Vec<Value>| -> Vec<Value> {
+                v.into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| keep(i))
+                    .map(|(_, x)| x)
+                    .collect()
+            };
+            instances = filter(instances);
+            keys = filter(keys);
+            kept = kept
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep(i))
+                .map(|(_, p)| p)
+                .collect();
+            decoded = decode_each(signature, &instances);
+        }
+    }
     let bad: Vec<usize> = decoded.bad.iter().map(|(i, _)| *i).collect();
     errors.extend(decoded.bad.into_iter().map(|(i, m)| (m, kept[i])));
     let keys: Vec<Value> = keys
@@ -391,7 +425,7 @@ fn score_keyed(
     let mut predictions = 0;
     if let Some(inputs) = decoded.tensors {
         match sessions.run(&inputs, &[]).and_then(|outputs| {
-            write_keyed_predictions(&outputs, Some((key, &keys)), b"\n", &mut text)
+            write_keyed_predictions(&outputs, keys.len(), Some((key, &keys)), b"\n", &mut text)
         }) {
             Ok(n) => predictions += n as u64,
             Err(e) => {

@@ -63,6 +63,19 @@ pub fn parse(name: &str, text: &str) -> Result<Vec<CensusRow>> {
     Ok(rows)
 }
 
+/// The whitespace around a number that the CSV model's graph skips (its string-to-integer cast
+/// reads as C's `strtoll`): ASCII only, so a row the check passes never fails the run.
+fn number_text(value: &str) -> &str {
+    value.trim_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c'])
+}
+
+/// The text of a categorical value as the exported graph reads it: its whitespace split
+/// separates words at spaces only, so only spaces are trimmed (a tab stays part of the value,
+/// here as there).
+pub fn category_text(value: &str) -> &str {
+    value.trim_matches(' ')
+}
+
 /// Checks a census file row as a CSV model takes it: the 14 feature columns (a 15th, the income
 /// label, may follow), the numeric ones whole numbers. The error names the field.
 pub fn check_features(line: &str) -> std::result::Result<(), String> {
@@ -76,11 +89,11 @@ pub fn check_features(line: &str) -> std::result::Result<(), String> {
     }
     for (i, (name, value)) in CSV_COLUMNS.iter().zip(&fields).enumerate() {
         let numeric = NUMERIC.contains(name) || *name == "fnlwgt";
-        if numeric && value.trim().parse::<i64>().is_err() {
+        if numeric && number_text(value).parse::<i64>().is_err() {
             return Err(format!(
                 "field {} ({name}) must be a whole number, got {:?}",
                 i + 1,
-                value.trim()
+                number_text(value)
             ));
         }
     }
@@ -88,7 +101,7 @@ pub fn check_features(line: &str) -> std::result::Result<(), String> {
 }
 
 fn parse_row(line: &str) -> Result<CensusRow> {
-    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    let fields: Vec<&str> = line.split(',').map(category_text).collect();
     if fields.len() != CSV_COLUMNS.len() {
         bail!(
             "expected {} comma-separated fields, found {}",
@@ -105,7 +118,7 @@ fn parse_row(line: &str) -> Result<CensusRow> {
     };
     let mut numeric = [0i64; NUMERIC.len()];
     for (slot, name) in numeric.iter_mut().zip(NUMERIC) {
-        let value = field(name);
+        let value = number_text(field(name));
         *slot = value
             .parse::<i64>()
             .with_context(|| format!("{name}: {value:?} is not an integer"))?;

@@ -82,10 +82,12 @@ impl FeatureSpec {
         self.vocabularies[c].len() + 1
     }
 
-    /// Id of a categorical value (leading and trailing whitespace ignored); 0 when unknown.
+    /// Id of a categorical value (leading and trailing spaces ignored); 0 when unknown, or
+    /// when it holds a space inside: as the exported graph reads it (see
+    /// [`csv::category_text`](super::csv::category_text)).
     pub fn categorical_id(&self, c: usize, value: &str) -> usize {
-        let value = value.trim();
-        if value.contains(char::is_whitespace) {
+        let value = super::csv::category_text(value);
+        if value.contains(' ') {
             return 0;
         }
         self.vocabularies[c]

@@ -14,8 +14,9 @@ use crate::codec::instances::decode_instances;
 use crate::runtime::{load_model, SessionConfig};
 
 pub fn run(args: &BenchOrtArgs, ort_library: Option<PathBuf>) -> Result<()> {
-    if args.batch_sizes.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
-        bail!("--batch-sizes must be positive and --seconds above zero");
+    // A day at most: past what a duration holds, `from_secs_f64` panics.
+    if args.batch_sizes.contains(&0) || !(args.seconds > 0.0 && args.seconds <= 86_400.0) {
+        bail!("--batch-sizes must be positive and --seconds above zero and at most 86400 (a day)");
     }
     let runtime = super::runtime(1)?;
     let (model, _download) =
@@ -110,8 +111,9 @@ pub fn run(args: &BenchOrtArgs, ort_library: Option<PathBuf>) -> Result<()> {
         for r in &results {
             println!(
                 "{:>5} {:>8} {:>9.1} {:>9.1} {:>9.1} {:>10.0}",
-                r["batch_size"],
-                r["runs"],
+                // Numbers, not JSON values: a value's Display ignores the column width.
+                r["batch_size"].as_u64().unwrap_or(0),
+                r["runs"].as_u64().unwrap_or(0),
                 r["mean_us"].as_f64().unwrap_or(0.0),
                 r["p50_us"].as_f64().unwrap_or(0.0),
                 r["p99_us"].as_f64().unwrap_or(0.0),

@@ -102,7 +102,8 @@ fn local(
         let outputs = session
             .run(&inputs, &[])
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        write_prediction_lines(&outputs, &mut text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let rows = crate::tensor::batch_size(&inputs).map_err(|e| anyhow::anyhow!("{e}"))?;
+        write_prediction_lines(&outputs, rows, &mut text).map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     std::io::stdout().write_all(&text)?;
     Ok(())
@@ -147,8 +148,9 @@ fn online(args: &PredictArgs, url: &str, instances: &[(usize, Value)]) -> Result
             .body_mut()
             .read_to_string()
             .with_context(|| format!("cannot read the answer of {endpoint}"))?;
-        let answer: Value =
-            serde_json::from_str(&answer_text).unwrap_or(Value::String(answer_text.clone()));
+        // Answers may hold TF Serving's bare NaN and Infinity tokens.
+        let answer: Value = crate::codec::json::parse_body(answer_text.as_bytes())
+            .unwrap_or(Value::String(answer_text.clone()));
         if status != 200 {
             let message = match &answer["error"] {
                 Value::String(s) => s.clone(),
@@ -160,8 +162,15 @@ fn online(args: &PredictArgs, url: &str, instances: &[(usize, Value)]) -> Result
         let predictions = answer["predictions"]
             .as_array()
             .with_context(|| format!("the server's answer has no predictions: {answer_text}"))?;
+        if predictions.len() != chunk.len() {
+            bail!(
+                "the server answered {} predictions for {} instances",
+                predictions.len(),
+                chunk.len()
+            );
+        }
         for p in predictions {
-            writeln!(text, "{p}")?;
+            writeln!(text, "{}", crate::codec::json::to_text_with_tokens(p))?;
         }
     }
     std::io::stdout().write_all(&text)?;

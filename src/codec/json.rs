@@ -168,6 +168,20 @@ fn non_finite(s: &str) -> Option<&str> {
         .filter(|t| token_value(t).is_some())
 }
 
+/// A value read by [`parse_body`] as JSON text again, its non-finite tokens bare as they came
+/// (a server's answer read back by a client, `mlengine predict --url`).
+pub fn to_text_with_tokens(value: &Value) -> String {
+    let text = value.to_string();
+    if !text.contains("\\u0000") {
+        return text;
+    }
+    ["-Infinity", "Infinity", "NaN"]
+        .iter()
+        .fold(text, |t, token| {
+            t.replace(&format!("\"\\u0000{token}\""), token)
+        })
+}
+
 /// The number a bare `NaN`, `Infinity` or `-Infinity` token of the body stood for.
 pub fn non_finite_value(value: &Value) -> Option<f64> {
     token_value(value.as_str().and_then(non_finite)?)
@@ -284,5 +298,26 @@ pub fn value_at(data: &TensorData, i: usize) -> Value {
         TensorData::F32(v) => Value::from(v[i] as f64),
         TensorData::F64(v) => Value::from(v[i]),
         TensorData::String(v) => Value::from(v[i].clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_with_tokens_reads_back_to_the_same_text() {
+        let answer = br#"{"predictions":[{"y":[NaN,-Infinity,1.5],"s":"NaN"},[Infinity]]}"#;
+        let value = parse_body(answer).unwrap();
+        let texts: Vec<String> = value["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(to_text_with_tokens)
+            .collect();
+        assert_eq!(
+            texts,
+            [r#"{"y":[NaN,-Infinity,1.5],"s":"NaN"}"#, "[Infinity]"]
+        );
     }
 }

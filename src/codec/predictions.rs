@@ -12,39 +12,38 @@ use crate::tensor::{Tensor, TensorData};
 /// without building values: what `Value::to_string` gives for the objects of every output by name,
 /// but for the elements JSON values cannot hold (see [`write_element`]: non-finite floats, the
 /// strings of `_bytes` outputs).
-pub fn write_prediction_lines(outputs: &[(String, Tensor)], out: &mut Vec<u8>) -> Result<usize> {
-    write_predictions(outputs, b"\n", out)
+pub fn write_prediction_lines(
+    outputs: &[(String, Tensor)],
+    rows: usize,
+    out: &mut Vec<u8>,
+) -> Result<usize> {
+    write_predictions(outputs, rows, b"\n", out)
 }
 
 /// The predictions written to `out` as [`write_prediction_lines`] does, each object followed by
 /// `separator` (the caller trims the last one where a list needs it).
 pub fn write_predictions(
     outputs: &[(String, Tensor)],
+    rows: usize,
     separator: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<usize> {
-    write_keyed_predictions(outputs, None, separator, out)
+    write_keyed_predictions(outputs, rows, None, separator, out)
 }
 
 /// [`write_predictions`] with each object's key (batch prediction's `--key-field`) as its last
 /// field; an output of the key's name is left out, the key taking its place.
 pub fn write_keyed_predictions(
     outputs: &[(String, Tensor)],
+    rows: usize,
     key: Option<(&str, &[Value])>,
     separator: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<usize> {
-    let n = outputs
-        .first()
-        .and_then(|(_, t)| t.shape.first().copied())
-        .unwrap_or(0);
+    let n = rows;
     let mut names = Vec::with_capacity(outputs.len());
     for (name, tensor) in outputs {
-        if tensor.shape.first() != Some(&n) {
-            return Err(Error::internal(format!(
-                "output '{name}' has a different batch size"
-            )));
-        }
+        check_rows(name, tensor, rows)?;
         names.push(serde_json::to_string(name).map_err(|e| Error::internal(e.to_string()))?);
     }
     let key_name = match key {
@@ -84,10 +83,23 @@ pub fn write_keyed_predictions(
     Ok(n)
 }
 
+/// An output answering `rows` instances has a row for each: one that summed the batch, or
+/// repeated it, would have its rows given to the wrong instances, or lost.
+fn check_rows(name: &str, tensor: &Tensor, rows: usize) -> Result<()> {
+    match tensor.shape.first() {
+        Some(&r) if r == rows => Ok(()),
+        got => Err(Error::internal(format!(
+            "the model's output '{name}' has {} rows for {rows} instances: a model answering \
+             instances gives one row per instance",
+            got.map_or("no".to_string(), |r| r.to_string())
+        ))),
+    }
+}
+
 /// TF Serving's answer for a model with one output: each instance's value alone, comma
 /// separated (the caller adds the list's brackets).
-pub fn write_bare_rows(name: &str, tensor: &Tensor, out: &mut Vec<u8>) {
-    let rows = tensor.shape.first().copied().unwrap_or(0);
+pub fn write_bare_rows(name: &str, tensor: &Tensor, rows: usize, out: &mut Vec<u8>) -> Result<()> {
+    check_rows(name, tensor, rows)?;
     let inner = tensor.shape.get(1..).unwrap_or_default();
     let per: usize = inner.iter().product();
     let b64 = is_bytes_output(name);
@@ -97,6 +109,7 @@ pub fn write_bare_rows(name: &str, tensor: &Tensor, out: &mut Vec<u8>) {
         }
         write_nested(&tensor.data, inner, &mut (i * per), b64, out);
     }
+    Ok(())
 }
 
 /// A whole tensor as nested lists (TF Serving's columnar answer).
@@ -186,7 +199,7 @@ mod tests {
             ),
         ];
         let mut out = Vec::new();
-        assert_eq!(write_prediction_lines(&outputs, &mut out).unwrap(), 2);
+        assert_eq!(write_prediction_lines(&outputs, 2, &mut out).unwrap(), 2);
         let want: String = encode_predictions(&outputs)
             .unwrap()
             .iter()
@@ -215,7 +228,7 @@ mod tests {
         ];
         let keys = [json!("a"), json!(7)];
         let mut out = Vec::new();
-        let n = write_keyed_predictions(&outputs, Some(("k", &keys)), b"\n", &mut out).unwrap();
+        let n = write_keyed_predictions(&outputs, 2, Some(("k", &keys)), b"\n", &mut out).unwrap();
         assert_eq!(n, 2);
         assert_eq!(
             String::from_utf8(out).unwrap(),

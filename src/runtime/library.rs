@@ -86,12 +86,35 @@ fn resolve_explicit(p: &Path) -> PathBuf {
     p.to_path_buf()
 }
 
+/// ONNX Runtime's own log lines, through ours. A failed run's error reaches its caller (the
+/// client's answer, the CLI's one line, a batch job's error stats) with our context, so ORT's
+/// copy of it (a colored line on stderr per failed batch) is only for debugging; its warnings
+/// (a node a GPU provider does not take) stay visible.
+fn ort_log(
+    level: ort::logging::LogLevel,
+    category: &str,
+    _id: &str,
+    location: &str,
+    message: &str,
+) {
+    use ort::logging::LogLevel;
+    match level {
+        LogLevel::Fatal => tracing::error!(category, location, "ONNX Runtime: {message}"),
+        LogLevel::Warning => tracing::warn!(category, location, "ONNX Runtime: {message}"),
+        LogLevel::Error => tracing::debug!(category, location, "ONNX Runtime: {message}"),
+        LogLevel::Info | LogLevel::Verbose => {
+            tracing::trace!(category, location, "ONNX Runtime: {message}")
+        }
+    }
+}
+
 fn load(path: &Path) -> Result<Environment> {
     let builder = ort::init_from(path)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot load ONNX Runtime from {}", path.display()))?;
     let env = builder
         .with_name("mlengine")
+        .with_logger(std::sync::Arc::new(ort_log))
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start ONNX Runtime from {}: {e}", path.display()))?;
     tracing::debug!(library = %path.display(), "ONNX Runtime loaded");

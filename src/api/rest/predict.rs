@@ -40,8 +40,10 @@ pub async fn predict(
         });
         let body = read_body(state, req).await?;
         let (inputs, layout) = decode_predict_body(version.signature(), &body)?;
+        let rows = crate::tensor::batch_size(&inputs)?;
         let outputs = call.run(&version, inputs, vec![], deadline).await?;
         let served = Served {
+            rows,
             model,
             version: &version.version_id,
             vertex_model: vertex_model.as_deref(),
@@ -58,6 +60,8 @@ pub async fn predict(
 
 /// What answered, for the answers that say it (Vertex's).
 struct Served<'a> {
+    /// The instances asked about: each output has a row for each.
+    rows: usize,
     model: &'a str,
     version: &'a str,
     vertex_model: Option<&'a str>,
@@ -75,7 +79,7 @@ fn answer(api: Api, layout: Layout, served: &Served, outputs: &Outputs) -> Resul
     }
     // TF Serving answers a single-output model's rows as bare values.
     let mut out = b"{\"predictions\":[".to_vec();
-    write_bare_rows(name, tensor, &mut out);
+    write_bare_rows(name, tensor, served.rows, &mut out)?;
     out.extend_from_slice(b"]}");
     Ok(out)
 }
@@ -85,7 +89,7 @@ fn answer(api: Api, layout: Layout, served: &Served, outputs: &Outputs) -> Resul
 fn predictions_body(api: Api, served: &Served, outputs: &Outputs) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(64 + 96 * outputs.first().map_or(0, |(_, t)| t.rows()));
     out.extend_from_slice(b"{\"predictions\":[");
-    if write_predictions(outputs, b",", &mut out)? > 0 {
+    if write_predictions(outputs, served.rows, b",", &mut out)? > 0 {
         out.pop();
     }
     out.push(b']');
