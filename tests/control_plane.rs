@@ -1274,6 +1274,9 @@ fn operations_list_wait_and_cancel_in_the_cli() {
         &out,
         "ERROR: (mlengine.operations.wait) FAILED_PRECONDITION",
     );
+    // The failed operation is shown too, as describe shows it.
+    assert!(stdout(&out).contains("done: true"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("error:"), "{}", stdout(&out));
     // list: every operation, newest first, with whether it is done.
     let listed = ok(&["operations", "list"]);
     let lines: Vec<&str> = listed.lines().collect();

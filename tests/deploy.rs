@@ -242,6 +242,14 @@ fn health_exits_zero_only_for_a_ready_server() {
     });
     let out = run(bin().args(["health", "--url", &url]));
     assert!(stdout(&out).contains("200"), "{}", stdout(&out));
+    // A bare address, as the other commands take a server: http, and readiness.
+    let out = run(bin().args(["health", "--url", &server.addr]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("/v2/health/ready: 200"),
+        "{}",
+        stdout(&out)
+    );
     // A missing route answers 404: not healthy.
     let out = run(bin().args([
         "health",

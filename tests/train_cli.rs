@@ -245,17 +245,6 @@ fn bad_input_is_one_line_and_leaves_no_export() {
                 eval_s,
                 "--job-dir",
                 job_s,
-            ],
-            "one of --train-steps or --num-epochs is required",
-        ),
-        (
-            vec![
-                "--train-files",
-                train_s,
-                "--eval-files",
-                eval_s,
-                "--job-dir",
-                job_s,
                 "--num-epochs",
                 "1",
                 "--learning-rate=-1",
@@ -430,6 +419,22 @@ fn usage_errors_show_clap_s_whole_message() {
     let err = stderr(&out);
     assert!(err.contains("--train-files"), "{err}");
     assert!(err.contains("Usage: mlengine train"), "{err}");
+    // How long to train is required too, either way.
+    let out = run(bin().args([
+        "train",
+        "--train-files",
+        "a",
+        "--eval-files",
+        "b",
+        "--job-dir",
+        "c",
+    ]));
+    assert_usage_error(&out, "the following required arguments were not provided");
+    assert!(
+        stderr(&out).contains("<--train-steps <TRAIN_STEPS>|--num-epochs <NUM_EPOCHS>>"),
+        "{}",
+        stderr(&out)
+    );
     // A misspelt flag gets clap's suggestion.
     let out = run(bin().args(["train", "--train-step", "5"]));
     assert_usage_error(&out, "unexpected argument '--train-step'");

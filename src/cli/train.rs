@@ -8,6 +8,13 @@ use crate::trainer::optimizer::OptimizerKind;
 use crate::trainer::TrainConfig;
 
 #[derive(Debug, Clone, Args)]
+// How long to train is a usage error when missing, as task.py's argparse made it.
+#[command(group(
+    clap::ArgGroup::new("length")
+        .required(true)
+        .multiple(true)
+        .args(["train_steps", "num_epochs"])
+))]
 pub struct TrainArgs {
     /// Training files (census CSV, UCI or Cloud ML form); one or more.
     #[arg(long, required = true, num_args = 1.., value_delimiter = ',', action = clap::ArgAction::Set, env = "MLENGINE_TRAIN_FILES")]

@@ -14,7 +14,8 @@ pub fn run(args: &HealthArgs) -> Result<ExitCode> {
     if !(args.timeout_seconds.is_finite() && args.timeout_seconds > 0.0) {
         bail!("--timeout-seconds must be a positive number of seconds");
     }
-    if args.ca_cert.is_some() && !args.url.starts_with("https://") {
+    let url = endpoint(&args.url);
+    if args.ca_cert.is_some() && !url.starts_with("https://") {
         bail!("--ca-cert is for an https:// --url");
     }
     let agent = ureq::Agent::config_builder()
@@ -24,13 +25,47 @@ pub fn run(args: &HealthArgs) -> Result<ExitCode> {
         .build()
         .new_agent();
     let response = agent
-        .get(&args.url)
+        .get(&url)
         .call()
-        .with_context(|| format!("cannot reach {}", args.url))?;
+        .with_context(|| format!("cannot reach {url}"))?;
     let status = response.status();
     if status != 200 {
-        bail!("{} answered {status}", args.url);
+        bail!("{url} answered {status}");
     }
-    println!("{}: {status}", args.url);
+    println!("{url}: {status}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The URL to ask, as the other commands' `--url` reads a server: `http://` when no scheme is
+/// given, and readiness when no path is.
+fn endpoint(url: &str) -> String {
+    let url = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    let after_scheme = url.split_once("://").map_or("", |(_, rest)| rest);
+    if after_scheme.trim_end_matches('/').contains('/') {
+        url
+    } else {
+        format!("{}/v2/health/ready", url.trim_end_matches('/'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn a_bare_server_address_asks_for_readiness_over_http() {
+        assert_eq!(
+            endpoint("localhost:8080"),
+            "http://localhost:8080/v2/health/ready"
+        );
+        assert_eq!(endpoint("https://h:1/"), "https://h:1/v2/health/ready");
+        assert_eq!(
+            endpoint("http://h:1/v2/health/live"),
+            "http://h:1/v2/health/live"
+        );
+    }
 }

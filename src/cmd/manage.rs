@@ -668,13 +668,14 @@ pub fn operations(args: &OperationsArgs) -> Result<ExitCode> {
                     std::thread::sleep(POLL);
                     op = client.call("GET", &path, None)?;
                 }
+                // The operation whatever its end (as `describe` shows it), then its error.
+                yaml(&op)?;
                 if let Some(e) = op.get("error") {
                     bail!(ServerError {
                         status: status_name(e["code"].as_i64().unwrap_or(2)),
                         message: e["message"].as_str().unwrap_or_default().to_string(),
                     });
                 }
-                yaml(&op)?;
                 Ok(ExitCode::SUCCESS)
             })(),
         ),
