@@ -116,3 +116,44 @@ pub async fn accept(tcp: &TcpListener) -> (TcpStream, SocketAddr) {
 /// The client's address, whichever listener accepted it.
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
+
+/// A connection's first sign of life (its first bytes, or gRPC's whole preface), for the drain:
+/// a connection accepted just before shutdown whose client's request is on its way is served,
+/// while one that stays silent is not waited for.
+#[derive(Default)]
+pub struct FirstSign {
+    seen: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+/// How long the drain waits for the first request of a connection that has sent nothing yet:
+/// a client that connected just before shutdown has its request in flight; one silent this long
+/// is not about to send one.
+pub const FIRST_SIGN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl FirstSign {
+    pub fn seen(&self) -> bool {
+        self.seen.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn mark(&self) {
+        if !self.seen.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Resolves once seen, or after `FIRST_SIGN_WAIT`; whether it was seen.
+    pub async fn wait(&self) -> bool {
+        if self.seen() {
+            return true;
+        }
+        let _ = tokio::time::timeout(FIRST_SIGN_WAIT, self.notify.notified()).await;
+        self.seen()
+    }
+}
+
+/// Resolves once the drain has begun (the value turned true), holding no lock after: the
+/// connection's handling goes on awaiting.
+pub async fn stop_requested(stopped: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}

@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,6 +19,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::unary::{Dispatch, Hot};
+use crate::api::listener::FirstSign;
 use crate::serving::connections::{Carries, Connections};
 
 /// What every connection serves.
@@ -111,7 +111,7 @@ async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let greeted = Arc::new(AtomicBool::new(false));
+    let greeted = Arc::new(FirstSign::default());
     let io = Greeting::new(stream, Arc::clone(&greeted));
     let connection = builder.serve_connection(TokioIo::new(io), dispatch);
     tokio::pin!(connection);
@@ -129,17 +129,23 @@ async fn serve_connection<S>(
                 return;
             }
             _ = &mut preface_deadline, if waiting_for_preface => {
-                if !greeted.load(Ordering::Relaxed) {
+                if !greeted.seen() {
                     tracing::debug!("gRPC connection sent no preface in time; closing it");
                     return;
                 }
                 waiting_for_preface = false;
             }
-            _ = stopped.wait_for(|stop| *stop) => {
-                // A connection that never finished its preface has no call to finish: a
-                // graceful close would wait for it until the grace period ends.
-                if !greeted.load(Ordering::Relaxed) {
-                    return;
+            _ = crate::api::listener::stop_requested(&mut stopped) => {
+                // A connection that has not finished its preface has no call yet: a graceful
+                // close would wait for one until the grace period ends. Its client may be
+                // greeting right now, though: it gets a moment.
+                if !greeted.seen() {
+                    tokio::select! {
+                        _ = &mut connection => return,
+                        seen = greeted.wait() => if !seen {
+                            return;
+                        },
+                    }
                 }
                 connection.as_mut().graceful_shutdown();
                 break;
@@ -163,11 +169,11 @@ struct Greeting<S> {
     read: usize,
     /// The magic and the first frame's header, as read.
     head: [u8; GREETING_HEAD],
-    greeted: Arc<AtomicBool>,
+    greeted: Arc<FirstSign>,
 }
 
 impl<S> Greeting<S> {
-    fn new(io: S, greeted: Arc<AtomicBool>) -> Self {
+    fn new(io: S, greeted: Arc<FirstSign>) -> Self {
         Greeting {
             io,
             read: 0,
@@ -177,7 +183,7 @@ impl<S> Greeting<S> {
     }
 
     fn saw(&mut self, bytes: &[u8]) {
-        if self.greeted.load(Ordering::Relaxed) {
+        if self.greeted.seen() {
             return;
         }
         let take = bytes.len().min(GREETING_HEAD.saturating_sub(self.read));
@@ -191,7 +197,7 @@ impl<S> Greeting<S> {
             ];
             let frame = u32::from_be_bytes([0, a, b, c]) as usize;
             if self.read >= GREETING_HEAD + frame {
-                self.greeted.store(true, Ordering::Relaxed);
+                self.greeted.mark();
             }
         }
     }
@@ -205,7 +211,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Greeting<S> {
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if !self.greeted.load(Ordering::Relaxed) {
+        if !self.greeted.seen() {
             let this = &mut *self;
             this.saw(&buf.filled()[before..]);
         }

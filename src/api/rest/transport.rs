@@ -11,15 +11,19 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tower_service::Service;
 
-use crate::api::listener::Peer;
+use crate::api::listener::{FirstSign, Peer};
 
 /// Answers on `listener` with `router` until `drain` resolves, then returns once every
 /// connection has closed. `header_read_timeout` bounds the wait for each request head,
@@ -51,6 +55,11 @@ pub async fn serve<L>(
             request.extensions_mut().insert(ConnectInfo(Peer(peer)));
             router.clone().call(request)
         });
+        let first = Arc::new(FirstSign::default());
+        let io = FirstBytes {
+            io,
+            first: Arc::clone(&first),
+        };
         let connection = builder.serve_connection(TokioIo::new(io), service);
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
@@ -62,7 +71,17 @@ pub async fn serve<L>(
                     }
                     return;
                 }
-                _ = stopped.wait_for(|stop| *stop) => connection.as_mut().graceful_shutdown(),
+                _ = crate::api::listener::stop_requested(&mut stopped) => {
+                    // hyper closes a connection that has sent nothing yet at once; one accepted
+                    // just before shutdown may have its request on the way: it gets a moment.
+                    if !first.seen() {
+                        tokio::select! {
+                            _ = &mut connection => return,
+                            _ = first.wait() => {}
+                        }
+                    }
+                    connection.as_mut().graceful_shutdown()
+                }
             }
             let _ = connection.await;
         });
@@ -72,4 +91,55 @@ pub async fn serve<L>(
     let _ = stop.send(true);
     drop(stopped);
     stop.closed().await;
+}
+
+/// A connection's stream that marks its first bytes (see [`FirstSign`]).
+struct FirstBytes<S> {
+    io: S,
+    first: Arc<FirstSign>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FirstBytes<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.first.mark();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstBytes<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
