@@ -759,4 +759,21 @@ fn failures_are_located_counted_against_a_bound_and_joined_by_key() {
     let stats = summary(&kout)["errorStats"].to_string();
     assert!(stats.contains("no key field 'id'"), "{stats}");
     assert!(stats.contains("keyed.json:3"), "{stats}");
+    // A key that names nothing, or one of the model's inputs (taken out of every instance, it
+    // failed them all), is refused before anything runs.
+    for (key, needle) in [
+        ("", "--key-field must name a field"),
+        ("age", "--key-field age names one of the model's inputs"),
+    ] {
+        let o = batch(&[
+            "--input-paths",
+            keyed.to_str().unwrap(),
+            "--output-path",
+            tmp.path().join("refused").to_str().unwrap(),
+            "--key-field",
+            key,
+        ]);
+        assert_one_line_error(&o, needle);
+        assert!(!tmp.path().join("refused").exists());
+    }
 }

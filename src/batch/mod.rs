@@ -121,6 +121,13 @@ pub async fn run(
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
+    if args
+        .key_field
+        .as_deref()
+        .is_some_and(|k| k.trim().is_empty())
+    {
+        bail!("--key-field must name a field");
+    }
     check_worker_count(args.max_worker_count)?;
     if args.worker_count == 0 || args.worker_index >= args.worker_count {
         bail!(
@@ -166,6 +173,16 @@ pub async fn run(
         },
     )
     .with_context(|| format!("cannot load the model of --model-dir {}", args.model_dir))?;
+    // The key is taken out of each instance before the model sees it: a key named as one of
+    // the model's inputs would fail every instance.
+    if let Some(key) = &args.key_field {
+        if sessions.signature().inputs.iter().any(|i| &i.name == key) {
+            bail!(
+                "--key-field {key} names one of the model's inputs; name a field the model \
+                 does not take"
+            );
+        }
+    }
     let sessions = Arc::new(sessions);
     let parts = split::parts(&inputs, args.worker_index, args.worker_count);
 
