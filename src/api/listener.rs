@@ -157,3 +157,73 @@ impl FirstSign {
 pub async fn stop_requested(stopped: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
+
+/// What a [`Watched`] stream shows its first reads to.
+pub trait ReadWatch: Unpin {
+    /// Takes the bytes just read; true once it has seen what it waits for, after which the
+    /// stream stops showing it anything.
+    fn saw(&mut self, bytes: &[u8]) -> bool;
+}
+
+/// A connection's stream whose reads a watcher sees until it has seen enough (a REST client's
+/// first bytes, a gRPC client's whole preface); then, and for writes, it is the stream alone.
+pub struct Watched<S, W> {
+    io: S,
+    watch: Option<W>,
+}
+
+impl<S, W> Watched<S, W> {
+    pub fn new(io: S, watch: W) -> Self {
+        Watched {
+            io,
+            watch: Some(watch),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin, W: ReadWatch> AsyncRead for Watched<S, W> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if let Some(watch) = self.watch.as_mut() {
+            if watch.saw(&buf.filled()[before..]) {
+                self.watch = None;
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin, W: Unpin> AsyncWrite for Watched<S, W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}

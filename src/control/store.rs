@@ -72,6 +72,21 @@ fn json(text: String) -> Result<Value> {
     serde_json::from_str(&text).context("a stored resource is not JSON")
 }
 
+/// The `(number, body)` rows a statement selects, bodies parsed.
+fn keyed_rows(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(i64, Value)>> {
+    let rows = stmt.query_map(params, |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    rows.map(|row| {
+        let (n, body) = row?;
+        Ok((n, json(body)?))
+    })
+    .collect()
+}
+
 impl Store {
     /// Opens (creating and migrating) the database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
@@ -141,14 +156,7 @@ impl Store {
             let mut stmt = tx.tx.prepare(&format!(
                 "SELECT rowid, body FROM {table} WHERE project = ?1 ORDER BY rowid"
             ))?;
-            let rows = stmt.query_map(params![project], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })?;
-            rows.map(|row| {
-                let (n, body) = row?;
-                Ok((n, json(body)?))
-            })
-            .collect()
+            keyed_rows(&mut stmt, params![project])
         })
     }
 
@@ -283,14 +291,7 @@ impl Tx<'_> {
         let mut stmt = self
             .tx
             .prepare("SELECT number, body FROM versions WHERE model = ?1 ORDER BY number")?;
-        let rows = stmt.query_map(params![model], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?;
-        rows.map(|row| {
-            let (n, body) = row?;
-            Ok((n, json(body)?))
-        })
-        .collect()
+        keyed_rows(&mut stmt, params![model])
     }
 
     pub fn version(&self, model: &str, name: &str) -> Result<Option<(i64, Value)>> {

@@ -105,17 +105,18 @@ impl Tensor {
 
 /// The batch size shared by every input (their first dimension); different sizes are an error.
 pub fn batch_size(inputs: &[Tensor]) -> crate::status::Result<usize> {
-    let sizes: Vec<usize> = inputs
-        .iter()
-        .map(|t| t.shape.first().copied().unwrap_or(1))
-        .collect();
-    match sizes.split_first() {
-        None => Ok(0),
-        Some((first, rest)) if rest.iter().all(|s| s == first) => Ok(*first),
-        Some(_) => Err(crate::status::Error::invalid(format!(
-            "ragged input: the inputs have different batch sizes {sizes:?}"
-        ))),
+    // Called on every request (by the adapters and the core): no allocation unless it fails.
+    let rows = |t: &Tensor| t.shape.first().copied().unwrap_or(1);
+    let Some(first) = inputs.first().map(rows) else {
+        return Ok(0);
+    };
+    if inputs.iter().all(|t| rows(t) == first) {
+        return Ok(first);
     }
+    let sizes: Vec<usize> = inputs.iter().map(rows).collect();
+    Err(crate::status::Error::invalid(format!(
+        "ragged input: the inputs have different batch sizes {sizes:?}"
+    )))
 }
 
 /// Applies `$f` to the vector inside any `TensorData`, rebuilding the same variant from its

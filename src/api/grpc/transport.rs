@@ -6,20 +6,18 @@
 //! without tonic's per-call tower stack; the connection settings are the ones tonic used.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::unary::{Dispatch, Hot};
-use crate::api::listener::FirstSign;
+use crate::api::listener::{FirstSign, ReadWatch, Watched};
 use crate::serving::connections::{Carries, Connections};
 
 /// What every connection serves.
@@ -112,7 +110,14 @@ async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let greeted = Arc::new(FirstSign::default());
-    let io = Greeting::new(stream, Arc::clone(&greeted));
+    let io = Watched::new(
+        stream,
+        Preface {
+            read: 0,
+            head: [0; GREETING_HEAD],
+            greeted: Arc::clone(&greeted),
+        },
+    );
     let connection = builder.serve_connection(TokioIo::new(io), dispatch);
     tokio::pin!(connection);
     // hyper waits for the preface for good: a client that connects and sends nothing (or half
@@ -160,11 +165,10 @@ async fn serve_connection<S>(
 const MAGIC_LEN: usize = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".len();
 const GREETING_HEAD: usize = MAGIC_LEN + 9;
 
-/// A connection's stream that notes when the client has sent its whole preface: the magic and
-/// its first frame (hyper checks what they are). The magic alone is not enough: hyper then
-/// waits for the SETTINGS frame for good.
-struct Greeting<S> {
-    io: S,
+/// A gRPC client's first sign of life: its whole preface, the magic and its first frame (hyper
+/// checks what they are). The magic alone is not enough: hyper then waits for the SETTINGS
+/// frame for good.
+struct Preface {
     /// Bytes read so far, up to the end of the preface.
     read: usize,
     /// The magic and the first frame's header, as read.
@@ -172,79 +176,24 @@ struct Greeting<S> {
     greeted: Arc<FirstSign>,
 }
 
-impl<S> Greeting<S> {
-    fn new(io: S, greeted: Arc<FirstSign>) -> Self {
-        Greeting {
-            io,
-            read: 0,
-            head: [0; GREETING_HEAD],
-            greeted,
-        }
-    }
-
-    fn saw(&mut self, bytes: &[u8]) {
-        if self.greeted.seen() {
-            return;
-        }
+impl ReadWatch for Preface {
+    fn saw(&mut self, bytes: &[u8]) -> bool {
         let take = bytes.len().min(GREETING_HEAD.saturating_sub(self.read));
         self.head[self.read.min(GREETING_HEAD)..][..take].copy_from_slice(&bytes[..take]);
         self.read += bytes.len();
-        if self.read >= GREETING_HEAD {
-            let [a, b, c] = [
-                self.head[MAGIC_LEN],
-                self.head[MAGIC_LEN + 1],
-                self.head[MAGIC_LEN + 2],
-            ];
-            let frame = u32::from_be_bytes([0, a, b, c]) as usize;
-            if self.read >= GREETING_HEAD + frame {
-                self.greeted.mark();
-            }
+        if self.read < GREETING_HEAD {
+            return false;
         }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Greeting<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if !self.greeted.seen() {
-            let this = &mut *self;
-            this.saw(&buf.filled()[before..]);
+        let [a, b, c] = [
+            self.head[MAGIC_LEN],
+            self.head[MAGIC_LEN + 1],
+            self.head[MAGIC_LEN + 2],
+        ];
+        let frame = u32::from_be_bytes([0, a, b, c]) as usize;
+        if self.read < GREETING_HEAD + frame {
+            return false;
         }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Greeting<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        self.greeted.mark();
+        true
     }
 }

@@ -11,19 +11,17 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tower_service::Service;
 
-use crate::api::listener::{FirstSign, Peer};
+use crate::api::listener::{FirstSign, Peer, ReadWatch, Watched};
 
 /// Answers on `listener` with `router` until `drain` resolves, then returns once every
 /// connection has closed. `header_read_timeout` bounds the wait for each request head,
@@ -56,10 +54,7 @@ pub async fn serve<L>(
             router.clone().call(request)
         });
         let first = Arc::new(FirstSign::default());
-        let io = FirstBytes {
-            io,
-            first: Arc::clone(&first),
-        };
+        let io = Watched::new(io, FirstBytes(Arc::clone(&first)));
         let connection = builder.serve_connection(TokioIo::new(io), service);
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
@@ -93,53 +88,15 @@ pub async fn serve<L>(
     stop.closed().await;
 }
 
-/// A connection's stream that marks its first bytes (see [`FirstSign`]).
-struct FirstBytes<S> {
-    io: S,
-    first: Arc<FirstSign>,
-}
+/// A REST client's first sign of life: its first bytes.
+struct FirstBytes(Arc<FirstSign>);
 
-impl<S: AsyncRead + Unpin> AsyncRead for FirstBytes<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.first.mark();
+impl ReadWatch for FirstBytes {
+    fn saw(&mut self, bytes: &[u8]) -> bool {
+        if bytes.is_empty() {
+            return false;
         }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for FirstBytes<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        self.0.mark();
+        true
     }
 }
